@@ -1,0 +1,376 @@
+"""Run configuration: frozen dataclasses, the named presets, and how they are resolved.
+
+A run is described by one `RunConfig` made of three sections (`data`, `model`, `train`). The
+values a run uses are resolved in a visible order: dataclass defaults, then the preset, then a
+TOML config file, then command-line flags. Each later layer only names the fields it changes.
+Configs are frozen; change them with `dataclasses.replace` or `with_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vaekit.errors import VaekitError
+
+Architecture = Literal["mlp", "conv"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
+LikelihoodName = Literal["bernoulli", "gaussian"]
+GaussianVariance = Literal["fixed", "global", "pixel"]
+PixelRange = Literal["unit", "symmetric"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise VaekitError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = field(
+        default="fashion-mnist",
+        metadata=_help("built-in name (mnist, fashion-mnist) or a path to an image folder, .npz or .npy"),
+    )
+    data_dir: str | None = field(default=None, metadata=_help("folder to look in first for built-in dataset files"))
+    image_size: int | None = field(default=None, metadata=_help("resize/crop images to this square size"))
+    channels: int | None = field(default=None, metadata=_help("1 (grey) or 3 (RGB); default: as stored"))
+    val_size: int | None = field(
+        default=None, metadata=_help("images held out of training for validation (default 5000, or 10%% of own data)")
+    )
+    binarize: bool = field(default=False, metadata=_help("dynamically binarise pixels (sampled per batch)"))
+    pixel_range: PixelRange = field(default="unit", metadata=_help("unit: [0,1]; symmetric: [-1,1]"))
+    train_limit: int | None = field(default=None, metadata=_help("use only the first N training images"))
+    split_seed: int = field(default=0, metadata=_help("seed of the train/validation split (fixed across runs)"))
+
+    def __post_init__(self) -> None:
+        _require(bool(self.dataset), "--dataset is empty: give a built-in name or a path")
+        _require(
+            self.image_size is None or 4 <= self.image_size <= 1024,
+            f"--image-size {self.image_size} is out of range: use a size from 4 to 1024",
+        )
+        _require(self.channels in (None, 1, 3), f"--channels {self.channels} is not supported: use 1 or 3")
+        _require(self.val_size is None or self.val_size >= 1, f"--val-size {self.val_size} must be at least 1")
+        _require(
+            self.train_limit is None or self.train_limit >= 1, f"--train-limit {self.train_limit} must be at least 1"
+        )
+        _require(
+            not (self.binarize and self.pixel_range == "symmetric"),
+            "--binarize needs --pixel-range unit: binary pixels are 0 or 1",
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: Architecture = field(default="mlp", metadata=_help("encoder/decoder family"))
+    latent_dim: int = field(default=20, metadata=_help("size Z of the latent code"))
+    hidden_sizes: tuple[int, ...] = field(default=(400,), metadata=_help("mlp hidden layer sizes, e.g. 400 or 512,256"))
+    conv_channels: tuple[int, ...] = field(
+        default=(32, 64), metadata=_help("conv encoder channels per layer, e.g. 8,16,32")
+    )
+    conv_strides: tuple[int, ...] = field(default=(2, 2), metadata=_help("conv encoder stride per layer, e.g. 2,2,2"))
+    kernel_size: int = field(default=3, metadata=_help("conv kernel size (odd)"))
+    activation: Activation = field(default="relu", metadata=_help("hidden activation"))
+    likelihood: LikelihoodName = field(default="bernoulli", metadata=_help("p(x|z) family"))
+    gaussian_variance: GaussianVariance = field(
+        default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
+    )
+    sigma: float = field(default=1.0, metadata=_help("gaussian only: fixed sigma, or the initial one when learned"))
+
+    def __post_init__(self) -> None:
+        _require(self.latent_dim >= 1, f"--latent-dim {self.latent_dim} must be at least 1")
+        _require(
+            all(size >= 1 for size in self.hidden_sizes), f"--hidden-sizes {self.hidden_sizes} must all be >= 1"
+        )
+        _require(len(self.conv_channels) >= 1, "--conv-channels needs at least one layer")
+        _require(
+            all(c >= 1 for c in self.conv_channels), f"--conv-channels {self.conv_channels} must all be >= 1"
+        )
+        _require(
+            len(self.conv_channels) == len(self.conv_strides),
+            f"--conv-channels has {len(self.conv_channels)} layers but --conv-strides has "
+            f"{len(self.conv_strides)}: give one stride per layer",
+        )
+        _require(all(s in (1, 2) for s in self.conv_strides), "--conv-strides must each be 1 or 2")
+        _require(
+            self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+            f"--kernel-size {self.kernel_size} must be a positive odd number",
+        )
+        _require(
+            math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=10, metadata=_help("passes over the training set"))
+    batch_size: int = field(default=128, metadata=_help("images per optimiser step"))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
+    beta: float = field(default=1.0, metadata=_help("weight of the KL term (1 = the true ELBO)"))
+    warmup_steps: int = field(default=0, metadata=_help("linear KL warm-up from 0 to beta over N steps"))
+    free_bits: float = field(default=0.0, metadata=_help("minimum KL in nats per latent dimension (0 = off)"))
+    seed: int = field(default=0, metadata=_help("seed for weights, batches, noise"))
+    device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu, cuda, cuda:N"))
+    eval_batch_size: int = field(default=1000, metadata=_help("batch size for validation and test passes"))
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"--epochs {self.epochs} must be at least 1")
+        _require(self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1")
+        _require(math.isfinite(self.lr) and self.lr > 0, f"--lr {self.lr} must be a positive number")
+        _require(math.isfinite(self.beta) and self.beta >= 0, f"--beta {self.beta} must be >= 0")
+        _require(self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps} must be >= 0")
+        _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
+        _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
+        _require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
+            f"--device {self.device!r} is not known: use auto, cpu, cuda or cuda:N",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Inverse of `to_dict`; unknown keys are an error so a typo never passes silently."""
+        known = {"data", "model", "train", "preset"}
+        unknown = set(raw) - known
+        _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use [data], [model], [train]")
+        base = cls()
+        sections = {name: dict(raw.get(name, {})) for name in ("data", "model", "train")}
+        return with_overrides(base, sections, preset=raw.get("preset"))
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
+    """Turn a TOML/JSON/flag value into the field's type, or explain what was expected."""
+    where = f"{section}.{name}"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if value is None:
+        _require(type(None) in args, f"{where} cannot be empty")
+        return None
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(section, name, inner[0], value)
+    if origin is Literal:
+        _require(value in args, f"{where} = {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", "").split(",") if part]
+        _require(isinstance(value, (list, tuple)), f"{where} must be a list of integers, e.g. 400,200")
+        try:
+            return tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise VaekitError(f"{where} = {value!r} must be a list of integers, e.g. 400,200") from None
+    if annotation is bool:
+        _require(isinstance(value, bool), f"{where} must be true or false")
+        return value
+    if annotation is int:
+        _require(
+            isinstance(value, int) and not isinstance(value, bool), f"{where} = {value!r} must be a whole number"
+        )
+        return value
+    if annotation is float:
+        _require(
+            isinstance(value, (int, float)) and not isinstance(value, bool), f"{where} = {value!r} must be a number"
+        )
+        return float(value)
+    if annotation is str:
+        _require(isinstance(value, str), f"{where} = {value!r} must be text")
+        return value
+    raise TypeError(f"no coercion for {annotation!r}")  # a vaekit bug, not user input
+
+
+def field_types(section: str) -> dict[str, Any]:
+    """The resolved type annotation of every field in a section."""
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def with_overrides(
+    config: RunConfig, sections: dict[str, dict[str, Any]], preset: str | None = None
+) -> RunConfig:
+    """Return `config` with the named fields of each section replaced (values are coerced)."""
+    replaced: dict[str, Any] = {}
+    for section, values in sections.items():
+        _require(section in SECTIONS, f"unknown config section [{section}]: use [data], [model], [train]")
+        types_by_name = field_types(section)
+        changes = {}
+        for name, value in values.items():
+            _require(
+                name in types_by_name,
+                f"unknown setting {section}.{name}: known ones are {', '.join(types_by_name)}",
+            )
+            changes[name] = _coerce(section, name, types_by_name[name], value)
+        replaced[section] = dataclasses.replace(getattr(config, section), **changes)
+    if preset is not None:
+        replaced["preset"] = preset
+    return dataclasses.replace(config, **replaced)
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+# Fashion-MNIST and MNIST resized to 32x32 grey: D = 1024 pixels, Z = 128 latents.
+_MSE_KL_PIXELS = 32 * 32
+_MSE_KL_LATENTS = 128
+
+
+def mse_kl_sigma(num_pixels: int, latent_dim: int, kl_weight: float = 0.1) -> float:
+    """Sigma of a Gaussian likelihood that makes the ELBO (beta = 1) equivalent to the
+    mean-reduced loss  mean_pixels((x - x_hat)^2) + kl_weight * mean_latents(KL_j).
+
+    Multiplying that loss by c = Z / kl_weight leaves its minimiser unchanged and gives
+        (Z / (kl_weight * D)) * sum_sq + sum_j KL_j.
+    The Gaussian negative log-likelihood is sum_sq / (2 sigma^2) + const, so the two agree when
+        1 / (2 sigma^2) = Z / (kl_weight * D)   =>   sigma = sqrt(kl_weight * D / (2 Z)).
+    """
+    return math.sqrt(kl_weight * num_pixels / (2.0 * latent_dim))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    sections: dict[str, dict[str, Any]]
+
+    def config(self) -> RunConfig:
+        return with_overrides(RunConfig(), self.sections, preset=self.name)
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in [
+        Preset(
+            "mlp",
+            "the classic PyTorch example: 784-400-20 MLP, ReLU, Bernoulli, Adam 1e-3, batch 128, 10 epochs",
+            {
+                "model": {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"},
+                "train": {"lr": 1e-3, "batch_size": 128, "epochs": 10},
+            },
+        ),
+        Preset(
+            "conv-small",
+            "28x28 conv 1->8->16->32 (3x3, stride 2: 28->14->7->4), 512-d flatten, latent 32, "
+            "Gaussian likelihood (summed squared error), beta 1",
+            {
+                "model": {
+                    "architecture": "conv",
+                    "conv_channels": (8, 16, 32),
+                    "conv_strides": (2, 2, 2),
+                    "kernel_size": 3,
+                    "activation": "relu",
+                    "latent_dim": 32,
+                    "likelihood": "gaussian",
+                    "gaussian_variance": "fixed",
+                    # sigma^2 = 1/2 makes -log p(x|z) = sum of squared errors + const.
+                    "sigma": math.sqrt(0.5),
+                },
+                "train": {"beta": 1.0, "lr": 1e-3, "batch_size": 128, "epochs": 10},
+            },
+        ),
+        Preset(
+            "conv-fashion",
+            "28x28 conv 32(s1)->64(s2)->72(s2)->64(s1), LeakyReLU(0.01), 3136-d flatten, latent 64, "
+            "Bernoulli, Adam 1e-3, batch 100, 30 epochs",
+            {
+                "data": {"dataset": "fashion-mnist"},
+                "model": {
+                    "architecture": "conv",
+                    "conv_channels": (32, 64, 72, 64),
+                    "conv_strides": (1, 2, 2, 1),
+                    "kernel_size": 3,
+                    "activation": "leaky_relu",
+                    "latent_dim": 64,
+                    "likelihood": "bernoulli",
+                },
+                "train": {"lr": 1e-3, "batch_size": 100, "epochs": 30},
+            },
+        ),
+        Preset(
+            "conv-32px",
+            "32x32 inputs in [-1,1], conv 32->64->128->256 (stride 2), latent 128, mean MSE + 0.1 * mean KL "
+            f"as a Gaussian with sigma {mse_kl_sigma(_MSE_KL_PIXELS, _MSE_KL_LATENTS):.4f} and beta 1, "
+            "Adam 1e-4, batch 64, 10 epochs",
+            {
+                "data": {"image_size": 32, "pixel_range": "symmetric"},
+                "model": {
+                    "architecture": "conv",
+                    "conv_channels": (32, 64, 128, 256),
+                    "conv_strides": (2, 2, 2, 2),
+                    "kernel_size": 3,
+                    "activation": "leaky_relu",
+                    "latent_dim": _MSE_KL_LATENTS,
+                    "likelihood": "gaussian",
+                    "gaussian_variance": "fixed",
+                    "sigma": mse_kl_sigma(_MSE_KL_PIXELS, _MSE_KL_LATENTS),
+                },
+                "train": {"beta": 1.0, "lr": 1e-4, "batch_size": 64, "epochs": 10},
+            },
+        ),
+    ]
+}
+
+
+def preset_config(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise VaekitError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)} (see `vaekit presets`)")
+    return PRESETS[name].config()
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise VaekitError(f"config file {path} does not exist: check the path given to --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VaekitError(f"config file {path} is not valid TOML ({exc}): fix the file") from None
+    except OSError as exc:
+        raise VaekitError(f"config file {path} cannot be read ({exc.strerror})") from None
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    flags: dict[str, dict[str, Any]] | None = None,
+) -> RunConfig:
+    """Defaults -> preset -> TOML file -> flags, each layer overriding the one before.
+
+    The TOML file may name a preset itself (`preset = "mlp"` at top level); a preset given as a
+    flag wins over it.
+    """
+    file_values: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
+    file_preset = file_values.pop("preset", None)
+    chosen = preset if preset is not None else file_preset
+    config = preset_config(chosen) if chosen is not None else RunConfig()
+    if file_values:
+        unknown = set(file_values) - set(SECTIONS)
+        _require(
+            not unknown, f"config file {config_file}: unknown section(s) {sorted(unknown)}; use [data], [model], [train]"
+        )
+        config = with_overrides(config, file_values)
+    if flags:
+        config = with_overrides(config, {k: v for k, v in flags.items() if v})
+    return config

@@ -1,0 +1,81 @@
+"""Turn a `DataConfig` into train / validation / test splits held in memory as uint8."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from vaekit.config import DataConfig
+from vaekit.data.arrays import load_array_file
+from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, how_to_get, load_builtin, locate
+from vaekit.data.folders import load_folder
+from vaekit.data.splits import DatasetSplits, ImageSet, hold_out
+from vaekit.data.transforms import convert_channels, resize_images
+from vaekit.errors import VaekitError
+
+BUILTIN_VAL_SIZE = 5000
+OWN_DATA_HOLDOUT_FRACTION = 0.1
+
+
+def _conform(images: ImageSet, config: DataConfig) -> ImageSet:
+    array = images.images
+    if config.channels is not None:
+        array = convert_channels(array, config.channels)
+    if config.image_size is not None:
+        array = resize_images(array, config.image_size)
+    return dataclasses.replace(images, images=array)
+
+
+def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
+    name = config.dataset
+    class_names: tuple[str, ...] | None
+    if name in BUILTINS:
+        train_all, test, source = load_builtin(name, config.data_dir, progress=progress)
+        val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
+        class_names = BUILTINS[name].class_names
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise VaekitError(
+                f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
+            )
+        if path.is_dir():
+            everything, class_names = load_folder(path, config.image_size, config.channels)
+        elif path.suffix.lower() in (".npy", ".npz"):
+            everything, class_names = load_array_file(path), None
+        else:
+            raise VaekitError(f"dataset {path} is neither a folder of images nor a .npy/.npz file")
+        if len(everything) < 3:
+            raise VaekitError(
+                f"dataset {path} has {len(everything)} image(s): need at least 3 (train, validation, test)"
+            )
+        holdout = max(1, round(OWN_DATA_HOLDOUT_FRACTION * len(everything)))
+        train_all, test = hold_out(everything, holdout, config.split_seed, "test")
+        val_size = config.val_size if config.val_size is not None else holdout
+        source = str(path)
+    train, val = hold_out(train_all, val_size, config.split_seed + 1, "validation")
+    if config.train_limit is not None:
+        train = train.take(slice(0, config.train_limit))  # type: ignore[arg-type]
+    return DatasetSplits(
+        name=name,
+        source=source,
+        train=_conform(train, config),
+        val=_conform(val, config),
+        test=_conform(test, config),
+        class_names=class_names,
+    )
+
+
+def describe_builtins(data_dir: str | None = None) -> list[tuple[str, str]]:
+    """(name, where found or how to get it) for `vaekit datasets`."""
+    rows = []
+    for name in BUILTINS:
+        folder = locate(name, data_dir)
+        if folder is not None:
+            rows.append((name, f"found in {folder}"))
+        else:
+            rows.append((name, f"not found (downloads on first use); offline: {how_to_get(name, data_dir)}"))
+    return rows
+
+
+__all__ = ["load_dataset", "describe_builtins", "FILE_NAMES", "FILE_ROLES"]

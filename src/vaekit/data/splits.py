@@ -1,0 +1,59 @@
+"""In-memory datasets: uint8 images (N, C, H, W) with optional integer labels, split three ways."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaekit.errors import VaekitError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 (N, C, H, W) and labels as int64 (N,) or None."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"ImageSet needs uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError("labels and images differ in length")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        _, c, h, w = self.images.shape
+        return (c, h, w)
+
+    def take(self, indices: np.ndarray) -> ImageSet:
+        return ImageSet(self.images[indices], None if self.labels is None else self.labels[indices])
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    name: str
+    source: str  # where the data came from, for messages and the run config
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.train.shape
+
+
+def hold_out(images: ImageSet, count: int, seed: int, what: str) -> tuple[ImageSet, ImageSet]:
+    """Split a seeded random `count` images off `images`; returns (rest, held_out)."""
+    if count >= len(images):
+        raise VaekitError(
+            f"cannot hold out {count} {what} images from {len(images)}: lower --val-size or add images"
+        )
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images.take(np.sort(order[count:])), images.take(np.sort(order[:count]))

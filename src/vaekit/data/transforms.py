@@ -1,0 +1,59 @@
+"""Per-batch conversion of stored uint8 images into model inputs, and its inverse for display.
+
+Shapes: (B, C, H, W) throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vaekit.config import DataConfig
+
+
+def to_model_input(batch: torch.Tensor, config: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 pixels -> float in [0,1], optionally binarised (sampled) or scaled to [-1,1]."""
+    x = batch.float().div_(255.0)
+    if config.binarize:
+        # Dynamic binarisation: each pixel is 1 with probability equal to its intensity, resampled
+        # every time, so the model sees fresh binary data each epoch (Salakhutdinov & Murray 2008).
+        x = torch.bernoulli(x, generator=generator)
+    if config.pixel_range == "symmetric":
+        x = x.mul_(2.0).sub_(1.0)
+    return x
+
+
+def to_unit_range(x: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """Model-scale images -> [0, 1] for display."""
+    if config.pixel_range == "symmetric":
+        x = (x + 1.0) / 2.0
+    return x.clamp(0.0, 1.0)
+
+
+def pixel_bin_width(config: DataConfig) -> float:
+    """Width of one of the 256 intensity bins in model scale (for density -> probability)."""
+    return (2.0 if config.pixel_range == "symmetric" else 1.0) / 256.0
+
+
+def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """Bilinear (antialiased) resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = np.empty(images.shape[:2] + (size, size), dtype=np.uint8)
+    for start in range(0, len(images), chunk):
+        block = torch.from_numpy(images[start : start + chunk]).float()
+        resized = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[start : start + chunk] = resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """Grey <-> RGB for uint8 (N, C, H, W); ITU-R 601 luma for RGB -> grey."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=1)
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)[None, :, None, None]
+    return np.rint((images.astype(np.float32) * weights).sum(axis=1, keepdims=True)).astype(np.uint8)

@@ -1,0 +1,100 @@
+"""The approximate posterior and the likelihoods p(x|z).
+
+Shape letters: B batch, Z latent, C channels, H, W image; D = C*H*W pixels.
+Every log-probability is returned per example, shape (B,), in nats; the caller reduces.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class DiagonalGaussian:
+    """q(z|x) = N(mu, diag(exp(logvar))) with mu and logvar of shape (B, Z)."""
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        self.mu = mu
+        self.logvar = logvar
+
+    @classmethod
+    def from_params(cls, params: torch.Tensor) -> DiagonalGaussian:
+        mu, logvar = params.chunk(2, dim=-1)  # (B, 2Z) -> 2 x (B, Z)
+        return cls(mu, logvar)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample z = mu + sigma * eps, differentiable in mu and logvar."""
+        eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
+        return self.mu + self.std * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mu
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over Z; z (..., B, Z) -> (..., B)."""
+        return -0.5 * ((z - self.mu) ** 2 * torch.exp(-self.logvar) + self.logvar + LOG_2PI).sum(-1)
+
+    def kl_per_dim(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per latent dimension in closed form, shape (B, Z)."""
+        return kl_standard_normal(self.mu, self.logvar)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """-0.5 * (1 + logvar - mu^2 - exp(logvar)), elementwise; sum over Z for the full KL."""
+    return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+
+
+def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
+    return values.flatten(start_dim=1).sum(dim=1)  # (B, C, H, W) -> (B,)
+
+
+class BernoulliLikelihood(nn.Module):
+    """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
+
+    def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        # The stable fused form: never takes log(sigmoid(.)) of a saturated probability.
+        return -_sum_pixels(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
+
+
+class GaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; decoder mean, sigma^2) with sigma fixed, one learned, or learned per pixel."""
+
+    def __init__(self, variance: str, sigma: float, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.variance = variance
+        init = torch.full((), 2.0 * math.log(sigma))
+        if variance == "fixed":
+            self.register_buffer("logvar", init)
+        elif variance == "global":
+            self.logvar = nn.Parameter(init)
+        elif variance == "pixel":
+            self.logvar = nn.Parameter(init.expand(image_shape).clone())  # (C, H, W)
+        else:
+            raise ValueError(f"unknown gaussian variance {variance!r}")
+
+    def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        logvar = self.logvar
+        return -0.5 * _sum_pixels((x - mean).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI)
+
+    def mean(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean
+
+
+Likelihood = BernoulliLikelihood | GaussianLikelihood

@@ -1,0 +1,43 @@
+"""Image grids as PNG files (Pillow only). Inputs are float arrays in [0, 1], (N, C, H, W)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaekit.atomic import write_with
+
+
+def make_grid(images: np.ndarray | torch.Tensor, columns: int | None = None, padding: int = 2) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> one uint8 picture (rows*H', cols*W', C) with light gaps."""
+    array = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    n, c, h, w = array.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255, dtype=np.uint8)
+    pixels = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)  # -> (N, H, W, C)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top : top + h, left : left + w] = pixels[i]
+    return grid
+
+
+def save_png(path: str | Path, picture: np.ndarray, scale: int = 1) -> None:
+    """Write an (H, W, C) uint8 picture atomically, enlarged `scale` times (nearest neighbour)."""
+    image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    write_with(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, columns: int) -> torch.Tensor:
+    """Rows of originals each followed by the row of their reconstructions, (2N, C, H, W)."""
+    pairs = []
+    for start in range(0, len(originals), columns):
+        pairs += [originals[start : start + columns], reconstructions[start : start + columns]]
+    return torch.cat(pairs)

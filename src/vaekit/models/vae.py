@@ -1,0 +1,83 @@
+"""The VAE: an encoder giving q(z|x), a decoder giving p(x|z), and the N(0, I) prior.
+
+Shapes: B batch, (C, H, W) image, Z latent. The encoder returns (B, 2Z) = [mu, logvar]; the
+decoder returns (B, C, H, W) likelihood parameters (logits for Bernoulli, means for Gaussian).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.distributions import BernoulliLikelihood, DiagonalGaussian, GaussianLikelihood, Likelihood
+from vaekit.models.conv import ConvDecoder, ConvEncoder
+from vaekit.models.mlp import MLPDecoder, MLPEncoder
+from vaekit.objectives import ElboTerms, elbo_terms
+
+
+class VAE(nn.Module):
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, latent_dim: int,
+        image_shape: tuple[int, int, int],
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.latent_dim = latent_dim
+        self.image_shape = image_shape
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian.from_params(self.encoder(x))  # (B, C, H, W) -> (B, Z) x 2
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # (B, Z) -> (B, C, H, W)
+
+    def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.log_prob(x, decoded)  # (B,)
+
+    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """E[x|z] in model scale, for pictures."""
+        return self.likelihood.mean(decoded)
+
+    def elbo(
+        self, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0, generator: torch.Generator | None = None
+    ) -> ElboTerms:
+        posterior = self.encode(x)
+        z = posterior.rsample(generator)  # (B, Z)
+        return elbo_terms(self.log_likelihood(x, self.decode(z)), posterior.kl_per_dim(), beta, free_bits)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images E[x|z] with z from the prior, (n, C, H, W)."""
+        z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
+        return self.mean_image(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x|z] at the posterior mean z = mu(x), (B, C, H, W)."""
+        return self.mean_image(self.decode(self.encode(x).mode()))
+
+
+def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+    encoder: nn.Module
+    decoder: nn.Module
+    z, act = config.latent_dim, config.activation
+    if config.architecture == "mlp":
+        encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
+        decoder = MLPDecoder(image_shape, config.hidden_sizes, z, act)
+    else:
+        layout = (config.conv_channels, config.conv_strides, config.kernel_size)
+        encoder = ConvEncoder(image_shape, *layout, z, act)
+        decoder = ConvDecoder(image_shape, *layout, z, act)
+    likelihood: Likelihood
+    if config.likelihood == "bernoulli":
+        likelihood = BernoulliLikelihood()
+    else:
+        likelihood = GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+    return VAE(encoder, decoder, likelihood, z, image_shape)

@@ -1,0 +1,184 @@
+"""A run folder: what training writes into it, and how a finished run is loaded back.
+
+Layout of runs/NAME/:
+    config.json               the resolved RunConfig (plus the data's image shape and source)
+    metrics.jsonl             one JSON line per epoch; every number names its unit
+    summary.json              test-set negative ELBO and its parts after the last epoch
+    checkpoints/last.safetensors, checkpoints/best.safetensors (best validation negative ELBO)
+    images/recon_epochNNN.png, images/samples_epochNNN.png
+Every file is written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.atomic import append_line, write_json
+from vaekit.checkpoint import load_checkpoint, save_checkpoint
+from vaekit.config import DataConfig, RunConfig
+from vaekit.data import DatasetSplits, load_dataset
+from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.errors import VaekitError
+from vaekit.imaging import interleave_rows, make_grid, save_png
+from vaekit.models import VAE, build_model
+from vaekit.scoring import ElboSummary, elbo_over
+from vaekit.train import EVAL_SEED_OFFSET, EpochReport, fit, resolve_device
+
+GRID_COLUMNS = 8
+GRID_IMAGES = 32  # per picture: 4 rows of originals + 4 of reconstructions; 64 samples
+SAMPLE_IMAGES = 64
+
+
+def claim_run_dir(out: str | Path, force: bool) -> Path:
+    """Make `out` an empty run folder; an existing non-empty one needs `force`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"--out {out} is a file, not a folder: choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise VaekitError(
+                f"run folder {out} already exists and is not empty: choose another --out, or pass --force to replace it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_out_free(out: str | Path, force: bool) -> None:
+    """Fail early, before any work, if `out` would need --force."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        claim_run_dir(out, force)
+
+
+class RunWriter:
+    """Callback that writes metrics, checkpoints and pictures into a run folder."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.best_val = float("inf")
+        generator = torch.Generator().manual_seed(config.train.seed + EVAL_SEED_OFFSET)
+        # The same originals and prior draws every epoch, so the pictures show progress.
+        self.fixed_images = torch.from_numpy(splits.val.images[:GRID_IMAGES]).to(device)
+        self.fixed_z = torch.randn((SAMPLE_IMAGES, config.model.latent_dim), generator=generator).to(device)
+
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        line = {
+            "epoch": report.epoch,
+            "step": report.step,
+            "beta": report.beta,
+            "train_loss_nats": report.train_loss,
+            "train_recon_nats": report.train_recon_nats,
+            "train_kl_nats": report.train_kl_nats,
+            **report.val.to_dict(prefix="val_"),
+            "epoch_seconds": report.epoch_seconds,
+            "train_images_per_second": report.images_per_second,
+        }
+        append_line(self.run_dir / "metrics.jsonl", json.dumps(line))
+        info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": report.val.nelbo_nats}
+        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", model, self.config, info)
+        if report.val.nelbo_nats < self.best_val:
+            self.best_val = report.val.nelbo_nats
+            save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", model, self.config, info)
+        self.save_pictures(model, report.epoch)
+
+    @torch.no_grad()
+    def save_pictures(self, model: VAE, epoch: int) -> None:
+        model.eval()
+        data = self.config.data
+        originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))
+        recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
+        grid = interleave_rows(to_unit_range(originals, data), to_unit_range(recon, data), GRID_COLUMNS)
+        save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", make_grid(grid, GRID_COLUMNS), scale=2)
+        samples = to_unit_range(model.mean_image(model.decode(self.fixed_z)), data)
+        save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", make_grid(samples, GRID_COLUMNS), scale=2)
+        model.train()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    test: ElboSummary
+    wall_seconds: float
+
+
+def train_run(config: RunConfig, out: str | Path, force: bool = False, progress: bool = True) -> TrainResult:
+    """Everything `vaekit train` does: load data, build, train, evaluate on test, write the run.
+
+    All input is checked (data loaded, model built) before the run folder is touched, so a bad
+    setting leaves nothing behind and never replaces an existing run.
+    """
+    started = time.perf_counter()
+    check_out_free(out, force)
+    device = resolve_device(config.train.device)
+    splits = load_dataset(config.data, progress=progress)
+    if config.train.batch_size > len(splits.train):
+        raise VaekitError(
+            f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
+            "lower --batch-size"
+        )
+    torch.manual_seed(config.train.seed)  # weight initialisation
+    model = build_model(config.model, splits.shape).to(device)
+    run_dir = claim_run_dir(out, force)
+    write_json(
+        run_dir / "config.json",
+        {**config.to_dict(), "image_shape": list(splits.shape), "data_source": splits.source,
+         "train_images": len(splits.train), "val_images": len(splits.val), "test_images": len(splits.test)},
+    )  # fmt: skip
+    fit(model, splits, config, callbacks=[RunWriter(run_dir, config, splits, device)], progress=progress)
+    # Report the test set with the weights that did best on validation.
+    best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
+    test = elbo_over(best, splits.test.images, config.data, config.train.eval_batch_size, seed=config.train.seed)
+    wall = time.perf_counter() - started
+    write_json(
+        run_dir / "summary.json",
+        {**test.to_dict(prefix="test_"), "checkpoint": "best", "best_epoch": info["epoch"],
+         "wall_seconds": wall, "device": str(device), "units": "nats per image; bits per dimension"},
+    )  # fmt: skip
+    return TrainResult(run_dir, test, wall)
+
+
+@dataclass
+class TrainedRun:
+    """A finished run loaded back: the model plus what is needed to feed it data."""
+
+    path: Path
+    model: VAE
+    config: RunConfig
+    info: dict[str, Any]
+
+    def prepare(self, images: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 images (N, C, H, W) -> model inputs on the model's device."""
+        batch = torch.as_tensor(images).to(self.model.device)
+        return to_model_input(batch, self.config.data, generator)
+
+    def to_display(self, x: torch.Tensor) -> torch.Tensor:
+        return to_unit_range(x, self.config.data)
+
+    def load_data(self, progress: bool = False) -> DatasetSplits:
+        return load_dataset(self.config.data, progress=progress)
+
+
+def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu") -> TrainedRun:
+    """Load a run folder (or a .safetensors checkpoint file) for encoding, decoding and sampling."""
+    path = Path(path)
+    if path.is_dir():
+        file = path / "checkpoints" / f"{checkpoint}.safetensors"
+        if not file.is_file():
+            raise VaekitError(f"{path} holds no {checkpoint} checkpoint: is it a vaekit run folder that finished an epoch?")
+    elif path.is_file():
+        file = path
+    else:
+        raise VaekitError(f"run {path} does not exist: give a run folder written by `vaekit train`")
+    model, config, info = load_checkpoint(file, resolve_device(device))
+    model.eval()
+    return TrainedRun(path, model, config, info)
