@@ -1,8 +1,8 @@
 """vaekit: Variational Autoencoders with correct math, from Python or one command.
 
-    from vaekit import load_run
-    run = load_run("runs/mlp")
-    z = run.model.encode(run.prepare(images)).mode()
+from vaekit import load_run
+run = load_run("runs/mlp")
+z = run.model.encode(run.prepare(images)).mode()
 """
 
 from vaekit.config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, preset_config, resolve

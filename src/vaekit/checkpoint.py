@@ -55,11 +55,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     tensors, metadata = read_checkpoint(path)
     try:
         config = RunConfig.from_dict(json.loads(metadata["config"]))
-        image_shape = tuple(json.loads(metadata["image_shape"]))
+        channels, height, width = (int(v) for v in json.loads(metadata["image_shape"]))
+        image_shape = (channels, height, width)
         info = json.loads(metadata.get("info", "{}"))
-    except (KeyError, json.JSONDecodeError, TypeError) as exc:
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as exc:
         raise VaekitError(f"checkpoint {path} has a damaged header ({exc})") from None
-    model = build_model(config.model, image_shape)  # type: ignore[arg-type]
+    model = build_model(config.model, image_shape)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != found:

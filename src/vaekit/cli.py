@@ -111,8 +111,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve(preset=args.preset, config_file=args.config, flags=config_flags(args))
     out = args.out or Path("runs") / f"{config.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"training {config.preset or 'custom'} on {config.data.dataset}: run folder {out}", file=sys.stderr)
-    result = train_run(config, out, force=args.force, progress=not args.quiet)
+    result = train_run(
+        config, out, force=args.force, progress=not args.quiet, announce=lambda line: print(line, file=sys.stderr)
+    )
     test = result.test
     print(
         f"test negative ELBO {test.nelbo_nats:.2f} nats/image "
@@ -184,7 +185,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         print(f"{name}\n  {preset.summary}")
         for section, values in preset.sections.items():
-            settings = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in values.items())
+            settings = ", ".join(
+                f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in values.items()
+            )
             print(f"  [{section}] {settings}")
     return 0
 

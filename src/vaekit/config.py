@@ -24,6 +24,7 @@ Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "gaussian"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
+LrSchedule = Literal["constant", "cosine"]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -88,13 +89,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(self.latent_dim >= 1, f"--latent-dim {self.latent_dim} must be at least 1")
-        _require(
-            all(size >= 1 for size in self.hidden_sizes), f"--hidden-sizes {self.hidden_sizes} must all be >= 1"
-        )
+        _require(all(size >= 1 for size in self.hidden_sizes), f"--hidden-sizes {self.hidden_sizes} must all be >= 1")
         _require(len(self.conv_channels) >= 1, "--conv-channels needs at least one layer")
-        _require(
-            all(c >= 1 for c in self.conv_channels), f"--conv-channels {self.conv_channels} must all be >= 1"
-        )
+        _require(all(c >= 1 for c in self.conv_channels), f"--conv-channels {self.conv_channels} must all be >= 1")
         _require(
             len(self.conv_channels) == len(self.conv_strides),
             f"--conv-channels has {len(self.conv_channels)} layers but --conv-strides has "
@@ -105,16 +102,17 @@ class ModelConfig:
             self.kernel_size >= 1 and self.kernel_size % 2 == 1,
             f"--kernel-size {self.kernel_size} must be a positive odd number",
         )
-        _require(
-            math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number"
-        )
+        _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = field(default=10, metadata=_help("passes over the training set"))
     batch_size: int = field(default=128, metadata=_help("images per optimiser step"))
-    lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate (the peak one under a schedule)"))
+    lr_schedule: LrSchedule = field(
+        default="constant", metadata=_help("constant, or cosine: decay from --lr to 0 over the run, per step")
+    )
     beta: float = field(default=1.0, metadata=_help("weight of the KL term (1 = the true ELBO)"))
     warmup_steps: int = field(default=0, metadata=_help("linear KL warm-up from 0 to beta over N steps"))
     free_bits: float = field(default=0.0, metadata=_help("minimum KL in nats per latent dimension (0 = off)"))
@@ -186,9 +184,7 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
         _require(isinstance(value, bool), f"{where} must be true or false")
         return value
     if annotation is int:
-        _require(
-            isinstance(value, int) and not isinstance(value, bool), f"{where} = {value!r} must be a whole number"
-        )
+        _require(isinstance(value, int) and not isinstance(value, bool), f"{where} = {value!r} must be a whole number")
         return value
     if annotation is float:
         _require(
@@ -208,9 +204,7 @@ def field_types(section: str) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def with_overrides(
-    config: RunConfig, sections: dict[str, dict[str, Any]], preset: str | None = None
-) -> RunConfig:
+def with_overrides(config: RunConfig, sections: dict[str, dict[str, Any]], preset: str | None = None) -> RunConfig:
     """Return `config` with the named fields of each section replaced (values are coerced)."""
     replaced: dict[str, Any] = {}
     for section, values in sections.items():
@@ -368,7 +362,8 @@ def resolve(
     if file_values:
         unknown = set(file_values) - set(SECTIONS)
         _require(
-            not unknown, f"config file {config_file}: unknown section(s) {sorted(unknown)}; use [data], [model], [train]"
+            not unknown,
+            f"config file {config_file}: unknown section(s) {sorted(unknown)}; use [data], [model], [train]",
         )
         config = with_overrides(config, file_values)
     if flags:

@@ -60,6 +60,14 @@ def beta_at(step: int, beta: float, warmup_steps: int) -> float:
     return beta * min(1.0, step / warmup_steps)
 
 
+def lr_factor(step: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) of `total_steps`."""
+    if schedule == "constant":
+        return 1.0
+    progress = min(step, total_steps) / max(1, total_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine: 1 at the start, 0 at the end
+
+
 def bits_per_dim(nll_nats: float, num_dims: int, log_bin_width: float = 0.0) -> float:
     """Nats per image -> bits per dimension.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,13 @@ class TrainResult:
     wall_seconds: float
 
 
-def train_run(config: RunConfig, out: str | Path, force: bool = False, progress: bool = True) -> TrainResult:
+def train_run(
+    config: RunConfig,
+    out: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Everything `vaekit train` does: load data, build, train, evaluate on test, write the run.
 
     All input is checked (data loaded, model built) before the run folder is touched, so a bad
@@ -129,11 +136,22 @@ def train_run(config: RunConfig, out: str | Path, force: bool = False, progress:
     torch.manual_seed(config.train.seed)  # weight initialisation
     model = build_model(config.model, splits.shape).to(device)
     run_dir = claim_run_dir(out, force)
+    if announce is not None:
+        announce(
+            f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} images {splits.shape}, "
+            f"device {device}): run folder {run_dir}"
+        )
     write_json(
         run_dir / "config.json",
-        {**config.to_dict(), "image_shape": list(splits.shape), "data_source": splits.source,
-         "train_images": len(splits.train), "val_images": len(splits.val), "test_images": len(splits.test)},
-    )  # fmt: skip
+        {
+            **config.to_dict(),
+            "image_shape": list(splits.shape),
+            "data_source": splits.source,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+        },
+    )
     fit(model, splits, config, callbacks=[RunWriter(run_dir, config, splits, device)], progress=progress)
     # Report the test set with the weights that did best on validation.
     best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
@@ -141,9 +159,15 @@ def train_run(config: RunConfig, out: str | Path, force: bool = False, progress:
     wall = time.perf_counter() - started
     write_json(
         run_dir / "summary.json",
-        {**test.to_dict(prefix="test_"), "checkpoint": "best", "best_epoch": info["epoch"],
-         "wall_seconds": wall, "device": str(device), "units": "nats per image; bits per dimension"},
-    )  # fmt: skip
+        {
+            **test.to_dict(prefix="test_"),
+            "checkpoint": "best",
+            "best_epoch": info["epoch"],
+            "wall_seconds": wall,
+            "device": str(device),
+            "units": "nats per image; bits per dimension",
+        },
+    )
     return TrainResult(run_dir, test, wall)
 
 
@@ -174,7 +198,9 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu") ->
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.safetensors"
         if not file.is_file():
-            raise VaekitError(f"{path} holds no {checkpoint} checkpoint: is it a vaekit run folder that finished an epoch?")
+            raise VaekitError(
+                f"{path} holds no {checkpoint} checkpoint: is it a vaekit run folder that finished an epoch?"
+            )
     elif path.is_file():
         file = path
     else:

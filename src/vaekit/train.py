@@ -20,7 +20,7 @@ from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.transforms import to_model_input
 from vaekit.models import VAE
-from vaekit.objectives import beta_at
+from vaekit.objectives import beta_at, lr_factor
 from vaekit.scoring import ElboSummary, elbo_over
 
 # Seeds derived from the run seed, kept apart so that changing how many batches one stream
@@ -74,6 +74,8 @@ def fit(
     noise_generator = torch.Generator(device=device).manual_seed(train_cfg.seed + NOISE_SEED_OFFSET)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     steps_per_epoch = -(-n // train_cfg.batch_size)
+    total_steps = steps_per_epoch * train_cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, train_cfg.lr_schedule))
     step = 0
     reports = []
     for epoch in range(1, train_cfg.epochs + 1):
@@ -81,9 +83,7 @@ def fit(
         started = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
         order = torch.randperm(n, generator=order_generator).to(device)
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch}/{train_cfg.epochs}", disable=not progress, leave=False
-        )
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{train_cfg.epochs}", disable=not progress, leave=False)
         for batch_index in bar:
             index = order[batch_index * train_cfg.batch_size : (batch_index + 1) * train_cfg.batch_size]
             x = to_model_input(images[index], data_cfg, noise_generator)
@@ -93,6 +93,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             step += 1
             with torch.no_grad():
                 totals += torch.stack([terms.loss.sum(), terms.recon_nats.sum(), terms.kl_nats.sum()]).double()

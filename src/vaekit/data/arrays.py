@@ -69,7 +69,8 @@ def load_array_file(path: str | Path) -> ImageSet:
                 labels = np.asarray(loaded[label_key])
                 if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
                     raise VaekitError(
-                        f"{path}[{label_key}] should be {len(images)} integer labels, found {labels.dtype} {labels.shape}"
+                        f"{path}[{label_key}] should be {len(images)} integer labels, "
+                        f"found {labels.dtype} {labels.shape}"
                     )
                 labels = labels.astype(np.int64)
             return ImageSet(images, labels)

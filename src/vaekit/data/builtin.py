@@ -53,9 +53,17 @@ BUILTINS: dict[str, BuiltinDataset] = {
             "test_labels": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
         },
         class_names=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-        ),  # fmt: skip
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         debian_package="dataset-fashion-mnist",
     ),
 }
@@ -121,7 +129,9 @@ def fetch(name: str, progress: bool = True) -> Path:
         failures = []
         for mirror in mirrors:
             try:
-                download(mirror.rstrip("/") + "/" + filename, target_dir / filename, spec.sha256[role], progress=progress)
+                download(
+                    mirror.rstrip("/") + "/" + filename, target_dir / filename, spec.sha256[role], progress=progress
+                )
                 break
             except VaekitError as exc:
                 failures.append(str(exc))

@@ -35,7 +35,7 @@ def load_folder(
     paths = list_images(root)
     if not paths:
         raise VaekitError(f"no .png/.jpg images found under {root}: point --dataset at a folder that has some")
-    images = []
+    images: list[Image.Image] = []
     modes = set()
     for path in paths:
         try:
@@ -56,11 +56,11 @@ def load_folder(
             "pass --image-size N to resize and centre-crop them all to NxN"
         )
     arrays = []
-    for img in images:
-        img = img.convert(mode)
+    for original in images:
+        converted = original.convert(mode)
         if image_size is not None:
-            img = ImageOps.fit(img, (image_size, image_size), method=Image.Resampling.LANCZOS)
-        pixels = np.asarray(img, dtype=np.uint8)
+            converted = ImageOps.fit(converted, (image_size, image_size), method=Image.Resampling.LANCZOS)
+        pixels = np.asarray(converted, dtype=np.uint8)
         arrays.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))  # -> (C, H, W)
     labels, names = _labels_from_subfolders(root, paths)
     return ImageSet(np.stack(arrays), labels), names

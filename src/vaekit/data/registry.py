@@ -78,4 +78,4 @@ def describe_builtins(data_dir: str | None = None) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["load_dataset", "describe_builtins", "FILE_NAMES", "FILE_ROLES"]
+__all__ = ["FILE_NAMES", "FILE_ROLES", "describe_builtins", "load_dataset"]

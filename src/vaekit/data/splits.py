@@ -52,8 +52,6 @@ class DatasetSplits:
 def hold_out(images: ImageSet, count: int, seed: int, what: str) -> tuple[ImageSet, ImageSet]:
     """Split a seeded random `count` images off `images`; returns (rest, held_out)."""
     if count >= len(images):
-        raise VaekitError(
-            f"cannot hold out {count} {what} images from {len(images)}: lower --val-size or add images"
-        )
+        raise VaekitError(f"cannot hold out {count} {what} images from {len(images)}: lower --val-size or add images")
     order = np.random.default_rng(seed).permutation(len(images))
     return images.take(np.sort(order[count:])), images.take(np.sort(order[:count]))

@@ -40,7 +40,7 @@ def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarra
     """Bilinear (antialiased) resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks."""
     if images.shape[-2:] == (size, size):
         return images
-    out = np.empty(images.shape[:2] + (size, size), dtype=np.uint8)
+    out = np.empty((*images.shape[:2], size, size), dtype=np.uint8)
     for start in range(0, len(images), chunk):
         block = torch.from_numpy(images[start : start + chunk]).float()
         resized = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -5,6 +5,7 @@ Shapes: B batch, (C, H, W) image, D = C*H*W, Z latent.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -15,7 +16,7 @@ from vaekit.models.layers import activation
 
 def _stack(sizes: list[int], act: str) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(sizes):
         layers += [nn.Linear(n_in, n_out), activation(act)]
     return nn.Sequential(*layers)
 

@@ -18,9 +18,13 @@ from vaekit.objectives import ElboTerms, elbo_terms
 
 class VAE(nn.Module):
     def __init__(
-        self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, latent_dim: int,
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        latent_dim: int,
         image_shape: tuple[int, int, int],
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated environment and tiny datasets written on the fly."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaekit.data.idx import encode_idx
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the user's cache or reaches the network."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("VAEKIT_OFFLINE", "1")
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.delenv("VAEKIT_MIRROR", raising=False)
+
+
+def blob_images(n: int, side: int = 28, channels: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable toy images: a bright square in one of 4 quadrants (the label), plus noise.
+
+    Returns uint8 (n, channels, side, side) and int64 labels (n,).
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=n)
+    images = rng.integers(0, 40, size=(n, channels, side, side)).astype(np.uint8)
+    half = side // 2
+    for i, label in enumerate(labels):
+        top, left = (label // 2) * half, (label % 2) * half
+        images[i, :, top : top + half, left : left + half] = 220
+    return images, labels.astype(np.int64)
+
+
+def write_idx_dataset(folder: Path, n_train: int = 300, n_test: int = 60, side: int = 28, gz: bool = True) -> Path:
+    """The four MNIST-style files of a tiny blob dataset in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = blob_images(n_train, side, seed=1)
+    test_x, test_y = blob_images(n_test, side, seed=2)
+    arrays = {
+        "train-images-idx3-ubyte": train_x[:, 0],
+        "train-labels-idx1-ubyte": train_y.astype(np.uint8),
+        "t10k-images-idx3-ubyte": test_x[:, 0],
+        "t10k-labels-idx1-ubyte": test_y.astype(np.uint8),
+    }
+    for name, array in arrays.items():
+        raw = encode_idx(array)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    return write_idx_dataset(tmp_path / "tiny-mnist")
+
+
+@pytest.fixture
+def blob_npz(tmp_path: Path) -> Path:
+    images, labels = blob_images(240, side=28)
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x=images[:, 0], y=labels)
+    return path
+
+
+needs_fashion = pytest.mark.skipif(
+    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)

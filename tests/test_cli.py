@@ -1,0 +1,128 @@
+"""The `vaekit` command, run as a user runs it: a subprocess, its output and exit code."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FASHION_DIR, needs_fashion
+
+
+def vaekit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAEKIT_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaekit: error:"), result.stderr
+    assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    from tests.conftest import blob_images
+
+    root = tmp_path_factory.mktemp("cli")
+    images, labels = blob_images(200)
+    np.savez(root / "blobs.npz", x=images[:, 0], y=labels)
+    out = root / "run"
+    result = vaekit(
+        "train",
+        "--dataset",
+        str(root / "blobs.npz"),
+        "--preset",
+        "mlp",
+        "--hidden-sizes",
+        "32",
+        "--latent-dim",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test negative ELBO" in result.stdout and "nats/image" in result.stdout
+    return out
+
+
+def test_train_writes_the_resolved_config(trained_run: Path) -> None:
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["preset"] == "mlp" and config["model"]["hidden_sizes"] == [32]
+    assert config["train"]["epochs"] == 2 and config["image_shape"] == [1, 28, 28]
+
+
+def test_sample_and_reconstruct(trained_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    result = vaekit("sample", "--run", str(trained_run), "-n", "16", "--out", str(tmp_path / "s.png"))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "s.png").size == (2 * (4 * 30 + 2),) * 2
+    result = vaekit("reconstruct", "--run", str(trained_run), "-n", "8", "--out", str(tmp_path / "r.png"))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "r.png").size == (2 * (8 * 30 + 2), 2 * (2 * 30 + 2))
+    again = vaekit("sample", "--run", str(trained_run), "--out", str(tmp_path / "s.png"))
+    assert_user_error(again, "already exists")
+
+
+def test_existing_run_folder_needs_force(trained_run: Path) -> None:
+    before = sorted(p.name for p in trained_run.rglob("*"))
+    result = vaekit("train", "--dataset", "nowhere.npz", "--out", str(trained_run))
+    assert_user_error(result, "--force")
+    assert sorted(p.name for p in trained_run.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["train", "--latent-dim", "0"], "--latent-dim 0 must be at least 1"),
+        (["train", "--epochs", "-3"], "--epochs -3 must be at least 1"),
+        (["train", "--epochs", "three"], "invalid int value"),
+        (["train", "--activation", "swish"], "invalid choice"),
+        (["train", "--config", "missing.toml"], "config file missing.toml does not exist"),
+        (["sample", "--run", "no-such-run", "--out", "x.png"], "run no-such-run does not exist"),
+        (["sample", "--run", "r", "-n", "0", "--out", "x.png"], "-n 0 is out of range"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = vaekit(*args, "--out", str(tmp_path / "out")) if args[0] == "train" else vaekit(*args, cwd=tmp_path)
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_builtin_dataset_explains_where_to_put_it(tmp_path: Path) -> None:
+    result = vaekit("train", "--dataset", "mnist", "--out", str(tmp_path / "out"))
+    assert_user_error(result, "mnist files not found")
+    assert "train-images-idx3-ubyte.gz" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_presets_and_datasets_listings() -> None:
+    presets = vaekit("presets")
+    assert presets.returncode == 0
+    for name in ("mlp", "conv-small", "conv-fashion", "conv-32px"):
+        assert f"\n{name}\n" in f"\n{presets.stdout}"
+    as_json = json.loads(vaekit("presets", "--json").stdout)
+    assert as_json["conv-fashion"]["train"]["epochs"] == 30
+    datasets = vaekit("datasets")
+    assert datasets.returncode == 0 and "mnist" in datasets.stdout and "fashion-mnist" in datasets.stdout
+
+
+@needs_fashion
+def test_datasets_finds_the_debian_package() -> None:
+    assert f"found in {FASHION_DIR}" in vaekit("datasets").stdout

@@ -1,0 +1,74 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from vaekit.config import PRESETS, RunConfig, mse_kl_sigma, preset_config, resolve
+from vaekit.errors import VaekitError
+
+
+def test_layers_apply_in_order(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "conv-small"\n[train]\nepochs = 3\nlr = 0.01\n[model]\nlatent_dim = 5\n')
+    config = resolve(config_file=toml, flags={"train": {"epochs": 7}, "data": {}})
+    assert config.preset == "conv-small"
+    assert config.model.architecture == "conv"  # from the preset
+    assert config.model.latent_dim == 5  # file over preset
+    assert config.train.lr == 0.01
+    assert config.train.epochs == 7  # flag over file
+    assert resolve(preset="mlp", config_file=toml).model.architecture == "mlp"  # flag preset wins
+
+
+def test_round_trip_through_dict() -> None:
+    for name in PRESETS:
+        config = preset_config(name)
+        assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset_config("mlp").train.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"model": {"latent_dim": 0}}, "--latent-dim 0 must be at least 1"),
+        ({"train": {"epochs": -1}}, "--epochs -1 must be at least 1"),
+        ({"train": {"lr": 0.0}}, "--lr"),
+        ({"model": {"kernel_size": 4}}, "odd"),
+        ({"model": {"conv_channels": "8,16", "conv_strides": "2"}}, "one stride per layer"),
+        ({"model": {"hidden_sizes": "400,x"}}, "list of integers"),
+        ({"model": {"activation": "swish"}}, "not one of"),
+        ({"model": {"latent_dimm": 3}}, "unknown setting model.latent_dimm"),
+        ({"data": {"binarize": True, "pixel_range": "symmetric"}}, "--binarize needs"),
+        ({"train": {"epochs": 2.5}}, "whole number"),
+    ],
+)
+def test_bad_settings_explain_themselves(flags: dict, message: str) -> None:
+    with pytest.raises(VaekitError, match=message):
+        resolve(preset="mlp", flags=flags)
+
+
+def test_unknown_preset_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(VaekitError, match="unknown preset 'mpl'"):
+        resolve(preset="mpl")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3")
+    with pytest.raises(VaekitError, match="not valid TOML"):
+        resolve(config_file=bad)
+    with pytest.raises(VaekitError, match="does not exist"):
+        resolve(config_file=tmp_path / "missing.toml")
+
+
+def test_presets_match_the_tutorials() -> None:
+    mlp = preset_config("mlp")
+    assert (mlp.model.hidden_sizes, mlp.model.latent_dim, mlp.model.likelihood) == ((400,), 20, "bernoulli")
+    assert (mlp.train.lr, mlp.train.batch_size, mlp.train.epochs) == (1e-3, 128, 10)
+    fashion = preset_config("conv-fashion")
+    assert fashion.model.conv_channels == (32, 64, 72, 64) and fashion.model.conv_strides == (1, 2, 2, 1)
+    assert (fashion.train.batch_size, fashion.train.epochs, fashion.model.latent_dim) == (100, 30, 64)
+    px32 = preset_config("conv-32px")
+    assert px32.data.image_size == 32 and px32.data.pixel_range == "symmetric"
+    assert px32.model.sigma == pytest.approx(mse_kl_sigma(1024, 128)) == pytest.approx(0.4**0.5)
+    assert (px32.train.lr, px32.train.batch_size, px32.train.beta) == (1e-4, 64, 1.0)

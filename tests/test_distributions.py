@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from vaekit.distributions import (
+    BernoulliLikelihood,
+    DiagonalGaussian,
+    GaussianLikelihood,
+    kl_standard_normal,
+    standard_normal_log_prob,
+)
+
+
+def test_kl_closed_form_matches_monte_carlo() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mu = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[-0.5, 0.3, -2.0]], dtype=torch.float64)
+    posterior = DiagonalGaussian(mu.expand(200_000, 3), logvar.expand(200_000, 3))
+    z = posterior.rsample(generator)  # (S, Z): one sample per row
+    monte_carlo = (posterior.log_prob(z) - standard_normal_log_prob(z)).mean()
+    closed_form = kl_standard_normal(mu, logvar).sum()
+    assert monte_carlo.item() == pytest.approx(closed_form.item(), abs=0.02)
+
+
+def test_kl_is_zero_only_at_the_prior() -> None:
+    assert kl_standard_normal(torch.zeros(4), torch.zeros(4)).abs().max() == 0
+    assert (kl_standard_normal(torch.tensor([0.1, 0.0]), torch.tensor([0.0, 0.1])) > 0).all()
+
+
+def test_rsample_has_the_posterior_moments_and_passes_gradients() -> None:
+    mu = torch.full((100_000, 1), 1.5, requires_grad=True)
+    logvar = torch.full((100_000, 1), math.log(0.25), requires_grad=True)
+    z = DiagonalGaussian(mu, logvar).rsample(torch.Generator().manual_seed(1))
+    assert z.mean().item() == pytest.approx(1.5, abs=0.01)
+    assert z.std().item() == pytest.approx(0.5, abs=0.01)
+    z.sum().backward()
+    assert mu.grad is not None and logvar.grad is not None
+    assert torch.all(mu.grad == 1)
+
+
+def test_rsample_is_reproducible_with_a_generator() -> None:
+    posterior = DiagonalGaussian(torch.zeros(3, 5), torch.zeros(3, 5))
+    a = posterior.rsample(torch.Generator().manual_seed(7))
+    b = posterior.rsample(torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_bernoulli_log_prob_matches_hand_computation() -> None:
+    logits = torch.tensor([[[[2.0, -1.0], [0.0, 30.0]]]])  # (1, 1, 2, 2)
+    x = torch.tensor([[[[1.0, 0.0], [0.3, 0.0]]]])
+    p = [1 / (1 + math.exp(-v)) for v in (2.0, -1.0, 0.0)]
+    by_hand = math.log(p[0]) + math.log(1 - p[1]) + (0.3 * math.log(p[2]) + 0.7 * math.log(1 - p[2]))
+    # log(1 - sigmoid(30)) = -30 - log(1 + e^-30): the naive form would give -inf in float32.
+    by_hand += -30.0 - math.log1p(math.exp(-30.0))
+    got = BernoulliLikelihood().log_prob(x, logits)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+@pytest.mark.parametrize("variance", ["fixed", "global", "pixel"])
+def test_gaussian_log_prob_matches_hand_computation(variance: str) -> None:
+    sigma = 0.7
+    likelihood = GaussianLikelihood(variance, sigma, (1, 1, 3))
+    x = torch.tensor([[[[0.2, 0.5, 1.0]]]])
+    mean = torch.tensor([[[[0.0, 0.5, 0.4]]]])
+    by_hand = sum(
+        -0.5 * math.log(2 * math.pi * sigma**2) - (a - m) ** 2 / (2 * sigma**2)
+        for a, m in zip([0.2, 0.5, 1.0], [0.0, 0.5, 0.4], strict=True)
+    )
+    assert likelihood.log_prob(x, mean).item() == pytest.approx(by_hand, rel=1e-5)
+    learned = [p for p in likelihood.parameters()]
+    assert len(learned) == (0 if variance == "fixed" else 1)

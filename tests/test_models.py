@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from vaekit.config import PRESETS, ModelConfig, preset_config
+from vaekit.errors import VaekitError
+from vaekit.models import build_model
+
+SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32), (3, 64, 64)]
+SMALL_MODELS = {
+    "mlp": ModelConfig(architecture="mlp", hidden_sizes=(32, 16), latent_dim=4),
+    "conv": ModelConfig(architecture="conv", conv_channels=(4, 8, 8), conv_strides=(2, 2, 1), latent_dim=4),
+    "conv-gauss-pixel": ModelConfig(
+        architecture="conv",
+        conv_channels=(4, 8),
+        conv_strides=(2, 2),
+        latent_dim=3,
+        likelihood="gaussian",
+        gaussian_variance="pixel",
+        activation="leaky_relu",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", list(SMALL_MODELS))
+def test_shapes_and_gradients(name: str, shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(SMALL_MODELS[name], shape)
+    x = torch.rand(5, *shape)
+    posterior = model.encode(x)
+    assert posterior.mu.shape == posterior.logvar.shape == (5, model.latent_dim)
+    assert model.decode(posterior.mode()).shape == (5, *shape)
+    terms = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    assert terms.loss.shape == (5,) and torch.isfinite(terms.loss).all()
+    terms.loss.mean().backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {param_name}"
+    assert model.sample(3).shape == (3, *shape)
+
+
+@pytest.mark.parametrize("side", [5, 27, 28, 31, 33, 64])
+def test_conv_decoder_restores_odd_and_even_sizes(side: int) -> None:
+    model = build_model(SMALL_MODELS["conv"], (1, side, side + 3))
+    assert model.decode(torch.zeros(2, 4)).shape == (2, 1, side, side + 3)
+
+
+def test_image_too_small_for_the_stack() -> None:
+    config = ModelConfig(architecture="conv", conv_channels=(4, 4, 4, 4), conv_strides=(2, 2, 2, 2))
+    with pytest.raises(VaekitError, match="too small"):
+        build_model(config, (1, 4, 4))
+
+
+def test_presets_build_with_the_documented_layouts() -> None:
+    shapes = {"mlp": (1, 28, 28), "conv-small": (1, 28, 28), "conv-fashion": (1, 28, 28), "conv-32px": (1, 32, 32)}
+    assert set(shapes) == set(PRESETS)
+    models = {name: build_model(preset_config(name).model, shape) for name, shape in shapes.items()}
+    mlp = models["mlp"]
+    assert [tuple(p.shape) for p in mlp.encoder.parameters()] == [(400, 784), (400,), (40, 400), (40,)]
+    assert math.prod(models["conv-small"].encoder.feature_shape) == 512
+    assert models["conv-small"].encoder.feature_shape == (32, 4, 4)
+    assert math.prod(models["conv-fashion"].encoder.feature_shape) == 3136
+    assert models["conv-32px"].latent_dim == 128
+    for name, model in models.items():
+        x = torch.rand(2, *shapes[name])
+        assert model.decode(model.encode(x).mode()).shape == x.shape
+
+
+def test_bernoulli_decoder_returns_logits_not_probabilities() -> None:
+    model = build_model(SMALL_MODELS["mlp"], (1, 28, 28))
+    with torch.no_grad():
+        for p in model.decoder.head.parameters():
+            p.fill_(5.0)
+    out = model.decode(torch.ones(1, 4))
+    assert out.max() > 1.0  # raw logits
+    assert model.mean_image(out).max() <= 1.0

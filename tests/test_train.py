@@ -1,0 +1,142 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FASHION_DIR, needs_fashion
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.data import load_dataset
+from vaekit.errors import VaekitError
+from vaekit.models import build_model
+from vaekit.objectives import lr_factor
+from vaekit.runs import load_run, train_run
+from vaekit.scoring import elbo_over
+from vaekit.train import fit
+
+
+def tiny_config(dataset: Path, **train: object) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(dataset=str(dataset), val_size=40),
+        model=ModelConfig(architecture="mlp", hidden_sizes=(64,), latent_dim=4),
+        train=dataclasses.replace(TrainConfig(epochs=2, batch_size=32, lr=3e-3, eval_batch_size=64), **train),
+    )
+
+
+def test_a_train_step_changes_weights_and_evaluation_does_not(blob_npz: Path) -> None:
+    config = tiny_config(blob_npz, epochs=1)
+    splits = load_dataset(config.data, progress=False)
+    model = build_model(config.model, splits.shape)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    elbo_over(model, splits.val.images, config.data, batch_size=16)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    fit(model, splits, config, progress=False)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
+    assert set(changed) == set(before)
+
+
+def test_training_lowers_validation_loss_and_is_reproducible(blob_npz: Path) -> None:
+    config = tiny_config(blob_npz, epochs=4)
+    splits = load_dataset(config.data, progress=False)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, splits.shape)
+        untrained = elbo_over(model, splits.val.images, config.data, 64).nelbo_nats
+        reports = fit(model, splits, config, progress=False)
+        assert reports[-1].val.nelbo_nats < untrained - 50
+        assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
+        weights.append(model.state_dict())
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), f"{name} differs between identical runs"
+
+
+def test_warmup_and_cosine_schedule_reach_the_optimizer(blob_npz: Path) -> None:
+    config = tiny_config(blob_npz, epochs=2, warmup_steps=1000, lr_schedule="cosine")
+    splits = load_dataset(config.data, progress=False)
+    model = build_model(config.model, splits.shape)
+    reports = fit(model, splits, config, progress=False)
+    steps = reports[-1].step
+    assert reports[-1].beta == pytest.approx(steps / 1000)
+    assert lr_factor(0, 10, "cosine") == 1.0 and lr_factor(10, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(5, 10, "cosine") == pytest.approx(0.5) and lr_factor(7, 10, "constant") == 1.0
+
+
+def test_run_folder_contents_and_reload(tmp_path: Path, blob_npz: Path) -> None:
+    config = tiny_config(blob_npz)
+    result = train_run(config, tmp_path / "run", progress=False)
+    run_dir = result.run_dir
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert {"val_nelbo_nats", "val_bits_per_dim", "train_kl_nats"} <= set(lines[0])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_nelbo_nats"] == pytest.approx(summary["test_recon_nats"] + summary["test_kl_nats"])
+    for name in [
+        "config.json",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "images/recon_epoch002.png",
+        "images/samples_epoch002.png",
+    ]:
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not list(run_dir.rglob("*.tmp"))
+    # Loading the run back gives the model that produced the summary's figure, bit for bit.
+    run = load_run(run_dir)
+    splits = run.load_data()
+    again = elbo_over(run.model, splits.test.images, run.config.data, config.train.eval_batch_size, seed=0)
+    assert again.nelbo_nats == pytest.approx(summary["test_nelbo_nats"], rel=1e-9)
+    z = run.model.encode(run.prepare(splits.test.images[:3])).mode()
+    assert z.shape == (3, 4) and run.model.decode(z).shape == (3, 1, 28, 28)
+    assert run.model.elbo(run.prepare(splits.test.images[:5])).loss.shape == (5,)
+
+
+def test_existing_run_is_never_overwritten(tmp_path: Path, blob_npz: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(VaekitError, match="--force"):
+        train_run(tiny_config(blob_npz), out, progress=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_bad_input_writes_nothing(tmp_path: Path, blob_npz: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(VaekitError, match="--batch-size 5000 is larger"):
+        train_run(tiny_config(blob_npz, batch_size=5000), out, progress=False)
+    assert not out.exists()
+
+
+def test_binarized_gaussian_and_conv_paths_train(tmp_path: Path, blob_npz: Path) -> None:
+    base = tiny_config(blob_npz, epochs=1)
+    variants = [
+        dataclasses.replace(base, data=dataclasses.replace(base.data, binarize=True)),
+        dataclasses.replace(
+            base,
+            data=dataclasses.replace(base.data, pixel_range="symmetric", image_size=16),
+            model=ModelConfig(
+                architecture="conv",
+                conv_channels=(4, 8),
+                conv_strides=(2, 2),
+                latent_dim=3,
+                likelihood="gaussian",
+                gaussian_variance="global",
+            ),
+        ),
+    ]
+    for i, config in enumerate(variants):
+        result = train_run(config, tmp_path / f"run{i}", progress=False)
+        assert torch.isfinite(torch.tensor(result.test.nelbo_nats))
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_short_real_training_on_fashion_mnist_subset(tmp_path: Path) -> None:
+    config = RunConfig(
+        data=DataConfig(dataset="fashion-mnist", data_dir=str(FASHION_DIR), train_limit=6000, val_size=1000),
+        train=TrainConfig(epochs=2),
+    )
+    result = train_run(config, tmp_path / "run", progress=False)
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert lines[1]["val_nelbo_nats"] < lines[0]["val_nelbo_nats"] < 400
+    assert 200 < result.test.nelbo_nats < 400
