@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vaekit.atomic import append_line, write_json
 from vaekit.checkpoint import load_checkpoint, save_checkpoint
@@ -31,7 +33,7 @@ from vaekit.errors import VaekitError
 from vaekit.imaging import interleave_rows, make_grid, save_png
 from vaekit.models import VAE, build_model
 from vaekit.scoring import ElboSummary, elbo_over
-from vaekit.train import EVAL_SEED_OFFSET, EpochReport, fit, resolve_device
+from vaekit.train import EVAL_SEED_OFFSET, Callback, EpochReport, fit, resolve_device
 
 GRID_COLUMNS = 8
 GRID_IMAGES = 32  # per picture: 4 rows of originals + 4 of reconstructions; 64 samples
@@ -105,6 +107,22 @@ class RunWriter:
         model.train()
 
 
+class ConsoleReport:
+    """Callback printing one line per epoch (through tqdm, so progress bars stay intact)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        val = report.val
+        tqdm.write(
+            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
+            f"val -ELBO {val.nelbo_nats:.2f} nats/image (recon {val.recon_nats:.2f} + KL {val.kl_nats:.2f}), "
+            f"{val.bits_per_dim:.4f} bits/dim  beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
+            file=sys.stderr,
+        )
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
@@ -152,7 +170,10 @@ def train_run(
             "test_images": len(splits.test),
         },
     )
-    fit(model, splits, config, callbacks=[RunWriter(run_dir, config, splits, device)], progress=progress)
+    callbacks: list[Callback] = [RunWriter(run_dir, config, splits, device)]
+    if progress:
+        callbacks.append(ConsoleReport(config.train.epochs))
+    fit(model, splits, config, callbacks=callbacks, progress=progress)
     # Report the test set with the weights that did best on validation.
     best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
     test = elbo_over(best, splits.test.images, config.data, config.train.eval_batch_size, seed=config.train.seed)

@@ -83,7 +83,12 @@ def fit(
         started = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
         order = torch.randperm(n, generator=order_generator).to(device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{train_cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}/{train_cfg.epochs}",
+            disable=None if progress else True,
+            leave=False,
+        )
         for batch_index in bar:
             index = order[batch_index * train_cfg.batch_size : (batch_index + 1) * train_cfg.batch_size]
             x = to_model_input(images[index], data_cfg, noise_generator)

@@ -36,7 +36,12 @@ def download(url: str, target: Path, sha256: str, timeout_s: float = 30.0, progr
             with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress, leave=False
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=None if progress else True,
+                    leave=False,
                 ) as bar:
                     for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                         out.write(chunk)
