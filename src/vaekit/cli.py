@@ -14,12 +14,17 @@ import time
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vaekit.config import PRESETS, SECTIONS, field_types, preset_config, resolve
 from vaekit.errors import VaekitError
 
+if TYPE_CHECKING:
+    from vaekit.pictures import PictureContext
+
 EXIT_USAGE = 2
+# Kept here rather than imported so that `vaekit --help` does not load matplotlib and torch.
+PICTURE_NAMES = ("curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -90,11 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", required=True, type=Path, help="PNG file to write")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--checkpoint", choices=["best", "last"], default="best")
-        sub.add_argument("--device", default="cpu")
+        sub.add_argument("--device", default="auto")
         sub.add_argument("--force", action="store_true", help="replace an existing output file")
         if name == "reconstruct":
             sub.add_argument("--split", choices=["val", "test"], default="test")
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
+
+    evaluate = commands.add_parser("evaluate", help="negative ELBO, IWAE -log p(x), active units, sample quality")
+    _add_run_arguments(evaluate)
+    evaluate.add_argument("--split", choices=["test", "val"], default="test")
+    evaluate.add_argument("--k", type=int, default=1000, help="importance samples for -log p(x) (default 1000)")
+    evaluate.add_argument("--no-quality", action="store_true", help="skip the classifier-based sample quality")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    plot = commands.add_parser("plot", help="PNG pictures of what a run learned")
+    _add_run_arguments(plot)
+    plot.add_argument("what", nargs="+", choices=[*PICTURE_NAMES, "all"], help="which pictures")
+    plot.add_argument("--out-dir", type=Path, help="folder for the PNGs (default: RUN/plots)")
+    plot.set_defaults(handler=cmd_plot)
+
+    report = commands.add_parser("report", help="one self-contained HTML report of a run")
+    _add_run_arguments(report)
+    report.add_argument("--k", type=int, default=1000, help="importance samples, if the run has no eval.json yet")
+    report.add_argument("--out", type=Path, help="HTML file (default: RUN/report.html)")
+    report.set_defaults(handler=cmd_report)
 
     datasets = commands.add_parser("datasets", help="where each built-in dataset is, or how to get it")
     datasets.add_argument("--data-dir", help="also look in this folder")
@@ -166,6 +190,76 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     pairs = interleave_rows(run.to_display(x), run.to_display(run.model.reconstruct(x)), GRID_COLUMNS)
     save_png(args.out, make_grid(pairs, GRID_COLUMNS), scale=2)
     print(f"wrote {len(images)} {args.split} images over their reconstructions to {args.out}")
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, type=Path, help="run folder written by `vaekit train`")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise VaekitError(f"--run {path} is not a run folder: give the folder `vaekit train --out` created")
+    return path
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaekit.assessment import collapse_warning, evaluate_run, format_table, save_evaluation
+    from vaekit.runs import load_run
+
+    if not 1 <= args.k <= 100_000:
+        raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    result = evaluate_run(run, run.load_data(), args.split, args.k, args.seed, quality=not args.no_quality)
+    print(format_table(result))
+    warning = collapse_warning(result)
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"wrote {save_evaluation(args.run, result)}")
+    return 0
+
+
+def _draw_all(ctx: PictureContext, names: list[str], out_dir: Path) -> dict[str, Path]:
+    from vaekit.pictures import draw
+
+    return {name: draw(ctx, name, out_dir / f"{name}.png") for name in names}
+
+
+def _load_for_pictures(args: argparse.Namespace) -> PictureContext:
+    from vaekit.pictures import PictureContext
+    from vaekit.runs import load_run
+
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    return PictureContext(run, run.load_data(), args.seed)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    names = list(PICTURE_NAMES) if "all" in args.what else list(dict.fromkeys(args.what))
+    out_dir = args.out_dir or _run_folder(args.run) / "plots"
+    for name, path in _draw_all(_load_for_pictures(args), names, out_dir).items():
+        print(f"{name:16s} {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaekit.assessment import evaluate_run, save_evaluation
+    from vaekit.report import build_report, write_report
+
+    ctx = _load_for_pictures(args)
+    eval_path = args.run / "eval.json"
+    if eval_path.is_file():
+        evaluation = json.loads(eval_path.read_text())
+    else:
+        print(f"no {eval_path} yet: evaluating with K={args.k} first", file=sys.stderr)
+        evaluation = evaluate_run(ctx.run, ctx.splits, "test", args.k, args.seed)
+        save_evaluation(args.run, evaluation)
+    pictures = _draw_all(ctx, list(PICTURE_NAMES), args.run / "plots")
+    out = args.out or args.run / "report.html"
+    write_report(out, build_report(args.run, ctx.run.config, evaluation, pictures))
+    print(f"wrote {out}")
     return 0
 
 

@@ -76,3 +76,17 @@ def bits_per_dim(nll_nats: float, num_dims: int, log_bin_width: float = 0.0) -> 
     so -log P = nll - D * log(bin_width).
     """
     return (nll_nats - num_dims * log_bin_width) / (num_dims * math.log(2.0))
+
+
+def log_importance_weights(
+    log_px_given_z: torch.Tensor, log_pz: torch.Tensor, log_qz_given_x: torch.Tensor
+) -> torch.Tensor:
+    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), each (K, B) -> (K, B)."""
+    return log_px_given_z + log_pz - log_qz_given_x
+
+
+def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """The importance-weighted bound log (1/K) sum_k w_k, (K, B) -> (B,) (Burda et al. 2016,
+    https://arxiv.org/abs/1509.00519). K = 1 is the single-sample ELBO; it tightens as K grows."""
+    k = log_weights.shape[0]
+    return torch.logsumexp(log_weights, dim=0) - math.log(k)

@@ -1,0 +1,106 @@
+"""`vaekit evaluate`: every number about a trained run, printed as a table and saved as eval.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from vaekit.atomic import write_json
+from vaekit.data import DatasetSplits
+from vaekit.evaluate import iwae_over, latent_usage
+from vaekit.quality import sample_quality
+from vaekit.runs import TrainedRun
+from vaekit.scoring import elbo_over
+
+COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
+
+
+def evaluate_run(
+    run: TrainedRun,
+    splits: DatasetSplits,
+    split: str = "test",
+    k: int = 1000,
+    seed: int = 0,
+    quality: bool = True,
+    batch_size: int = 100,
+) -> dict[str, Any]:
+    images = getattr(splits, split).images
+    data = run.config.data
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    elbo = elbo_over(run.model, images, data, batch_size=1000, seed=seed)
+    seconds["elbo"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed)
+    seconds["iwae"] = time.perf_counter() - started
+
+    usage = latent_usage(run.model, images, data, seed=seed)
+    scores = None
+    if quality:
+        started = time.perf_counter()
+        scores = sample_quality(run.model, splits, data, seed=seed)
+        seconds["quality"] = time.perf_counter() - started
+    return {
+        "split": split,
+        "images": len(images),
+        "seed": seed,
+        "checkpoint_epoch": run.info.get("epoch"),
+        **elbo.to_dict(prefix="elbo_"),
+        "iwae_k": k,
+        "iwae_nll_nats": iwae.nll_nats,
+        "iwae_bits_per_dim": iwae.bits_per_dim,
+        "latent_dim": run.model.latent_dim,
+        **usage.to_dict(),
+        "quality": None if scores is None else scores.to_dict(),
+        "seconds": seconds,
+        "units": {
+            "*_nats": "nats per image",
+            "*_bits_per_dim": "bits per dimension",
+            "kl_per_dim_nats": "nats per image, per latent dimension",
+            "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
+        },
+    }
+
+
+def collapse_warning(result: dict[str, Any]) -> str | None:
+    active, total = result["active_units"], result["latent_dim"]
+    if active < COLLAPSE_FRACTION * total:
+        return (
+            f"warning: only {active} of {total} latent dimensions are active (posterior collapse); "
+            "try --warmup-steps, --free-bits or a smaller --latent-dim"
+        )
+    return None
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [
+        ("negative ELBO", f"{result['elbo_nelbo_nats']:.2f} nats/image"),
+        ("  reconstruction", f"{result['elbo_recon_nats']:.2f} nats/image"),
+        ("  KL", f"{result['elbo_kl_nats']:.2f} nats/image"),
+        ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}"),
+        (f"-log p(x), IWAE K={result['iwae_k']}", f"{result['iwae_nll_nats']:.2f} nats/image"),
+        ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}"),
+        ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
+    ]
+    quality = result.get("quality")
+    if quality:
+        rows += [
+            ("Frechet distance, samples", f"{quality['frechet_distance']:.2f} (vaekit classifier features)"),
+            ("  floor: train vs test", f"{quality['frechet_distance_test_vs_train']:.2f}"),
+            (
+                "classifier acc., recon.",
+                f"{quality['recon_accuracy']:.4f} (on real images {quality['classifier_test_accuracy']:.4f})",
+            ),
+        ]
+    width = max(len(name) for name, _ in rows)
+    header = f"{result['split']} set, {result['images']} images, seed {result['seed']}"
+    return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])
+
+
+def save_evaluation(run_dir: Path, result: dict[str, Any]) -> Path:
+    path = run_dir / "eval.json"
+    write_json(path, result)
+    return path

@@ -1,0 +1,135 @@
+"""The pictures people look at, drawn from a trained run: each function returns a PNG-ready
+uint8 picture (H, W, C) or a matplotlib Figure.
+
+Shapes: N images, (C, H, W) image, Z latent, T steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from vaekit.data import DatasetSplits
+from vaekit.errors import VaekitError
+from vaekit.evaluate import latent_means, latent_usage
+from vaekit.imaging import interleave_rows, make_grid, save_png
+from vaekit.latent import lerp, manifold_codes, principal_axes, slerp, traversal
+from vaekit.plots import latent_map, save_figure, training_curves
+from vaekit.runs import TrainedRun
+
+COLUMNS = 8
+
+
+@dataclass
+class PictureContext:
+    run: TrainedRun
+    splits: DatasetSplits
+    seed: int = 0
+
+    @property
+    def generator(self) -> torch.Generator:
+        return torch.Generator(self.run.model.device).manual_seed(self.seed)
+
+    def decode_to_display(self, z: torch.Tensor) -> torch.Tensor:
+        model = self.run.model
+        with torch.no_grad():
+            return self.run.to_display(model.mean_image(model.decode(z.to(model.device))))
+
+    def test_means(self, count: int | None = None) -> torch.Tensor:
+        images = self.splits.test.images[:count]
+        return torch.from_numpy(latent_means(self.run.model, images, self.run.config.data)).float()
+
+
+def reconstructions(ctx: PictureContext, n: int = 32) -> np.ndarray:
+    x = ctx.run.prepare(ctx.splits.test.images[:n], ctx.generator)
+    recon = ctx.run.model.reconstruct(x)
+    return make_grid(interleave_rows(ctx.run.to_display(x), ctx.run.to_display(recon), COLUMNS), COLUMNS)
+
+
+def samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
+    return make_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator)), COLUMNS)
+
+
+def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.ndarray:
+    """For each pair of test images: a row of linear, then a row of spherical interpolation."""
+    means = ctx.test_means(2 * pairs)
+    rows = []
+    for i in range(pairs):
+        z0, z1 = means[2 * i], means[2 * i + 1]
+        rows += [lerp(z0, z1, steps), slerp(z0, z1, steps)]
+    return make_grid(ctx.decode_to_display(torch.cat(rows)), steps)
+
+
+def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float = 3.0) -> np.ndarray:
+    """One row per latent dimension (largest KL first), from -span to +span around z = 0."""
+    usage = latent_usage(ctx.run.model, ctx.splits.test.images[:2000], ctx.run.config.data)
+    order = usage.order[: min(dims, ctx.run.model.latent_dim)]
+    base = torch.zeros(ctx.run.model.latent_dim)
+    codes = traversal(base, order, torch.linspace(-span, span, steps))
+    return make_grid(ctx.decode_to_display(codes), steps)
+
+
+def _two_d(ctx: PictureContext, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if ctx.run.model.latent_dim == 2:
+        return torch.zeros(2), torch.eye(2), torch.ones(2)
+    return principal_axes(means, 2)
+
+
+def latent_space_map(ctx: PictureContext, max_points: int = 5000) -> Figure:
+    """Test-set latent means in 2-D: PCA (or the latent itself when Z = 2), and t-SNE when
+    scikit-learn is installed."""
+    means = ctx.test_means(max_points)
+    labels = ctx.splits.test.labels[: len(means)] if ctx.splits.test.labels is not None else None
+    mean, axes, _ = _two_d(ctx, means)
+    title = "latent means (z1, z2)" if ctx.run.model.latent_dim == 2 else "latent means, PCA"
+    panels = [(title, ((means - mean) @ axes.T).numpy())]
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        pass
+    else:
+        embedded = TSNE(n_components=2, init="pca", random_state=ctx.seed).fit_transform(means[:2000].numpy())
+        panels.append(("latent means, t-SNE (2,000 points)", embedded))
+    names = ctx.splits.class_names
+    return latent_map(panels, None if labels is None else labels[: len(panels[0][1])], names)
+
+
+def manifold(ctx: PictureContext, side: int = 15) -> np.ndarray:
+    """Decoded grid over the 2-D latent, or over the top two PCA directions of the latent means."""
+    means = ctx.test_means(5000)
+    mean, axes, scales = _two_d(ctx, means)
+    return make_grid(ctx.decode_to_display(manifold_codes(mean, axes, scales, side)), side, padding=0)
+
+
+def curves(ctx: PictureContext) -> Figure:
+    path = ctx.run.path / "metrics.jsonl"
+    if not path.is_file():
+        raise VaekitError(f"{path} not found: training curves need a run folder, not a checkpoint file")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return training_curves(rows)
+
+
+PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
+    "reconstructions": reconstructions,
+    "samples": samples,
+    "interpolations": interpolations,
+    "traversals": traversals,
+    "latent-map": latent_space_map,
+    "manifold": manifold,
+    "curves": curves,
+}
+
+
+def draw(ctx: PictureContext, what: str, path: Path) -> Path:
+    picture = PICTURES[what](ctx)
+    if isinstance(picture, Figure):
+        save_figure(picture, path)
+    else:
+        save_png(path, picture, scale=2)
+    return path

@@ -1,0 +1,67 @@
+"""Matplotlib figures from plain arrays (no pyplot global state: each call builds its own Figure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from vaekit.atomic import write_with
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> None:
+    write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight"))
+
+
+def latent_map(
+    panels: Sequence[tuple[str, np.ndarray]], labels: np.ndarray | None, class_names: Sequence[str] | None
+) -> Figure:
+    """One scatter panel per (title, points (N, 2)), coloured by label when there are labels."""
+    figure = Figure(figsize=(6.0 * len(panels), 5.5))
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, points) in zip(axes, panels, strict=True):
+        if labels is None:
+            ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5, color="tab:blue")
+        else:
+            cmap = "tab10" if labels.max() < 10 else "tab20"
+            scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, s=3, alpha=0.6, cmap=cmap)
+            if class_names is not None:
+                handles = [
+                    ax.scatter([], [], color=scatter.cmap(scatter.norm(i)), s=20, label=name)
+                    for i, name in enumerate(class_names)
+                ]
+                ax.legend(handles=handles, fontsize=7, markerscale=1.0, loc="best", framealpha=0.8)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure
+
+
+def training_curves(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Loss, reconstruction, KL and beta per epoch, from metrics.jsonl rows."""
+    epochs = [row["epoch"] for row in rows]
+    figure = Figure(figsize=(10.0, 7.0))
+    axes = figure.subplots(2, 2)
+    panels = [
+        (axes[0, 0], "objective (nats/image)", [("train loss", "train_loss_nats"), ("val -ELBO", "val_nelbo_nats")]),
+        (
+            axes[0, 1],
+            "reconstruction -log p(x|z) (nats/image)",
+            [("train", "train_recon_nats"), ("val", "val_recon_nats")],
+        ),
+        (axes[1, 0], "KL(q(z|x) || p(z)) (nats/image)", [("train", "train_kl_nats"), ("val", "val_kl_nats")]),
+        (axes[1, 1], "beta (KL weight)", [("beta", "beta")]),
+    ]
+    for ax, title, series in panels:
+        for label, key in series:
+            ax.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

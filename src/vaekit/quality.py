@@ -1,0 +1,163 @@
+"""An offline sample-quality score: a Frechet distance in the feature space of a small
+classifier trained on the dataset's own labels, plus that classifier's accuracy on
+reconstructions.
+
+This is *not* the Inception FID: Inception weights cannot be fetched offline, and an ImageNet
+network says little about 28x28 grey images anyway. The numbers compare models on the same
+dataset (same cached classifier), not with FIDs published elsewhere.
+
+Shapes: N images, (C, H, W) image, F = 128 features, L classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from torch import nn
+
+from vaekit.atomic import write_bytes
+from vaekit.config import DataConfig
+from vaekit.data import DatasetSplits
+from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.evaluate import frechet_distance
+from vaekit.models import VAE
+
+FEATURES = 128
+CLASSIFIER_EPOCHS = 3
+CLASSIFIER_SEED = 0
+
+
+class FeatureClassifier(nn.Module):
+    """Two conv blocks and a 128-d feature layer; images in [0, 1], any (C, H, W)."""
+
+    def __init__(self, channels: int, classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),  # (N, 64, 4, 4) -> (N, 1024)
+            nn.Linear(64 * 16, FEATURES), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(FEATURES, classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (N, C, H, W) -> (N, F)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))  # -> (N, L) logits
+
+
+def _cache_path(splits: DatasetSplits) -> Path:
+    images = splits.train.images
+    labels = splits.train.labels
+    assert labels is not None
+    digest = hashlib.sha256()
+    for part in (images.shape, images[:: max(1, len(images) // 512)].tobytes(), labels.tobytes(), CLASSIFIER_EPOCHS):
+        digest.update(str(part).encode() if not isinstance(part, bytes) else part)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(splits.name).name)
+    return Path(base) / "vaekit" / "classifiers" / f"{safe_name}-{digest.hexdigest()[:16]}.safetensors"
+
+
+def _as_unit(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    tensor = torch.as_tensor(images).to(device)
+    return tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
+
+
+def train_classifier(splits: DatasetSplits, device: torch.device, progress: bool = False) -> FeatureClassifier:
+    """Train (or load from the cache) the feature classifier for this dataset."""
+    labels = splits.train.labels
+    if labels is None:
+        raise ValueError("the feature classifier needs labels")
+    classes = int(labels.max()) + 1
+    model = FeatureClassifier(splits.shape[0], classes)
+    path = _cache_path(splits)
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+        return model.to(device).eval()
+    torch.manual_seed(CLASSIFIER_SEED)
+    model = FeatureClassifier(splits.shape[0], classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = torch.from_numpy(splits.train.images).to(device)
+    targets = torch.from_numpy(labels).to(device)
+    generator = torch.Generator().manual_seed(CLASSIFIER_SEED)
+    for _ in range(CLASSIFIER_EPOCHS):
+        order = torch.randperm(len(images), generator=generator).to(device)
+        for start in range(0, len(images), 128):
+            index = order[start : start + 128]
+            loss = F.cross_entropy(model(images[index].float() / 255.0), targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+    return model
+
+
+@torch.inference_mode()
+def features_of(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor, batch: int = 1000) -> np.ndarray:
+    device = next(classifier.parameters()).device
+    out = [classifier.features(_as_unit(images[s : s + batch], device)).cpu() for s in range(0, len(images), batch)]
+    return torch.cat(out).double().numpy()
+
+
+@torch.inference_mode()
+def accuracy(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
+    device = next(classifier.parameters()).device
+    predictions = torch.cat(
+        [classifier(_as_unit(images[s : s + 1000], device)).argmax(1).cpu() for s in range(0, len(images), 1000)]
+    )
+    return float((predictions.numpy() == labels).mean())
+
+
+@dataclass(frozen=True)
+class QualityScores:
+    frechet_distance: float  # prior samples vs test images, in classifier feature space
+    frechet_distance_test_vs_train: float  # the same distance between two real sets: the floor
+    recon_accuracy: float  # classifier accuracy on reconstructions of the test images
+    classifier_test_accuracy: float  # its accuracy on the real test images: the ceiling
+    samples: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def sample_quality(
+    model: VAE, splits: DatasetSplits, data: DataConfig, samples: int = 10_000, seed: int = 0, progress: bool = False
+) -> QualityScores | None:
+    """Scores for `model`, or None when the dataset has no labels to train the classifier on."""
+    if splits.train.labels is None or splits.test.labels is None:
+        return None
+    device = model.device
+    with torch.inference_mode(False):
+        classifier = train_classifier(splits, device, progress)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    test = splits.test.images[:samples]
+    drawn = []
+    for start in range(0, min(samples, len(test)), 1000):
+        n = min(1000, len(test) - start)
+        drawn.append(to_unit_range(model.sample(n, generator), data).cpu())
+    prior_samples = torch.cat(drawn)  # (N, C, H, W) in [0, 1]
+    recon = []
+    stored = torch.from_numpy(test)
+    for start in range(0, len(stored), 1000):
+        x = to_model_input(stored[start : start + 1000].to(device), data, generator)
+        recon.append(to_unit_range(model.reconstruct(x), data).cpu())
+    test_features = features_of(classifier, test)
+    return QualityScores(
+        frechet_distance=frechet_distance(features_of(classifier, prior_samples), test_features),
+        frechet_distance_test_vs_train=frechet_distance(
+            features_of(classifier, splits.train.images[: len(test)]), test_features
+        ),
+        recon_accuracy=accuracy(classifier, torch.cat(recon), splits.test.labels[: len(test)]),
+        classifier_test_accuracy=accuracy(classifier, test, splits.test.labels[: len(test)]),
+        samples=len(test),
+    )
