@@ -31,6 +31,8 @@ from vaekit.models import VAE
 
 FEATURES = 128
 CLASSIFIER_EPOCHS = 3
+MIN_CLASSIFIER_STEPS = 500  # small datasets: enough steps to learn, whatever their size
+CLASSIFIER_BATCH = 128
 CLASSIFIER_SEED = 0
 
 
@@ -59,7 +61,8 @@ def _cache_path(splits: DatasetSplits) -> Path:
     labels = splits.train.labels
     assert labels is not None
     digest = hashlib.sha256()
-    for part in (images.shape, images[:: max(1, len(images) // 512)].tobytes(), labels.tobytes(), CLASSIFIER_EPOCHS):
+    recipe = (CLASSIFIER_EPOCHS, MIN_CLASSIFIER_STEPS, CLASSIFIER_BATCH)
+    for part in (images.shape, images[:: max(1, len(images) // 512)].tobytes(), labels.tobytes(), recipe):
         digest.update(str(part).encode() if not isinstance(part, bytes) else part)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(splits.name).name)
@@ -88,10 +91,12 @@ def train_classifier(splits: DatasetSplits, device: torch.device, progress: bool
     images = torch.from_numpy(splits.train.images).to(device)
     targets = torch.from_numpy(labels).to(device)
     generator = torch.Generator().manual_seed(CLASSIFIER_SEED)
-    for _ in range(CLASSIFIER_EPOCHS):
+    steps_per_epoch = -(-len(images) // CLASSIFIER_BATCH)
+    epochs = max(CLASSIFIER_EPOCHS, -(-MIN_CLASSIFIER_STEPS // steps_per_epoch))
+    for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator).to(device)
-        for start in range(0, len(images), 128):
-            index = order[start : start + 128]
+        for start in range(0, len(images), CLASSIFIER_BATCH):
+            index = order[start : start + CLASSIFIER_BATCH]
             loss = F.cross_entropy(model(images[index].float() / 255.0), targets[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,107 @@
+"""Pictures and the HTML report of a small trained run, checked in a real headless browser."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import blob_images
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.runs import train_run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PICTURES = ["curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    images, labels = blob_images(300, side=16)
+    np.savez(root / "blobs.npz", x=images[:, 0], y=labels)
+    config = RunConfig(
+        data=DataConfig(dataset=str(root / "blobs.npz")),
+        model=ModelConfig(hidden_sizes=(32,), latent_dim=4),
+        train=TrainConfig(epochs=3, batch_size=32, lr=3e-3),
+    )
+    return train_run(config, root / "run", progress=False).run_dir
+
+
+def vaekit(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAEKIT_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_every_plot_is_a_png_of_the_expected_size(run_dir: Path, tmp_path: Path) -> None:
+    result = vaekit("plot", "--run", str(run_dir), "all", "--out-dir", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    sizes = {name: Image.open(tmp_path / f"{name}.png").size for name in PICTURES}
+    cell = 16 + 2  # image side plus the gap between images
+    assert sizes["reconstructions"] == (2 * (8 * cell + 2), 2 * (8 * cell + 2))  # 4 row pairs of 8 images
+    assert sizes["samples"] == (2 * (8 * cell + 2), 2 * (8 * cell + 2))
+    assert sizes["interpolations"] == (2 * (10 * cell + 2), 2 * (8 * cell + 2))  # 4 pairs x (linear, slerp)
+    assert sizes["traversals"] == (2 * (9 * cell + 2), 2 * (4 * cell + 2))  # one row per latent dimension
+    assert sizes["manifold"] == (2 * 15 * 16, 2 * 15 * 16)
+    for name in ("curves", "latent-map"):  # matplotlib figures: size depends on layout
+        width, height = sizes[name]
+        assert width > 400 and height > 300, name
+    for name in PICTURES:
+        pixels = np.asarray(Image.open(tmp_path / f"{name}.png").convert("L"))
+        assert pixels.std() > 5, f"{name} is blank"
+
+
+def test_evaluate_writes_eval_json(run_dir: Path) -> None:
+    result = vaekit("evaluate", "--run", str(run_dir), "--k", "20", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "IWAE K=20" in result.stdout and "nats/image" in result.stdout and "active units" in result.stdout
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["iwae_k"] == 20 and evaluation["split"] == "test"
+    assert evaluation["iwae_nll_nats"] <= evaluation["elbo_nelbo_nats"] + 1.0
+    assert len(evaluation["kl_per_dim_nats"]) == 4
+    assert evaluation["quality"]["classifier_test_accuracy"] > 0.9
+
+
+def test_report_renders_in_a_headless_browser(run_dir: Path, tmp_path: Path) -> None:
+    result = vaekit("report", "--run", str(run_dir), "--k", "10", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    report = run_dir / "report.html"
+    text = report.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
+    if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api") if os.environ.get("CI") != "true" else None
+    if sync_api is None:
+        from playwright import sync_api
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri())
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0}))"
+        )
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        headline = page.text_content("#evaluation")
+        browser.close()
+    assert errors == []
+    assert len(images) == len(PICTURES) and all(image["ok"] for image in images), images
+    assert headline is not None and "negative ELBO" in headline
+    assert Image.open(tmp_path / "report.png").size[1] > 2000
