@@ -36,10 +36,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, labels = blob_images(200)
     np.savez(root / "blobs.npz", x=images[:, 0], y=labels)
     out = root / "run"
-    result = vaekit(
-        "train",
-        "--dataset",
-        str(root / "blobs.npz"),
+    # A relative dataset path, trained from its own folder; later commands run from elsewhere.
+    flags = [
         "--preset",
         "mlp",
         "--hidden-sizes",
@@ -50,10 +48,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "--batch-size",
         "32",
-        "--out",
-        str(out),
         "--quiet",
-    )
+    ]
+    result = vaekit("train", "--dataset", "blobs.npz", *flags, "--out", str(out), cwd=root)
     assert result.returncode == 0, result.stderr
     assert "test negative ELBO" in result.stdout and "nats/image" in result.stdout
     return out
@@ -63,6 +60,7 @@ def test_train_writes_the_resolved_config(trained_run: Path) -> None:
     config = json.loads((trained_run / "config.json").read_text())
     assert config["preset"] == "mlp" and config["model"]["hidden_sizes"] == [32]
     assert config["train"]["epochs"] == 2 and config["image_shape"] == [1, 28, 28]
+    assert Path(config["data"]["dataset"]).is_absolute()
 
 
 def test_sample_and_reconstruct(trained_run: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Every file is written atomically (temporary file + rename).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -28,6 +29,7 @@ from vaekit.atomic import append_line, write_json
 from vaekit.checkpoint import load_checkpoint, save_checkpoint
 from vaekit.config import DataConfig, RunConfig
 from vaekit.data import DatasetSplits, load_dataset
+from vaekit.data.builtin import BUILTINS
 from vaekit.data.transforms import to_model_input, to_unit_range
 from vaekit.errors import VaekitError
 from vaekit.imaging import interleave_rows, make_grid, save_png
@@ -123,6 +125,14 @@ class ConsoleReport:
         )
 
 
+def with_absolute_paths(config: RunConfig) -> RunConfig:
+    """Dataset paths made absolute, so a saved config loads its data from any working directory."""
+    data = config.data
+    dataset = data.dataset if data.dataset in BUILTINS else str(Path(data.dataset).expanduser().absolute())
+    data_dir = None if data.data_dir is None else str(Path(data.data_dir).expanduser().absolute())
+    return dataclasses.replace(config, data=dataclasses.replace(data, dataset=dataset, data_dir=data_dir))
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
@@ -146,6 +156,7 @@ def train_run(
     check_out_free(out, force)
     device = resolve_device(config.train.device)
     splits = load_dataset(config.data, progress=progress)
+    config = with_absolute_paths(config)
     if config.train.batch_size > len(splits.train):
         raise VaekitError(
             f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
