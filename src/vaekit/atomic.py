@@ -26,6 +26,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden and ending in .tmp, so that leftovers of a killed process are easy to find and sweep.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{suffix}.tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -20,6 +20,7 @@ from vaekit.errors import VaekitError
 from vaekit.models import VAE, build_model
 
 FORMAT = "vaekit-checkpoint-1"
+RESUME_FORMAT = "vaekit-resume-1"  # weights + optimiser + RNG + loop position
 
 
 def save_checkpoint(path: str | Path, model: VAE, config: RunConfig, info: dict[str, Any]) -> None:
@@ -33,7 +34,7 @@ def save_checkpoint(path: str | Path, model: VAE, config: RunConfig, info: dict[
     write_bytes(path, save(tensors, metadata=metadata))
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise VaekitError(f"checkpoint {path} does not exist")
@@ -45,8 +46,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise VaekitError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
-    if metadata.get("format") != FORMAT:
-        raise VaekitError(f"checkpoint {path} was not written by vaekit ({FORMAT} header missing)")
+    if metadata.get("format") != expected_format:
+        raise VaekitError(f"checkpoint {path} was not written by vaekit ({expected_format} header missing)")
     return tensors, metadata
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vaekit.pictures import PictureContext
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
 # Kept here rather than imported so that `vaekit --help` does not load matplotlib and torch.
 PICTURE_NAMES = ("curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold")
 
@@ -37,12 +38,18 @@ def _optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
 def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     args = typing.get_args(annotation)
     if type(None) in args:  # Optional[X]
         inner = next(a for a in args if a is not type(None))
         if inner is int:
             return {"type": _optional_int, "metavar": "N|none"}
+        if inner is float:
+            return {"type": _optional_float, "metavar": "X|none"}
         return {"type": str}
     if typing.get_origin(annotation) is Literal:
         return {"choices": list(args)}
@@ -85,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run folder to create (default: runs/<preset>-<time>)")
     train.add_argument("--force", action="store_true", help="replace an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue an interrupted run exactly where it stopped"
+    )
     add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
@@ -131,13 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vaekit.runs import train_run
+    from vaekit.runs import resume_run, train_run
+    from vaekit.train import TrainingInterrupted
 
-    config = resolve(preset=args.preset, config_file=args.config, flags=config_flags(args))
-    out = args.out or Path("runs") / f"{config.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train_run(
-        config, out, force=args.force, progress=not args.quiet, announce=lambda line: print(line, file=sys.stderr)
-    )
+    def announce(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    given = [name for name, values in config_flags(args).items() if values]
+    if args.resume is not None:
+        if given or args.preset or args.config or args.out:
+            raise VaekitError(
+                "--resume takes the run's own settings: give no other settings, --preset, --config or --out"
+            )
+        run_dir = args.resume
+    else:
+        config = resolve(preset=args.preset, config_file=args.config, flags=config_flags(args))
+        run_dir = args.out or Path("runs") / f"{config.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if args.resume is not None:
+            result = resume_run(run_dir, progress=not args.quiet, announce=announce)
+        else:
+            result = train_run(config, run_dir, force=args.force, progress=not args.quiet, announce=announce)
+    except TrainingInterrupted as exc:
+        print(f"vaekit: {exc}; continue with: vaekit train --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     test = result.test
     print(
         f"test negative ELBO {test.nelbo_nats:.2f} nats/image "
@@ -296,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -119,6 +119,13 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_help("seed for weights, batches, noise"))
     device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu, cuda, cuda:N"))
     eval_batch_size: int = field(default=1000, metadata=_help("batch size for validation and test passes"))
+    checkpoint_every: int = field(
+        default=500, metadata=_help("save a resumable checkpoint every N steps (0: only at epoch ends)")
+    )
+    clip_grad_norm: float | None = field(default=None, metadata=_help("clip the gradient norm to this (default off)"))
+    max_bad_steps: int = field(
+        default=20, metadata=_help("stop after this many non-finite steps in a row (each one is skipped)")
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs {self.epochs} must be at least 1")
@@ -128,6 +135,12 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps} must be >= 0")
         _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
         _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
+        _require(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every} must be >= 0")
+        _require(
+            self.clip_grad_norm is None or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
+            f"--clip-grad-norm {self.clip_grad_norm} must be a positive number",
+        )
+        _require(self.max_bad_steps >= 1, f"--max-bad-steps {self.max_bad_steps} must be at least 1")
         _require(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
             f"--device {self.device!r} is not known: use auto, cpu, cuda or cuda:N",

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save
 from tqdm import tqdm
 
-from vaekit.atomic import append_line, write_json
-from vaekit.checkpoint import load_checkpoint, save_checkpoint
+from vaekit.atomic import append_line, write_bytes, write_json, write_text
+from vaekit.checkpoint import RESUME_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
 from vaekit.config import DataConfig, RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.builtin import BUILTINS
@@ -35,7 +36,7 @@ from vaekit.errors import VaekitError
 from vaekit.imaging import interleave_rows, make_grid, save_png
 from vaekit.models import VAE, build_model
 from vaekit.scoring import ElboSummary, elbo_over
-from vaekit.train import EVAL_SEED_OFFSET, Callback, EpochReport, fit, resolve_device
+from vaekit.train import EVAL_SEED_OFFSET, Callback, Checkpointer, EpochReport, fit, resolve_device
 
 GRID_COLUMNS = 8
 GRID_IMAGES = 32  # per picture: 4 rows of originals + 4 of reconstructions; 64 samples
@@ -64,13 +65,21 @@ def check_out_free(out: str | Path, force: bool) -> None:
         claim_run_dir(out, force)
 
 
+def best_validation(metrics: Path) -> float:
+    """Lowest validation negative ELBO recorded so far (inf for a new run)."""
+    if not metrics.is_file():
+        return float("inf")
+    values = [json.loads(line)["val_nelbo_nats"] for line in metrics.read_text().splitlines() if line.strip()]
+    return min(values, default=float("inf"))
+
+
 class RunWriter:
     """Callback that writes metrics, checkpoints and pictures into a run folder."""
 
     def __init__(self, run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device) -> None:
         self.run_dir = run_dir
         self.config = config
-        self.best_val = float("inf")
+        self.best_val = best_validation(run_dir / "metrics.jsonl")
         generator = torch.Generator().manual_seed(config.train.seed + EVAL_SEED_OFFSET)
         # The same originals and prior draws every epoch, so the pictures show progress.
         self.fixed_images = torch.from_numpy(splits.val.images[:GRID_IMAGES]).to(device)
@@ -140,6 +149,22 @@ class TrainResult:
     wall_seconds: float
 
 
+RESUME_FILE = "resume.safetensors"
+
+
+def _snapshot_writer(run_dir: Path, config: RunConfig, image_shape: tuple[int, int, int]) -> Checkpointer:
+    def write(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        metadata = {
+            "format": RESUME_FORMAT,
+            "config": json.dumps(config.to_dict()),
+            "image_shape": json.dumps(list(image_shape)),
+            "info": json.dumps(info),
+        }
+        write_bytes(run_dir / "checkpoints" / RESUME_FILE, save(tensors, metadata=metadata))
+
+    return write
+
+
 def train_run(
     config: RunConfig,
     out: str | Path,
@@ -181,10 +206,61 @@ def train_run(
             "test_images": len(splits.test),
         },
     )
+    return _train_and_summarise(model, splits, config, run_dir, progress, started)
+
+
+def resume_run(
+    run_dir: str | Path, progress: bool = True, announce: Callable[[str], None] | None = None
+) -> TrainResult:
+    """Continue an interrupted run from its last resumable snapshot, exactly where it stopped."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / RESUME_FILE
+    if not path.is_file():
+        raise VaekitError(
+            f"{run_dir} has no {RESUME_FILE} to resume from: is it a vaekit run folder? "
+            "(runs are resumable from their first checkpoint on)"
+        )
+    tensors, metadata = read_checkpoint(path, RESUME_FORMAT)
+    try:
+        config = RunConfig.from_dict(json.loads(metadata["config"]))
+        info = json.loads(metadata["info"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise VaekitError(f"{path} has a damaged header ({exc}): it cannot be resumed") from None
+    device = resolve_device(config.train.device)
+    splits = load_dataset(config.data, progress=progress)
+    model = build_model(config.model, splits.shape).to(device)
+    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
+    if expected != found:
+        raise VaekitError(f"{path} does not match its own config: the file is damaged and cannot be resumed")
+    for leftover in run_dir.rglob(".*.tmp"):  # half-written files of the killed process
+        leftover.unlink()
+    # Epochs at or after the snapshot's are trained again: drop any line they already wrote.
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] < info["epoch"]]
+        write_text(metrics, "".join(line + "\n" for line in kept))
+    if announce is not None:
+        announce(f"resuming {run_dir} at epoch {info['epoch']}, step {info['step']}")
+    return _train_and_summarise(model, splits, config, run_dir, progress, started, resume=(tensors, info))
+
+
+def _train_and_summarise(
+    model: VAE,
+    splits: DatasetSplits,
+    config: RunConfig,
+    run_dir: Path,
+    progress: bool,
+    started: float,
+    resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
+) -> TrainResult:
+    device = model.device
     callbacks: list[Callback] = [RunWriter(run_dir, config, splits, device)]
     if progress:
         callbacks.append(ConsoleReport(config.train.epochs))
-    fit(model, splits, config, callbacks=callbacks, progress=progress)
+    checkpointer = _snapshot_writer(run_dir, config, splits.shape)
+    fit(model, splits, config, callbacks=callbacks, progress=progress, checkpointer=checkpointer, resume=resume)
     # Report the test set with the weights that did best on validation.
     best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
     test = elbo_over(best, splits.test.images, config.data, config.train.eval_batch_size, seed=config.train.seed)

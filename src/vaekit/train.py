@@ -1,17 +1,25 @@
-"""A model-agnostic training loop.
+"""A model-agnostic training loop that can stop at any step and continue exactly.
 
 The trainer only needs `model.elbo(x, beta, free_bits, generator) -> ElboTerms`; everything a
 run writes to disk (metrics, checkpoints, pictures) happens in callbacks. Data stays in memory as
 uint8 (on the training device) and each batch is gathered with one indexing op from a seeded
 permutation: no per-item Python, no DataLoader workers.
+
+Everything the loop depends on lives in `TrainerState` (weights aside): the optimiser, both
+random streams, this epoch's permutation, the position in it and the running sums. A snapshot of
+it taken between two steps, restored later, continues the run bit for bit on CPU.
 """
 
 from __future__ import annotations
 
+import math
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -19,11 +27,12 @@ from tqdm import tqdm
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.transforms import to_model_input
+from vaekit.errors import VaekitError
 from vaekit.models import VAE
 from vaekit.objectives import beta_at, lr_factor
 from vaekit.scoring import ElboSummary, elbo_over
 
-# Seeds derived from the run seed, kept apart so that changing how many batches one stream
+# Seeds derived from the run seed, kept apart so that changing how many numbers one stream
 # draws never shifts another stream.
 EVAL_SEED_OFFSET = 1_000_003
 NOISE_SEED_OFFSET = 7919
@@ -40,10 +49,23 @@ class EpochReport:
     val: ElboSummary
     epoch_seconds: float
     images_per_second: float
+    skipped_steps: int  # steps skipped this epoch because the loss or a gradient was not finite
 
 
 class Callback(Protocol):
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None: ...
+
+
+# A function that persists a snapshot: (tensors, json-able info) -> None.
+Checkpointer = Callable[[dict[str, torch.Tensor], dict[str, Any]], None]
+
+
+class TrainingInterrupted(VaekitError):
+    """Ctrl-C: a resumable snapshot was saved (when a checkpointer was given)."""
+
+
+class TrainingDiverged(VaekitError):
+    """Too many non-finite steps in a row."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,10 +73,110 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from vaekit.errors import VaekitError
-
         raise VaekitError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
     return device
+
+
+class TrainerState:
+    """Everything the loop carries between steps, plus (de)serialisation as flat tensors."""
+
+    def __init__(self, model: VAE, config: RunConfig, n_images: int) -> None:
+        train = config.train
+        device = model.device
+        self.n_images = n_images
+        self.batch_size = train.batch_size
+        self.steps_per_epoch = -(-n_images // train.batch_size)
+        self.total_steps = self.steps_per_epoch * train.epochs
+        self.order_generator = torch.Generator().manual_seed(train.seed)
+        self.noise_generator = torch.Generator(device=device).manual_seed(train.seed + NOISE_SEED_OFFSET)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, train.lr_schedule)
+        )
+        self.epoch = 1  # the epoch in progress (1-based)
+        self.batch_index = 0  # the next batch of this epoch
+        self.step = 0  # optimiser steps taken
+        self.order: torch.Tensor | None = None  # this epoch's permutation, drawn when it starts
+        self.totals = torch.zeros(3, dtype=torch.float64)  # loss, recon, kl summed over this epoch
+        self.epoch_seconds = 0.0  # time spent in this epoch before a resume
+        self.skipped_in_row = 0
+        self.skipped_this_epoch = 0
+
+    def start_epoch(self) -> torch.Tensor:
+        if self.order is None:
+            self.order = torch.randperm(self.n_images, generator=self.order_generator)
+        return self.order
+
+    def end_epoch(self) -> None:
+        self.epoch += 1
+        self.batch_index = 0
+        self.order = None
+        self.totals = torch.zeros(3, dtype=torch.float64)
+        self.epoch_seconds = 0.0
+        self.skipped_this_epoch = 0
+
+    def snapshot(self, model: VAE) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Flat tensors (safetensors-ready) and JSON-able info; no pickle anywhere."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        optim = self.optimizer.state_dict()
+        for index, per_param in optim["state"].items():
+            for key, value in per_param.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        tensors["rng.order"] = self.order_generator.get_state()
+        tensors["rng.noise"] = self.noise_generator.get_state()
+        tensors["loop.totals"] = self.totals.clone()
+        if self.order is not None:
+            tensors["loop.order"] = self.order
+        info = {
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "step": self.step,
+            "epoch_seconds": self.epoch_seconds,
+            "skipped_in_row": self.skipped_in_row,
+            "skipped_this_epoch": self.skipped_this_epoch,
+            "param_groups": optim["param_groups"],
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
+        }
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, info
+
+    def restore(self, model: VAE, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                per_param.setdefault(int(index), {})[key] = value
+        self.optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
+        self.scheduler.load_state_dict({**self.scheduler.state_dict(), **info["scheduler"]})
+        self.order_generator.set_state(tensors["rng.order"])
+        self.noise_generator.set_state(tensors["rng.noise"])
+        self.totals = tensors["loop.totals"].clone()
+        self.order = tensors.get("loop.order")
+        self.epoch, self.batch_index, self.step = info["epoch"], info["batch_index"], info["step"]
+        self.epoch_seconds = info["epoch_seconds"]
+        self.skipped_in_row, self.skipped_this_epoch = info["skipped_in_row"], info["skipped_this_epoch"]
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn Ctrl-C into a flag the loop checks between steps, so a snapshot is never taken in
+    the middle of an optimiser update. Yields a function telling whether Ctrl-C was pressed."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _gradient_norm(parameters: list[torch.nn.Parameter], clip: float | None) -> torch.Tensor:
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads)
 
 
 def fit(
@@ -63,66 +185,112 @@ def fit(
     config: RunConfig,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    checkpointer: Checkpointer | None = None,
+    resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> list[EpochReport]:
-    """Train `model` (already on its device) for `config.train.epochs` epochs."""
+    """Train `model` (already on its device) until `config.train.epochs` epochs are done.
+
+    `checkpointer` receives a resumable snapshot every `checkpoint_every` steps, at the end of
+    every epoch and on Ctrl-C; `resume` is such a snapshot to continue from.
+    """
     train_cfg, data_cfg = config.train, config.data
     device = model.device
     images = torch.from_numpy(splits.train.images).to(device)  # uint8 (N, C, H, W), kept resident
     val_images = torch.from_numpy(splits.val.images).to(device)
     n = len(images)
-    order_generator = torch.Generator().manual_seed(train_cfg.seed)
-    noise_generator = torch.Generator(device=device).manual_seed(train_cfg.seed + NOISE_SEED_OFFSET)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
-    steps_per_epoch = -(-n // train_cfg.batch_size)
-    total_steps = steps_per_epoch * train_cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, train_cfg.lr_schedule))
-    step = 0
+    state = TrainerState(model, config, n)
+    if resume is not None:
+        state.restore(model, *resume)
+    parameters = [p for p in model.parameters() if p.requires_grad]
     reports = []
-    for epoch in range(1, train_cfg.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, kl summed over images
-        order = torch.randperm(n, generator=order_generator).to(device)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch}/{train_cfg.epochs}",
-            disable=None if progress else True,
-            leave=False,
-        )
-        for batch_index in bar:
-            index = order[batch_index * train_cfg.batch_size : (batch_index + 1) * train_cfg.batch_size]
-            x = to_model_input(images[index], data_cfg, noise_generator)
-            beta = beta_at(step, train_cfg.beta, train_cfg.warmup_steps)
-            terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=noise_generator)
-            loss = terms.loss.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            with torch.no_grad():
-                totals += torch.stack([terms.loss.sum(), terms.recon_nats.sum(), terms.kl_nats.sum()]).double()
-            # Reading a value back forces a device sync; do it rarely.
-            if progress and (batch_index % 50 == 0 or batch_index == steps_per_epoch - 1):
-                seen = min((batch_index + 1) * train_cfg.batch_size, n)
-                loss_mean, recon_mean, kl_mean = (totals / seen).tolist()
-                bar.set_postfix(loss=f"{loss_mean:.2f}", recon=f"{recon_mean:.2f}", kl=f"{kl_mean:.2f}")
-        bar.close()
-        train_seconds = time.perf_counter() - started
-        loss_mean, recon_mean, kl_mean = (totals / n).tolist()
-        val = elbo_over(model, val_images, data_cfg, train_cfg.eval_batch_size, seed=train_cfg.seed + EVAL_SEED_OFFSET)
-        report = EpochReport(
-            epoch=epoch,
-            step=step,
-            beta=beta_at(step, train_cfg.beta, train_cfg.warmup_steps),
-            train_loss=loss_mean,
-            train_recon_nats=recon_mean,
-            train_kl_nats=kl_mean,
-            val=val,
-            epoch_seconds=time.perf_counter() - started,
-            images_per_second=n / train_seconds,
-        )
-        reports.append(report)
-        for callback in callbacks:
-            callback.on_epoch_end(model, report)
+
+    def save() -> None:
+        if checkpointer is not None:
+            checkpointer(*state.snapshot(model))
+
+    with deferred_interrupt() as interrupted:
+        while state.epoch <= train_cfg.epochs:
+            model.train()
+            started = time.perf_counter() - state.epoch_seconds
+            order = state.start_epoch().to(device)
+            totals = state.totals.to(device)
+            bar = tqdm(
+                total=state.steps_per_epoch,
+                initial=state.batch_index,
+                desc=f"epoch {state.epoch}/{train_cfg.epochs}",
+                disable=None if progress else True,
+                leave=False,
+            )
+            while state.batch_index < state.steps_per_epoch:
+                start = state.batch_index * train_cfg.batch_size
+                index = order[start : start + train_cfg.batch_size]
+                x = to_model_input(images[index], data_cfg, state.noise_generator)
+                beta = beta_at(state.step, train_cfg.beta, train_cfg.warmup_steps)
+                terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)
+                loss = terms.loss.mean()
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = _gradient_norm(parameters, train_cfg.clip_grad_norm)
+                if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                    state.optimizer.step()
+                    state.scheduler.step()
+                    state.step += 1
+                    state.skipped_in_row = 0
+                    with torch.no_grad():
+                        sums = torch.stack([terms.loss.sum(), terms.recon_nats.sum(), terms.kl_nats.sum()])
+                        totals += sums.double()
+                else:
+                    # A non-finite loss or gradient never reaches the weights: skip the step.
+                    state.skipped_in_row += 1
+                    state.skipped_this_epoch += 1
+                    tqdm.write(
+                        f"skipped step {state.step + 1} (epoch {state.epoch}, batch {state.batch_index + 1}): "
+                        f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}"
+                    )
+                    if state.skipped_in_row >= train_cfg.max_bad_steps:
+                        raise TrainingDiverged(
+                            f"training diverged: {state.skipped_in_row} steps in a row had a non-finite loss or "
+                            f"gradient (epoch {state.epoch}, step {state.step}); the newest checkpoint is the last "
+                            "good one. Lower --lr or set --clip-grad-norm, then train again"
+                        )
+                state.batch_index += 1
+                bar.update(1)
+                if progress and (state.batch_index % 50 == 0 or state.batch_index == state.steps_per_epoch):
+                    seen = min(state.batch_index * train_cfg.batch_size, n)
+                    loss_mean, recon_mean, kl_mean = (totals / seen).tolist()  # reading back syncs: rarely
+                    bar.set_postfix(loss=f"{loss_mean:.2f}", recon=f"{recon_mean:.2f}", kl=f"{kl_mean:.2f}")
+                state.totals = totals  # (device tensor; the snapshot copies it to the CPU)
+                state.epoch_seconds = time.perf_counter() - started
+                at_checkpoint = train_cfg.checkpoint_every and state.step % train_cfg.checkpoint_every == 0
+                if interrupted() or (at_checkpoint and state.batch_index < state.steps_per_epoch):
+                    save()
+                if interrupted():
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {state.epoch}, step {state.step}"
+                        + ("; progress saved" if checkpointer is not None else "")
+                    )
+            bar.close()
+            train_seconds = time.perf_counter() - started
+            loss_mean, recon_mean, kl_mean = (totals / n).tolist()
+            val = elbo_over(
+                model, val_images, data_cfg, train_cfg.eval_batch_size, seed=train_cfg.seed + EVAL_SEED_OFFSET
+            )
+            report = EpochReport(
+                epoch=state.epoch,
+                step=state.step,
+                beta=beta_at(state.step, train_cfg.beta, train_cfg.warmup_steps),
+                train_loss=loss_mean,
+                train_recon_nats=recon_mean,
+                train_kl_nats=kl_mean,
+                val=val,
+                epoch_seconds=time.perf_counter() - started,
+                images_per_second=n / train_seconds if math.isfinite(train_seconds) and train_seconds > 0 else 0.0,
+                skipped_steps=state.skipped_this_epoch,
+            )
+            reports.append(report)
+            for callback in callbacks:
+                callback.on_epoch_end(model, report)
+            state.end_epoch()
+            save()
     return reports

@@ -7,6 +7,7 @@ renamed into place, so an interrupted or corrupted download never leaves a parti
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ def download(url: str, target: Path, sha256: str, timeout_s: float = 30.0, progr
         with atomic_path(target, suffix=".part") as tmp:
             with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                received = 0
                 with tqdm(
                     total=total,
                     unit="B",
@@ -46,14 +48,20 @@ def download(url: str, target: Path, sha256: str, timeout_s: float = 30.0, progr
                     for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                         out.write(chunk)
                         digest.update(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
+            if total is not None and received != total:
+                raise VaekitError(
+                    f"download of {url} was cut off after {received} of {total} bytes; nothing was kept, "
+                    "run the command again"
+                )
             if digest.hexdigest() != sha256:
                 raise VaekitError(
                     f"{url} downloaded with SHA-256 {digest.hexdigest()}, expected {sha256}: "
                     "the mirror served a different file; nothing was kept"
                 )
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise VaekitError(f"download of {url} failed ({reason})") from None
