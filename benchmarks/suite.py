@@ -149,31 +149,126 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+VARIANTS = {"vaekit": {}, "vaekit-bf16": {"train": {"precision": "bf16"}}}
+
+
 def throughput(models: list[str], repeats: int) -> dict[str, Any]:
+    """Seconds per training epoch on the 55,000-image split; vaekit in fp32 and bf16 vs baseline."""
     out: dict[str, Any] = {}
     for model in models:
-        per_impl: dict[str, list[dict[str, Any]]] = {"vaekit": [], "baseline": []}
-        for _ in range(repeats):  # interleaved, so drifts of the machine hit both alike
-            per_impl["vaekit"].append(run_child(["vaekit", model, "1", "1.0", "{}"]))
-            per_impl["baseline"].append(run_child(["baseline", model, "1", "1.0"]))
-        summary = {}
-        for impl, runs in per_impl.items():
-            seconds = [r["epochs"][0]["train_seconds"] for r in runs]
-            summary[impl] = {
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*VARIANTS, "baseline"]}
+        for _ in range(repeats):  # interleaved, so drifts of the machine hit every variant alike
+            for name, overrides in VARIANTS.items():
+                runs[name].append(run_child(["vaekit", model, "1", "1.0", json.dumps(overrides)]))
+            runs["baseline"].append(run_child(["baseline", model, "1", "1.0"]))
+        summary: dict[str, Any] = {}
+        for name, results in runs.items():
+            seconds = [r["epochs"][0]["train_seconds"] for r in results]
+            summary[name] = {
                 "seconds_per_epoch": median(seconds),
-                "images_per_second": runs[0]["train_images"] / median(seconds),
+                "images_per_second": results[0]["train_images"] / median(seconds),
                 "all_seconds": seconds,
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             }
-        summary["speedup"] = summary["baseline"]["seconds_per_epoch"] / summary["vaekit"]["seconds_per_epoch"]
+        base = summary["baseline"]["seconds_per_epoch"]
+        for name in VARIANTS:
+            summary[name]["speedup_vs_baseline"] = base / summary[name]["seconds_per_epoch"]
         out[model] = summary
-        print(
-            f"{model:13s} vaekit {summary['vaekit']['seconds_per_epoch']:6.2f} s/epoch "
-            f"({summary['vaekit']['images_per_second']:8.0f} img/s)   baseline "
-            f"{summary['baseline']['seconds_per_epoch']:6.2f} s/epoch   ratio {summary['speedup']:.2f}x   "
-            f"peak RSS {summary['vaekit']['peak_rss_mb']:.0f} MB vs {summary['baseline']['peak_rss_mb']:.0f} MB"
+        line = "  ".join(
+            f"{name} {summary[name]['seconds_per_epoch']:.2f} s ({summary[name].get('speedup_vs_baseline', 1):.2f}x)"
+            for name in runs
         )
+        print(f"{model:13s} s/epoch: {line}")
     return out
+
+
+def arithmetic_ceiling(throughput_mlp: dict[str, Any]) -> dict[str, Any]:
+    """The mlp's floating-point work per epoch against this machine's measured sgemm peak."""
+    n, hidden, latent, pixels = 55_000, 400, 20, 784
+    macs_forward = pixels * hidden + hidden * 2 * latent + latent * hidden + hidden * pixels  # per image
+    flops_per_image = 3 * 2 * macs_forward  # forward, plus backward at twice the forward
+    peak = sgemm_gflops()
+    ceiling_seconds = n * flops_per_image / (peak * 1e9)
+    fp32 = throughput_mlp["vaekit"]["seconds_per_epoch"]
+    result = {
+        "flops_per_image": flops_per_image,
+        "sgemm_peak_gflops": peak,
+        "fp32_ceiling_seconds_per_epoch": ceiling_seconds,
+        "vaekit_fp32_fraction_of_ceiling": ceiling_seconds / fp32,
+        "baseline_fraction_of_ceiling": ceiling_seconds / throughput_mlp["baseline"]["seconds_per_epoch"],
+    }
+    print(
+        f"mlp arithmetic: {flops_per_image / 1e6:.2f} MFLOP/image x {n} images at the measured sgemm peak of "
+        f"{peak:.0f} GFLOP/s = {ceiling_seconds:.2f} s/epoch; vaekit fp32 reaches "
+        f"{result['vaekit_fp32_fraction_of_ceiling']:.0%} of it, "
+        f"the baseline {result['baseline_fraction_of_ceiling']:.0%}"
+    )
+    return result
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def time_to_target(epochs: int, repeats: int) -> dict[str, Any]:
+    """Training time until the test negative ELBO reaches the baseline's after `epochs` epochs."""
+    baseline = [run_child(["baseline", "mlp", str(epochs), "1.0"]) for _ in range(repeats)]
+    target = median([b["epochs"][-1]["test_nelbo_nats"] for b in baseline])
+    baseline_seconds = median([sum(row["train_seconds"] for row in b["epochs"]) for b in baseline])
+    reached = []
+    for _ in range(repeats):
+        run = run_child(["vaekit", "mlp-fast", "5", "1.0", "{}"])
+        elapsed = 0.0
+        for row in run["epochs"]:
+            elapsed += row["train_seconds"]
+            if row["test_nelbo_nats"] <= target:
+                reached.append({"seconds": elapsed, "test_nelbo_nats": row["test_nelbo_nats"]})
+                break
+        else:
+            reached.append({"seconds": float("inf"), "test_nelbo_nats": run["epochs"][-1]["test_nelbo_nats"]})
+    seconds = median([r["seconds"] for r in reached])
+    result = {
+        "baseline_epochs": epochs,
+        "target_test_nelbo_nats": target,
+        "baseline_train_seconds": baseline_seconds,
+        "vaekit_preset": "mlp-fast",
+        "vaekit_seconds_to_target": seconds,
+        "vaekit_runs": reached,
+        "ratio": seconds / baseline_seconds,
+    }
+    print(
+        f"time to the baseline's {epochs}-epoch test -ELBO ({target:.2f} nats): baseline {baseline_seconds:.1f} s, "
+        f"vaekit mlp-fast {seconds:.1f} s ({result['ratio']:.2f} of the baseline's time)"
+    )
+    return result
+
+
+def scaling(repeats: int) -> dict[str, Any]:
+    rows = {}
+    for fraction in (0.25, 0.5, 1.0):
+        seconds = [
+            run_child(["vaekit", "mlp", "1", str(fraction), "{}"])["epochs"][0]["train_seconds"] for _ in range(repeats)
+        ]
+        rows[str(fraction)] = median(seconds)
+    per_image = {k: v / (55_000 * float(k)) * 1e6 for k, v in rows.items()}
+    print(
+        "scaling (mlp, s/epoch): "
+        + ", ".join(f"{k} of the data {v:.2f} s ({per_image[k]:.1f} us/image)" for k, v in rows.items())
+    )
+    return {"seconds_per_epoch": rows, "microseconds_per_image": per_image}
+
+
+def iwae_cost() -> dict[str, Any]:
+    result = run_child(["iwae", "1000"])
+    seconds, rss = result["seconds"], result["peak_rss_mb"]
+    print(f"IWAE K=1000 on the 10,000 test images (mlp): {seconds:.1f} s, peak RSS {rss:.0f} MB")
+    return result
 
 
 def main() -> None:
@@ -182,7 +277,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--only", nargs="+", default=["throughput"], choices=["throughput"])
+    parts = ["throughput", "target", "scaling", "iwae"]
+    parser.add_argument("--only", nargs="+", default=parts, choices=parts)
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     if args.child:
@@ -200,6 +296,14 @@ def main() -> None:
     print(json.dumps(results["machine"]))
     if "throughput" in args.only:
         results["throughput"] = throughput(args.models, repeats)
+        if "mlp" in results["throughput"]:
+            results["arithmetic"] = arithmetic_ceiling(results["throughput"]["mlp"])
+    if "target" in args.only:
+        results["time_to_target"] = time_to_target(epochs=3 if args.quick else 10, repeats=repeats)
+    if "scaling" in args.only:
+        results["scaling"] = scaling(repeats)
+    if "iwae" in args.only:
+        results["iwae"] = iwae_cost()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 

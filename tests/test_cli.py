@@ -113,7 +113,7 @@ def test_missing_builtin_dataset_explains_where_to_put_it(tmp_path: Path) -> Non
 def test_presets_and_datasets_listings() -> None:
     presets = vaekit("presets")
     assert presets.returncode == 0
-    for name in ("mlp", "conv-small", "conv-fashion", "conv-32px"):
+    for name in ("mlp", "mlp-fast", "conv-small", "conv-fashion", "conv-32px"):
         assert f"\n{name}\n" in f"\n{presets.stdout}"
     as_json = json.loads(vaekit("presets", "--json").stdout)
     assert as_json["conv-fashion"]["train"]["epochs"] == 30

@@ -53,7 +53,13 @@ def test_image_too_small_for_the_stack() -> None:
 
 
 def test_presets_build_with_the_documented_layouts() -> None:
-    shapes = {"mlp": (1, 28, 28), "conv-small": (1, 28, 28), "conv-fashion": (1, 28, 28), "conv-32px": (1, 32, 32)}
+    shapes = {
+        "mlp": (1, 28, 28),
+        "mlp-fast": (1, 28, 28),
+        "conv-small": (1, 28, 28),
+        "conv-fashion": (1, 28, 28),
+        "conv-32px": (1, 32, 32),
+    }
     assert set(shapes) == set(PRESETS)
     models = {name: build_model(preset_config(name).model, shape) for name, shape in shapes.items()}
     mlp = models["mlp"]

@@ -89,7 +89,9 @@ class TrainerState:
         self.total_steps = self.steps_per_epoch * train.epochs
         self.order_generator = torch.Generator().manual_seed(train.seed)
         self.noise_generator = torch.Generator(device=device).manual_seed(train.seed + NOISE_SEED_OFFSET)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr)
+        # fused: one kernel for the whole update instead of a loop over parameters (a fifth of
+        # an MLP step on CPU otherwise); same arithmetic, deterministic.
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, train.lr_schedule)
         )
@@ -226,7 +228,8 @@ def fit(
                 index = order[start : start + train_cfg.batch_size]
                 x = to_model_input(images[index], data_cfg, state.noise_generator)
                 beta = beta_at(state.step, train_cfg.beta, train_cfg.warmup_steps)
-                terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_cfg.precision == "bf16"):
+                    terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)
                 loss = terms.loss.mean()
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

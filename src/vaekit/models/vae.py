@@ -37,10 +37,12 @@ class VAE(nn.Module):
         return next(self.parameters()).device
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        return DiagonalGaussian.from_params(self.encoder(x))  # (B, C, H, W) -> (B, Z) x 2
+        # float(): under bf16 autocast only the network runs in bf16; the distributions, the KL
+        # and the likelihood are computed in fp32.
+        return DiagonalGaussian.from_params(self.encoder(x).float())  # (B, C, H, W) -> (B, Z) x 2
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # (B, Z) -> (B, C, H, W)
+        return self.decoder(z).float()  # (B, Z) -> (B, C, H, W)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         return self.likelihood.log_prob(x, decoded)  # (B,)
