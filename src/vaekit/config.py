@@ -282,11 +282,11 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mlp-fast",
-            "the same 784-400-20 MLP trained for speed: bfloat16 matrix products, Adam 3e-3 with cosine decay, "
-            "batch 64, 5 epochs (reaches the classic example's 10-epoch ELBO in a third of its time)",
+            "the same 784-400-20 MLP trained for speed: bfloat16 matrix products, Adam 5e-3 with cosine decay, "
+            "batch 128, 6 epochs (beats the classic example's 10-epoch ELBO in under a third of its time)",
             {
                 "model": {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"},
-                "train": {"lr": 3e-3, "lr_schedule": "cosine", "batch_size": 64, "epochs": 5, "precision": "bf16"},
+                "train": {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128, "epochs": 6, "precision": "bf16"},
             },
         ),
         Preset(

@@ -31,6 +31,11 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.latent_dim = latent_dim
         self.image_shape = image_shape
+        # oneDNN's convolutions run faster on channels-last (NHWC) tensors, in fp32 and more so
+        # in bf16 (benchmarks/suite.py); an MLP flattens its input and gains nothing.
+        self.channels_last = isinstance(encoder, ConvEncoder)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
 
     @property
     def device(self) -> torch.device:
@@ -39,6 +44,8 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         # float(): under bf16 autocast only the network runs in bf16; the distributions, the KL
         # and the likelihood are computed in fp32.
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # same shape, NHWC strides
         return DiagonalGaussian.from_params(self.encoder(x).float())  # (B, C, H, W) -> (B, Z) x 2
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
