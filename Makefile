@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   train the built-in default (mlp preset, Fashion-MNIST, 10 epochs, ~20 s on 2 CPU cores)
 #   make test   lint, type-check and run the test suite
+#   make bench  the benchmark suite (not part of the tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of PyTorch. Installed first and pinned so that no later step pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint data clean
+.PHONY: setup demo test lint data bench clean
 
 $(BIN)/vaekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ lint: setup
 
 test: setup data lint
 	$(BIN)/python -m pytest
+
+# The benchmark suite (about 20 minutes on 2 cores); writes benchmarks/results.json.
+bench: setup data
+	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python benchmarks/table.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

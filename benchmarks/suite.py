@@ -113,6 +113,49 @@ def child_iwae(k: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "k": k, "images": summary.images, "peak_rss_mb": _peak_rss_mb()}
 
 
+def child_disk(count: int, workdir: str) -> dict[str, Any]:
+    """Write `count` synthetic 28x28 images as an on-disk set, then train one epoch streaming it."""
+    import dataclasses
+
+    import numpy as np
+
+    from vaekit.config import preset_config, with_overrides
+    from vaekit.data import load_dataset
+    from vaekit.data.disk import write_converted
+    from vaekit.models import build_model
+    from vaekit.train import fit
+
+    rng = np.random.default_rng(0)
+
+    def batches():  # noise plus one bright quadrant, 50,000 images at a time
+        for start in range(0, count, 50_000):
+            n = min(50_000, count - start)
+            images = rng.integers(0, 40, size=(n, 1, 28, 28), dtype=np.uint8)
+            quadrant = rng.integers(0, 4, size=n)
+            for q in range(4):
+                rows = quadrant == q
+                images[rows, :, (q // 2) * 14 : (q // 2) * 14 + 14, (q % 2) * 14 : (q % 2) * 14 + 14] = 220
+            yield images
+
+    folder = write_converted(Path(workdir) / f"set-{count}", batches(), (1, 28, 28))
+    rss_before = _peak_rss_mb()
+    config = with_overrides(preset_config("mlp"), {"data": {"dataset": str(folder)}, "train": {"epochs": 1}})
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, checkpoint_every=0))
+    splits = load_dataset(config.data, progress=False)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    reports = fit(build_model(config.model, splits.shape), splits, config, progress=False)
+    return {
+        "images": count,
+        "train_images": len(splits.train),
+        "epoch_seconds": time.perf_counter() - started,
+        "train_images_per_second": reports[0].images_per_second,
+        "peak_rss_mb_before_training": rss_before,
+        "peak_rss_mb": _peak_rss_mb(),
+        "data_file_mb": folder.joinpath("images.u8").stat().st_size / 2**20,
+    }
+
+
 def run_child(args: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
@@ -269,6 +312,22 @@ def scaling(repeats: int) -> dict[str, Any]:
     return {"seconds_per_epoch": rows, "microseconds_per_image": per_image}
 
 
+def disk_scaling() -> dict[str, Any]:
+    """Peak resident memory while training from an on-disk set of 100,000 and of 1,000,000 images."""
+    import tempfile
+
+    rows = {}
+    for count in (100_000, 1_000_000):
+        with tempfile.TemporaryDirectory(prefix="vaekit-bench-") as workdir:
+            rows[str(count)] = run_child(["disk", str(count), workdir])
+        r = rows[str(count)]
+        print(
+            f"on-disk set of {count:,} images ({r['data_file_mb']:.0f} MB): one epoch {r['epoch_seconds']:.1f} s "
+            f"({r['train_images_per_second']:.0f} img/s), peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+    return rows
+
+
 def iwae_cost() -> dict[str, Any]:
     result = run_child(["iwae", "1000"])
     seconds, rss = result["seconds"], result["peak_rss_mb"]
@@ -282,7 +341,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parts = ["throughput", "target", "scaling", "iwae"]
+    parts = ["throughput", "target", "scaling", "iwae", "disk"]
     parser.add_argument("--only", nargs="+", default=parts, choices=parts)
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -292,6 +351,8 @@ def main() -> None:
             result = child_vaekit_epochs(rest[0], int(rest[1]), float(rest[2]), json.loads(rest[3]))
         elif kind == "baseline":
             result = child_baseline_epochs(rest[0], int(rest[1]), float(rest[2]))
+        elif kind == "disk":
+            result = child_disk(int(rest[0]), rest[1])
         else:
             result = child_iwae(int(rest[0]))
         print(json.dumps(result))
@@ -311,6 +372,8 @@ def main() -> None:
         results["scaling"] = scaling(repeats)
     if "iwae" in args.only:
         results["iwae"] = iwae_cost()
+    if "disk" in args.only:
+        results["disk"] = disk_scaling()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -33,6 +33,7 @@ FEATURES = 128
 CLASSIFIER_EPOCHS = 3
 MIN_CLASSIFIER_STEPS = 500  # small datasets: enough steps to learn, whatever their size
 CLASSIFIER_BATCH = 128
+MAX_CLASSIFIER_IMAGES = 60_000
 CLASSIFIER_SEED = 0
 
 
@@ -88,8 +89,9 @@ def train_classifier(splits: DatasetSplits, device: torch.device, progress: bool
     torch.manual_seed(CLASSIFIER_SEED)
     model = FeatureClassifier(splits.shape[0], classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = torch.from_numpy(splits.train.images).to(device)
-    targets = torch.from_numpy(labels).to(device)
+    # A classifier for features needs no more than a Fashion-MNIST-sized training set.
+    images = torch.from_numpy(np.asarray(splits.train.images[:MAX_CLASSIFIER_IMAGES])).to(device)
+    targets = torch.from_numpy(labels[:MAX_CLASSIFIER_IMAGES]).to(device)
     generator = torch.Generator().manual_seed(CLASSIFIER_SEED)
     steps_per_epoch = -(-len(images) // CLASSIFIER_BATCH)
     epochs = max(CLASSIFIER_EPOCHS, -(-MIN_CLASSIFIER_STEPS // steps_per_epoch))

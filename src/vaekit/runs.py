@@ -263,7 +263,7 @@ def _train_and_summarise(
     fit(model, splits, config, callbacks=callbacks, progress=progress, checkpointer=checkpointer, resume=resume)
     # Report the test set with the weights that did best on validation.
     best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
-    test = elbo_over(best, splits.test.images, config.data, config.train.eval_batch_size, seed=config.train.seed)
+    test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)
     wall = time.perf_counter() - started
     write_json(
         run_dir / "summary.json",

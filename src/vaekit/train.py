@@ -21,11 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
+from vaekit.data.disk import DiskImages
 from vaekit.data.transforms import to_model_input
 from vaekit.errors import VaekitError
 from vaekit.models import VAE
@@ -174,6 +176,15 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def batch_reader(images: np.ndarray | DiskImages, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """index (B,) -> uint8 images (B, C, H, W) on `device`. In-memory sets are moved to the device
+    once and gathered with one indexing op; sets on disk are read batch by batch."""
+    if isinstance(images, DiskImages):
+        return lambda index: torch.from_numpy(images.read(index.cpu().numpy())).to(device, non_blocking=True)
+    resident = torch.from_numpy(images).to(device)  # uint8 (N, C, H, W)
+    return lambda index: resident[index]
+
+
 def _gradient_norm(parameters: list[torch.nn.Parameter], clip: float | None) -> torch.Tensor:
     if clip is not None:
         return torch.nn.utils.clip_grad_norm_(parameters, clip)
@@ -197,9 +208,9 @@ def fit(
     """
     train_cfg, data_cfg = config.train, config.data
     device = model.device
-    images = torch.from_numpy(splits.train.images).to(device)  # uint8 (N, C, H, W), kept resident
-    val_images = torch.from_numpy(splits.val.images).to(device)
-    n = len(images)
+    gather = batch_reader(splits.train.images, device)
+    val_images = torch.from_numpy(splits.val.array).to(device)
+    n = len(splits.train)
     state = TrainerState(model, config, n)
     if resume is not None:
         state.restore(model, *resume)
@@ -226,7 +237,7 @@ def fit(
             while state.batch_index < state.steps_per_epoch:
                 start = state.batch_index * train_cfg.batch_size
                 index = order[start : start + train_cfg.batch_size]
-                x = to_model_input(images[index], data_cfg, state.noise_generator)
+                x = to_model_input(gather(index), data_cfg, state.noise_generator)
                 beta = beta_at(state.step, train_cfg.beta, train_cfg.warmup_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_cfg.precision == "bf16"):
                     terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)

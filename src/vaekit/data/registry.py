@@ -1,4 +1,7 @@
-"""Turn a `DataConfig` into train / validation / test splits held in memory as uint8."""
+"""Turn a `DataConfig` into train / validation / test splits of uint8 images.
+
+Validation and test sets are always in memory; the training set of a converted (on-disk) image
+set stays on disk and is read batch by batch."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from vaekit.config import DataConfig
 from vaekit.data.arrays import load_array_file
 from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, how_to_get, load_builtin, locate
+from vaekit.data.disk import DiskImages, is_converted, open_converted
 from vaekit.data.folders import load_folder
 from vaekit.data.splits import DatasetSplits, ImageSet, hold_out
 from vaekit.data.transforms import convert_channels, resize_images
@@ -15,9 +19,20 @@ from vaekit.errors import VaekitError
 
 BUILTIN_VAL_SIZE = 5000
 OWN_DATA_HOLDOUT_FRACTION = 0.1
+# Validation and test sets are held in memory; past this size they only cost time, not accuracy.
+MAX_OWN_HOLDOUT = 10_000
 
 
 def _conform(images: ImageSet, config: DataConfig) -> ImageSet:
+    if isinstance(images.images, DiskImages):
+        if config.image_size is not None and images.shape[1:] != (config.image_size, config.image_size):
+            raise VaekitError(
+                f"a converted image set is stored at {images.shape[1]}x{images.shape[2]}: convert it again to "
+                f"change --image-size, or leave --image-size out"
+            )
+        if config.channels is not None and images.shape[0] != config.channels:
+            raise VaekitError(f"a converted image set has {images.shape[0]} channel(s): leave --channels out")
+        return images
     array = images.images
     if config.channels is not None:
         array = convert_channels(array, config.channels)
@@ -39,7 +54,10 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
             raise VaekitError(
                 f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
             )
-        if path.is_dir():
+        if is_converted(path):
+            disk_images, labels, class_names = open_converted(path)
+            everything = ImageSet(disk_images, labels)
+        elif path.is_dir():
             everything, class_names = load_folder(path, config.image_size, config.channels)
         elif path.suffix.lower() in (".npy", ".npz"):
             everything, class_names = load_array_file(path), None
@@ -49,13 +67,15 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
             raise VaekitError(
                 f"dataset {path} has {len(everything)} image(s): need at least 3 (train, validation, test)"
             )
-        holdout = max(1, round(OWN_DATA_HOLDOUT_FRACTION * len(everything)))
+        holdout = max(1, min(MAX_OWN_HOLDOUT, round(OWN_DATA_HOLDOUT_FRACTION * len(everything))))
         train_all, test = hold_out(everything, holdout, config.split_seed, "test")
+        test = test.in_memory()
         val_size = config.val_size if config.val_size is not None else holdout
         source = str(path)
     train, val = hold_out(train_all, val_size, config.split_seed + 1, "validation")
+    val = val.in_memory()
     if config.train_limit is not None:
-        train = train.take(slice(0, config.train_limit))  # type: ignore[arg-type]
+        train = train.take(slice(0, config.train_limit))
     return DatasetSplits(
         name=name,
         source=source,

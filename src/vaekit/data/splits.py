@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vaekit.data.disk import DiskImages
 from vaekit.errors import VaekitError
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images as uint8 (N, C, H, W) and labels as int64 (N,) or None."""
+    """Images as uint8 (N, C, H, W), in memory or on disk, and labels as int64 (N,) or None."""
 
-    images: np.ndarray
+    images: np.ndarray | DiskImages
     labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -31,8 +32,22 @@ class ImageSet:
         _, c, h, w = self.images.shape
         return (c, h, w)
 
-    def take(self, indices: np.ndarray) -> ImageSet:
-        return ImageSet(self.images[indices], None if self.labels is None else self.labels[indices])
+    def take(self, indices: np.ndarray | slice) -> ImageSet:
+        images = self.images.take(indices) if isinstance(self.images, DiskImages) else self.images[indices]
+        return ImageSet(images, None if self.labels is None else self.labels[indices])
+
+    @property
+    def array(self) -> np.ndarray:
+        """The images as an in-memory array (validation and test sets always are)."""
+        if isinstance(self.images, DiskImages):
+            raise TypeError("this image set is on disk: call in_memory() first")
+        return self.images
+
+    def in_memory(self) -> ImageSet:
+        """The same set with its images read into memory."""
+        if isinstance(self.images, DiskImages):
+            return ImageSet(self.images.read(np.arange(len(self.images))), self.labels)
+        return self
 
 
 @dataclass(frozen=True)
