@@ -75,7 +75,7 @@ def _as_unit(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.T
     return tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
 
 
-def train_classifier(splits: DatasetSplits, device: torch.device, progress: bool = False) -> FeatureClassifier:
+def train_classifier(splits: DatasetSplits, device: torch.device) -> FeatureClassifier:
     """Train (or load from the cache) the feature classifier for this dataset."""
     labels = splits.train.labels
     if labels is None:
@@ -138,14 +138,14 @@ class QualityScores:
 
 @torch.inference_mode()
 def sample_quality(
-    model: VAE, splits: DatasetSplits, data: DataConfig, samples: int = 10_000, seed: int = 0, progress: bool = False
+    model: VAE, splits: DatasetSplits, data: DataConfig, samples: int = 10_000, seed: int = 0
 ) -> QualityScores | None:
     """Scores for `model`, or None when the dataset has no labels to train the classifier on."""
     if splits.train.labels is None or splits.test.labels is None:
         return None
     device = model.device
     with torch.inference_mode(False):
-        classifier = train_classifier(splits, device, progress)
+        classifier = train_classifier(splits, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     test = splits.test.images[:samples]
     drawn = []
