@@ -165,6 +165,23 @@ def test_a_nan_batch_is_skipped_and_training_goes_on(dataset: Path, monkeypatch:
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
 
 
+def test_skipped_steps_are_recorded_in_the_metrics(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = transforms_module.to_model_input
+    calls = {"n": 0}
+
+    def poisoned(batch: torch.Tensor, data: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+        calls["n"] += 1
+        x = real(batch, data, generator)
+        return torch.full_like(x, float("nan")) if calls["n"] in (3, 4) else x
+
+    monkeypatch.setattr("vaekit.train.to_model_input", poisoned)
+    result = train_run(small_config(dataset), tmp_path / "run", progress=False)
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["skipped_steps"] for line in lines] == [2, 0]
+
+
 def test_a_diverging_learning_rate_stops_with_the_last_good_checkpoint(dataset: Path, tmp_path: Path) -> None:
     config = small_config(dataset, lr=1e6, max_bad_steps=3, checkpoint_every=1)
     with pytest.raises(TrainingDiverged, match=r"3 steps in a row .* Lower --lr or set --clip-grad-norm"):

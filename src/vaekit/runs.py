@@ -96,6 +96,7 @@ class RunWriter:
             **report.val.to_dict(prefix="val_"),
             "epoch_seconds": report.epoch_seconds,
             "train_images_per_second": report.images_per_second,
+            "skipped_steps": report.skipped_steps,  # steps with a non-finite loss or gradient
         }
         append_line(self.run_dir / "metrics.jsonl", json.dumps(line))
         info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": report.val.nelbo_nats}
