@@ -67,6 +67,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             kwargs = _flag_kwargs(types_by_name[f.name])
+            if "metavar" not in kwargs and "choices" not in kwargs and "action" not in kwargs:
+                kwargs["metavar"] = f.name.upper()  # not the internal dest "train.epochs"
             group.add_argument(
                 flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=f.metadata.get("help"), **kwargs
             )
