@@ -102,6 +102,7 @@ class TrainerState:
         self.step = 0  # optimiser steps taken
         self.order: torch.Tensor | None = None  # this epoch's permutation, drawn when it starts
         self.totals = torch.zeros(3, dtype=torch.float64)  # loss, recon, kl summed over this epoch
+        self.counted = 0  # images in those sums (skipped steps add none)
         self.epoch_seconds = 0.0  # time spent in this epoch before a resume
         self.skipped_in_row = 0
         self.skipped_this_epoch = 0
@@ -116,6 +117,7 @@ class TrainerState:
         self.batch_index = 0
         self.order = None
         self.totals = torch.zeros(3, dtype=torch.float64)
+        self.counted = 0
         self.epoch_seconds = 0.0
         self.skipped_this_epoch = 0
 
@@ -135,6 +137,7 @@ class TrainerState:
             "epoch": self.epoch,
             "batch_index": self.batch_index,
             "step": self.step,
+            "counted": self.counted,
             "epoch_seconds": self.epoch_seconds,
             "skipped_in_row": self.skipped_in_row,
             "skipped_this_epoch": self.skipped_this_epoch,
@@ -157,6 +160,7 @@ class TrainerState:
         self.totals = tensors["loop.totals"].clone()
         self.order = tensors.get("loop.order")
         self.epoch, self.batch_index, self.step = info["epoch"], info["batch_index"], info["step"]
+        self.counted = info["counted"]
         self.epoch_seconds = info["epoch_seconds"]
         self.skipped_in_row, self.skipped_this_epoch = info["skipped_in_row"], info["skipped_this_epoch"]
 
@@ -253,6 +257,7 @@ def fit(
                     with torch.no_grad():
                         sums = torch.stack([terms.loss.sum(), terms.recon_nats.sum(), terms.kl_nats.sum()])
                         totals += sums.double()
+                    state.counted += len(index)
                 else:
                     # A non-finite loss or gradient never reaches the weights: skip the step.
                     state.skipped_in_row += 1
@@ -270,8 +275,7 @@ def fit(
                 state.batch_index += 1
                 bar.update(1)
                 if progress and (state.batch_index % 50 == 0 or state.batch_index == state.steps_per_epoch):
-                    seen = min(state.batch_index * train_cfg.batch_size, n)
-                    loss_mean, recon_mean, kl_mean = (totals / seen).tolist()  # reading back syncs: rarely
+                    loss_mean, recon_mean, kl_mean = (totals / max(1, state.counted)).tolist()  # syncs: rarely
                     bar.set_postfix(loss=f"{loss_mean:.2f}", recon=f"{recon_mean:.2f}", kl=f"{kl_mean:.2f}")
                 state.totals = totals  # (device tensor; the snapshot copies it to the CPU)
                 state.epoch_seconds = time.perf_counter() - started
@@ -286,7 +290,7 @@ def fit(
                     )
             bar.close()
             train_seconds = time.perf_counter() - started
-            loss_mean, recon_mean, kl_mean = (totals / n).tolist()
+            loss_mean, recon_mean, kl_mean = (totals / max(1, state.counted)).tolist()
             val = elbo_over(
                 model, val_images, data_cfg, train_cfg.eval_batch_size, seed=train_cfg.seed + EVAL_SEED_OFFSET
             )
