@@ -26,6 +26,7 @@ GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
+Objective = Literal["elbo", "iwae"]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -114,6 +115,10 @@ class TrainConfig:
     lr_schedule: LrSchedule = field(
         default="constant", metadata=_help("constant, or cosine: decay from --lr to 0 over the run, per step")
     )
+    objective: Objective = field(
+        default="elbo", metadata=_help("elbo, or iwae: the importance-weighted bound with --iwae-samples samples")
+    )
+    iwae_samples: int = field(default=5, metadata=_help("importance samples K per image for --objective iwae"))
     beta: float = field(default=1.0, metadata=_help("weight of the KL term (1 = the true ELBO)"))
     warmup_steps: int = field(default=0, metadata=_help("linear KL warm-up from 0 to beta over N steps"))
     free_bits: float = field(default=0.0, metadata=_help("minimum KL in nats per latent dimension (0 = off)"))
@@ -137,6 +142,11 @@ class TrainConfig:
         _require(math.isfinite(self.lr) and self.lr > 0, f"--lr {self.lr} must be a positive number")
         _require(math.isfinite(self.beta) and self.beta >= 0, f"--beta {self.beta} must be >= 0")
         _require(self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps} must be >= 0")
+        _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
+        _require(
+            self.objective == "elbo" or (self.beta == 1.0 and self.warmup_steps == 0 and self.free_bits == 0.0),
+            "--objective iwae trains the bound itself: --beta, --warmup-steps and --free-bits apply to the ELBO only",
+        )
         _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
         _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
         _require(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every} must be >= 0")

@@ -14,9 +14,8 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.transforms import to_model_input
-from vaekit.distributions import standard_normal_log_prob
 from vaekit.models import VAE
-from vaekit.objectives import bits_per_dim, log_importance_weights
+from vaekit.objectives import bits_per_dim
 from vaekit.scoring import log_bin_width
 
 # Decoder outputs held at once while estimating: K_c * B * C*H*W floats. 2^23 floats = 32 MiB
@@ -54,12 +53,7 @@ def iwae_per_image(model: VAE, x: torch.Tensor, k: int, generator: torch.Generat
     done = 0
     while done < k:
         k_c = min(chunk, k - done)
-        eps = torch.randn((k_c, *posterior.mu.shape), generator=generator, device=x.device, dtype=x.dtype)
-        z = posterior.mu + posterior.std * eps  # (K_c, B, Z)
-        decoded = model.decode(z.flatten(0, 1))  # (K_c * B, C, H, W)
-        x_rep = x.expand(k_c, *x.shape).flatten(0, 1)  # (K_c * B, C, H, W), no copy
-        log_px = model.log_likelihood(x_rep, decoded).view(k_c, batch)  # (K_c, B)
-        log_w = log_importance_weights(log_px, standard_normal_log_prob(z), posterior.log_prob(z))
+        log_w, _ = model.log_weights(x, posterior, k_c, generator)  # (K_c, B)
         running = torch.logaddexp(running, torch.logsumexp(log_w.double(), dim=0))
         done += k_c
     return running - math.log(k)

@@ -1,6 +1,7 @@
 """A model-agnostic training loop that can stop at any step and continue exactly.
 
-The trainer only needs `model.elbo(x, beta, free_bits, generator) -> ElboTerms`; everything a
+The trainer only needs `model.elbo(x, beta, free_bits, generator) -> ElboTerms` (and
+`model.iwae(x, k, generator)` for the importance-weighted objective); everything a
 run writes to disk (metrics, checkpoints, pictures) happens in callbacks. Data stays in memory as
 uint8 (on the training device) and each batch is gathered with one indexing op from a seeded
 permutation: no per-item Python, no DataLoader workers.
@@ -244,7 +245,10 @@ def fit(
                 x = to_model_input(gather(index), data_cfg, state.noise_generator)
                 beta = beta_at(state.step, train_cfg.beta, train_cfg.warmup_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_cfg.precision == "bf16"):
-                    terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)
+                    if train_cfg.objective == "iwae":
+                        terms = model.iwae(x, train_cfg.iwae_samples, generator=state.noise_generator)
+                    else:
+                        terms = model.elbo(x, beta=beta, free_bits=train_cfg.free_bits, generator=state.noise_generator)
                 loss = terms.loss.mean()
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

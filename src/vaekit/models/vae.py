@@ -10,10 +10,16 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
-from vaekit.distributions import BernoulliLikelihood, DiagonalGaussian, GaussianLikelihood, Likelihood
+from vaekit.distributions import (
+    BernoulliLikelihood,
+    DiagonalGaussian,
+    GaussianLikelihood,
+    Likelihood,
+    standard_normal_log_prob,
+)
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
-from vaekit.objectives import ElboTerms, elbo_terms
+from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 
 
 class VAE(nn.Module):
@@ -64,6 +70,29 @@ class VAE(nn.Module):
         posterior = self.encode(x)
         z = posterior.rsample(generator)  # (B, Z)
         return elbo_terms(self.log_likelihood(x, self.decode(z)), posterior.kl_per_dim(), beta, free_bits)
+
+    def log_weights(
+        self, x: torch.Tensor, posterior: DiagonalGaussian, k: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """K importance samples z_k ~ q(z|x): log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) and
+        log p(x|z_k), both (K, B)."""
+        batch = x.shape[0]
+        eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
+        z = posterior.mu + posterior.std * eps  # (K, B, Z)
+        decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
+        x_rep = x.expand(k, *x.shape).flatten(0, 1)  # (K * B, C, H, W), a view
+        log_px = self.log_likelihood(x_rep, decoded).view(k, batch)  # (K, B)
+        return log_importance_weights(log_px, standard_normal_log_prob(z), posterior.log_prob(z)), log_px
+
+    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> ElboTerms:
+        """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
+
+        recon_nats and kl_nats are the ELBO's parts from the same samples (the K-sample average of
+        -log p(x|z) and the closed-form KL), reported beside the loss; K = 1 is the ELBO itself.
+        """
+        posterior = self.encode(x)
+        log_w, log_px = self.log_weights(x, posterior, k, generator)
+        return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=posterior.kl_per_dim().sum(-1))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
