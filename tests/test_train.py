@@ -140,3 +140,20 @@ def test_short_real_training_on_fashion_mnist_subset(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert lines[1]["val_nelbo_nats"] < lines[0]["val_nelbo_nats"] < 400
     assert 200 < result.test.nelbo_nats < 400
+
+
+def test_early_stopping_waits_patience_epochs_and_stays_stopped(
+    blob_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vaekit.scoring import ElboSummary
+
+    values = iter([10.0, 9.0, 9.5, 9.6, 8.0, 7.0, 6.0, 5.0])
+    monkeypatch.setattr("vaekit.train.elbo_over", lambda *args, **kwargs: ElboSummary(next(values), 0, 0, 0, 1))
+    config = tiny_config(blob_npz, epochs=8, early_stopping=2)
+    splits = load_dataset(config.data, progress=False)
+    model = build_model(config.model, splits.shape)
+    snapshots: list = []
+    reports = fit(model, splits, config, progress=False, checkpointer=lambda t, i: snapshots.append((t, i)))
+    assert [r.epoch for r in reports] == [1, 2, 3, 4]  # best at 2, then two epochs without improvement
+    assert snapshots[-1][1]["stopped"] is True
+    assert fit(model, splits, config, progress=False, resume=snapshots[-1]) == []  # resuming does not train on

@@ -125,6 +125,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_help("seed for weights, batches, noise"))
     device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu, cuda, cuda:N"))
     eval_batch_size: int = field(default=1000, metadata=_help("batch size for validation and test passes"))
+    early_stopping: int = field(
+        default=0, metadata=_help("stop when validation -ELBO has not improved for N epochs (0: off)")
+    )
     precision: Precision = field(
         default="fp32", metadata=_help("bf16: matrix products in bfloat16 (autocast); the ELBO itself stays fp32")
     )
@@ -142,6 +145,7 @@ class TrainConfig:
         _require(math.isfinite(self.lr) and self.lr > 0, f"--lr {self.lr} must be a positive number")
         _require(math.isfinite(self.beta) and self.beta >= 0, f"--beta {self.beta} must be >= 0")
         _require(self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps} must be >= 0")
+        _require(self.early_stopping >= 0, f"--early-stopping {self.early_stopping} must be >= 0")
         _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
         _require(
             self.objective == "elbo" or (self.beta == 1.0 and self.warmup_steps == 0 and self.free_bits == 0.0),

@@ -107,6 +107,9 @@ class TrainerState:
         self.epoch_seconds = 0.0  # time spent in this epoch before a resume
         self.skipped_in_row = 0
         self.skipped_this_epoch = 0
+        self.best_val = math.inf  # for early stopping
+        self.epochs_since_best = 0
+        self.stopped = False  # early stopping ended the run
 
     def start_epoch(self) -> torch.Tensor:
         if self.order is None:
@@ -142,6 +145,9 @@ class TrainerState:
             "epoch_seconds": self.epoch_seconds,
             "skipped_in_row": self.skipped_in_row,
             "skipped_this_epoch": self.skipped_this_epoch,
+            "best_val": self.best_val if math.isfinite(self.best_val) else None,
+            "epochs_since_best": self.epochs_since_best,
+            "stopped": self.stopped,
             "param_groups": optim["param_groups"],
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
         }
@@ -164,6 +170,8 @@ class TrainerState:
         self.counted = info["counted"]
         self.epoch_seconds = info["epoch_seconds"]
         self.skipped_in_row, self.skipped_this_epoch = info["skipped_in_row"], info["skipped_this_epoch"]
+        self.best_val = math.inf if info["best_val"] is None else info["best_val"]
+        self.epochs_since_best, self.stopped = info["epochs_since_best"], info["stopped"]
 
 
 @contextmanager
@@ -227,7 +235,7 @@ def fit(
             checkpointer(*state.snapshot(model))
 
     with deferred_interrupt() as interrupted:
-        while state.epoch <= train_cfg.epochs:
+        while state.epoch <= train_cfg.epochs and not state.stopped:
             model.train()
             started = time.perf_counter() - state.epoch_seconds
             order = state.start_epoch().to(device)
@@ -313,6 +321,17 @@ def fit(
             reports.append(report)
             for callback in callbacks:
                 callback.on_epoch_end(model, report)
+            if val.nelbo_nats < state.best_val:
+                state.best_val, state.epochs_since_best = val.nelbo_nats, 0
+            else:
+                state.epochs_since_best += 1
+            patience = train_cfg.early_stopping
+            if patience and state.epochs_since_best >= patience and state.epoch < train_cfg.epochs:
+                state.stopped = True
+                tqdm.write(
+                    f"early stopping after epoch {state.epoch}: validation -ELBO has not improved for {patience} "
+                    f"epoch(s) (best {state.best_val:.2f} nats/image)"
+                )
             state.end_epoch()
             save()
     return reports
