@@ -21,7 +21,7 @@ from vaekit.errors import VaekitError
 
 Architecture = Literal["mlp", "conv"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
-LikelihoodName = Literal["bernoulli", "gaussian"]
+LikelihoodName = Literal["bernoulli", "gaussian", "logistic"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 LrSchedule = Literal["constant", "cosine"]
@@ -83,7 +83,12 @@ class ModelConfig:
     conv_strides: tuple[int, ...] = field(default=(2, 2), metadata=_help("conv encoder stride per layer, e.g. 2,2,2"))
     kernel_size: int = field(default=3, metadata=_help("conv kernel size (odd)"))
     activation: Activation = field(default="relu", metadata=_help("hidden activation"))
-    likelihood: LikelihoodName = field(default="bernoulli", metadata=_help("p(x|z) family"))
+    likelihood: LikelihoodName = field(
+        default="bernoulli",
+        metadata=_help(
+            "p(x|z) family; logistic: discretised logistic over 8-bit levels (needs --pixel-range symmetric)"
+        ),
+    )
     gaussian_variance: GaussianVariance = field(
         default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
     )
@@ -171,6 +176,14 @@ class RunConfig:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     preset: str | None = None
+
+    def check(self) -> RunConfig:
+        """Rules that span sections, checked on the finished config (layers may fix each other)."""
+        _require(
+            self.model.likelihood != "logistic" or (self.data.pixel_range == "symmetric" and not self.data.binarize),
+            "--likelihood logistic models 8-bit levels in [-1, 1]: add --pixel-range symmetric (and no --binarize)",
+        )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -408,4 +421,4 @@ def resolve(
         config = with_overrides(config, file_values)
     if flags:
         config = with_overrides(config, {k: v for k, v in flags.items() if v})
-    return config
+    return config.check()

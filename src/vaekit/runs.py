@@ -179,6 +179,7 @@ def train_run(
     setting leaves nothing behind and never replaces an existing run.
     """
     started = time.perf_counter()
+    config.check()
     check_out_free(out, force)
     device = resolve_device(config.train.device)
     splits = load_dataset(config.data, progress=progress)

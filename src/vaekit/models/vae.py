@@ -13,6 +13,7 @@ from vaekit.config import ModelConfig
 from vaekit.distributions import (
     BernoulliLikelihood,
     DiagonalGaussian,
+    DiscretizedLogisticLikelihood,
     GaussianLikelihood,
     Likelihood,
     standard_normal_log_prob,
@@ -120,6 +121,8 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     likelihood: Likelihood
     if config.likelihood == "bernoulli":
         likelihood = BernoulliLikelihood()
+    elif config.likelihood == "logistic":
+        likelihood = DiscretizedLogisticLikelihood(config.sigma, image_shape)
     else:
         likelihood = GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
     return VAE(encoder, decoder, likelihood, z, image_shape)
