@@ -22,6 +22,7 @@ from vaekit.errors import VaekitError
 Architecture = Literal["mlp", "conv"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "gaussian", "logistic"]
+PriorName = Literal["standard", "mixture"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 LrSchedule = Literal["constant", "cosine"]
@@ -93,6 +94,11 @@ class ModelConfig:
         default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
     )
     sigma: float = field(default=1.0, metadata=_help("gaussian only: fixed sigma, or the initial one when learned"))
+    prior: PriorName = field(
+        default="standard",
+        metadata=_help("standard: N(0, I); mixture: a learned mixture of Gaussians (KL by sampling)"),
+    )
+    prior_components: int = field(default=10, metadata=_help("components of the mixture prior"))
 
     def __post_init__(self) -> None:
         _require(self.latent_dim >= 1, f"--latent-dim {self.latent_dim} must be at least 1")
@@ -110,6 +116,7 @@ class ModelConfig:
             f"--kernel-size {self.kernel_size} must be a positive odd number",
         )
         _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
+        _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,10 @@ class RunConfig:
         _require(
             self.model.likelihood != "logistic" or (self.data.pixel_range == "symmetric" and not self.data.binarize),
             "--likelihood logistic models 8-bit levels in [-1, 1]: add --pixel-range symmetric (and no --binarize)",
+        )
+        _require(
+            self.model.prior == "standard" or self.train.free_bits == 0.0,
+            "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
         return self
 

@@ -16,11 +16,11 @@ from vaekit.distributions import (
     DiscretizedLogisticLikelihood,
     GaussianLikelihood,
     Likelihood,
-    standard_normal_log_prob,
 )
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
+from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, monte_carlo_kl
 
 
 class VAE(nn.Module):
@@ -31,11 +31,13 @@ class VAE(nn.Module):
         likelihood: Likelihood,
         latent_dim: int,
         image_shape: tuple[int, int, int],
+        prior: Prior | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
+        self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
         self.latent_dim = latent_dim
         self.image_shape = image_shape
         # oneDNN's convolutions run faster on channels-last (NHWC) tensors, in fp32 and more so
@@ -70,7 +72,11 @@ class VAE(nn.Module):
     ) -> ElboTerms:
         posterior = self.encode(x)
         z = posterior.rsample(generator)  # (B, Z)
-        return elbo_terms(self.log_likelihood(x, self.decode(z)), posterior.kl_per_dim(), beta, free_bits)
+        log_px = self.log_likelihood(x, self.decode(z))
+        if self.prior.closed_form_kl:
+            return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits)
+        kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z))  # (B,), no closed form
+        return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
 
     def log_weights(
         self, x: torch.Tensor, posterior: DiagonalGaussian, k: int, generator: torch.Generator | None = None
@@ -83,7 +89,7 @@ class VAE(nn.Module):
         decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
         x_rep = x.expand(k, *x.shape).flatten(0, 1)  # (K * B, C, H, W), a view
         log_px = self.log_likelihood(x_rep, decoded).view(k, batch)  # (K, B)
-        return log_importance_weights(log_px, standard_normal_log_prob(z), posterior.log_prob(z)), log_px
+        return log_importance_weights(log_px, self.prior.log_prob(z), posterior.log_prob(z)), log_px
 
     def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> ElboTerms:
         """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
@@ -93,13 +99,14 @@ class VAE(nn.Module):
         """
         posterior = self.encode(x)
         log_w, log_px = self.log_weights(x, posterior, k, generator)
-        return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=posterior.kl_per_dim().sum(-1))
+        # KL part: closed form when there is one, else the K-sample mean of log q - log p.
+        kl = posterior.kl_per_dim().sum(-1) if self.prior.closed_form_kl else (log_px - log_w).mean(0)
+        return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images E[x|z] with z from the prior, (n, C, H, W)."""
-        z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
-        return self.mean_image(self.decode(z))
+        return self.mean_image(self.decode(self.prior.sample(n, generator, self.device)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,4 +132,5 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         likelihood = DiscretizedLogisticLikelihood(config.sigma, image_shape)
     else:
         likelihood = GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
-    return VAE(encoder, decoder, likelihood, z, image_shape)
+    prior: Prior = MixturePrior(z, config.prior_components) if config.prior == "mixture" else StandardNormalPrior(z)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior)
