@@ -20,6 +20,7 @@ SMALL_MODELS = {
         gaussian_variance="pixel",
         activation="leaky_relu",
     ),
+    "resnet": ModelConfig(architecture="resnet", conv_channels=(4, 8), conv_strides=(2, 2), res_blocks=1, latent_dim=3),
 }
 
 
@@ -81,3 +82,20 @@ def test_bernoulli_decoder_returns_logits_not_probabilities() -> None:
     out = model.decode(torch.ones(1, 4))
     assert out.max() > 1.0  # raw logits
     assert model.mean_image(out).max() <= 1.0
+
+
+def test_residual_block_keeps_shape_is_identity_without_its_branch_and_passes_gradients() -> None:
+    from vaekit.models.resnet import ResidualBlock
+
+    torch.manual_seed(0)
+    block = ResidualBlock(8, 3, "relu")
+    x = torch.randn(2, 8, 5, 7, requires_grad=True)
+    y = block(x)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        last_conv = block.body[-1]
+        last_conv.weight.zero_()
+        last_conv.bias.zero_()
+    assert torch.equal(block(x), x)  # the skip path carries the input unchanged

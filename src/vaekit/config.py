@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from vaekit.errors import VaekitError
 
-Architecture = Literal["mlp", "conv"]
+Architecture = Literal["mlp", "conv", "resnet"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "gaussian", "logistic"]
 PriorName = Literal["standard", "mixture"]
@@ -83,6 +83,7 @@ class ModelConfig:
     )
     conv_strides: tuple[int, ...] = field(default=(2, 2), metadata=_help("conv encoder stride per layer, e.g. 2,2,2"))
     kernel_size: int = field(default=3, metadata=_help("conv kernel size (odd)"))
+    res_blocks: int = field(default=1, metadata=_help("resnet only: residual blocks per stage"))
     activation: Activation = field(default="relu", metadata=_help("hidden activation"))
     likelihood: LikelihoodName = field(
         default="bernoulli",
@@ -116,6 +117,7 @@ class ModelConfig:
             f"--kernel-size {self.kernel_size} must be a positive odd number",
         )
         _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
+        _require(self.res_blocks >= 0, f"--res-blocks {self.res_blocks} must be >= 0")
         _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
 
 

@@ -19,6 +19,7 @@ from vaekit.distributions import (
 )
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
+from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, monte_carlo_kl
 
@@ -42,7 +43,7 @@ class VAE(nn.Module):
         self.image_shape = image_shape
         # oneDNN's convolutions run faster on channels-last (NHWC) tensors, in fp32 and more so
         # in bf16 (benchmarks/suite.py); an MLP flattens its input and gains nothing.
-        self.channels_last = isinstance(encoder, ConvEncoder)
+        self.channels_last = isinstance(encoder, ConvEncoder | ResNetEncoder)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
 
@@ -121,10 +122,14 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     if config.architecture == "mlp":
         encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
         decoder = MLPDecoder(image_shape, config.hidden_sizes, z, act)
+    elif config.architecture == "resnet":
+        layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
+        encoder = ResNetEncoder(image_shape, *layout, z, act)
+        decoder = ResNetDecoder(image_shape, *layout, z, act)
     else:
-        layout = (config.conv_channels, config.conv_strides, config.kernel_size)
-        encoder = ConvEncoder(image_shape, *layout, z, act)
-        decoder = ConvDecoder(image_shape, *layout, z, act)
+        layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
+        encoder = ConvEncoder(image_shape, *layout_conv, z, act)
+        decoder = ConvDecoder(image_shape, *layout_conv, z, act)
     likelihood: Likelihood
     if config.likelihood == "bernoulli":
         likelihood = BernoulliLikelihood()
