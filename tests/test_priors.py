@@ -88,3 +88,38 @@ def test_training_with_a_mixture_prior_learns_the_prior(tmp_path: Path) -> None:
 def test_free_bits_need_the_standard_prior() -> None:
     with pytest.raises(VaekitError, match="only --prior standard"):
         resolve(preset="mlp", flags={"model": {"prior": "mixture"}, "train": {"free_bits": 0.5}})
+
+
+def test_vamp_prior_is_the_mixture_of_the_pseudo_inputs_posteriors() -> None:
+    from vaekit.priors import VampPrior, mixture_log_prob
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="vamp", prior_components=4), (1, 6, 6))
+    assert isinstance(model.prior, VampPrior)
+    z = torch.randn(7, 3)
+    with torch.no_grad():
+        # By hand: an equal-weight mixture of the encoder's Gaussians at each pseudo-input.
+        per_input = [model.encode(u[None]) for u in model.prior.pseudo_inputs]
+        densities = torch.stack(
+            [DiagonalGaussian(q.mu.expand(7, 3), q.logvar.expand(7, 3)).log_prob(z) for q in per_input]
+        )  # (K, 7)
+        by_hand = torch.logsumexp(densities, dim=0) - math.log(4)
+        assert torch.allclose(model.prior.log_prob(z, model.encode), by_hand, atol=1e-5)
+        means = torch.cat([q.mu for q in per_input])
+        logvars = torch.cat([q.logvar for q in per_input])
+        assert torch.allclose(mixture_log_prob(z, means, logvars, torch.zeros(4)), by_hand, atol=1e-5)
+    # Gradients reach the pseudo-inputs through the KL term.
+    x = torch.rand(5, 1, 6, 6)
+    model.elbo(x, generator=torch.Generator().manual_seed(0)).loss.mean().backward()
+    assert model.prior.pseudo_inputs.grad is not None and model.prior.pseudo_inputs.grad.abs().sum() > 0
+    assert model.sample(4).shape == (4, 1, 6, 6)
+
+
+def test_vamp_prior_checkpoint_round_trip(tmp_path: Path) -> None:
+    from vaekit.checkpoint import load_checkpoint, save_checkpoint
+
+    config = RunConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="vamp", prior_components=4))
+    model = build_model(config.model, (1, 6, 6))
+    save_checkpoint(tmp_path / "c.safetensors", model, config, {"epoch": 1})
+    loaded, _, _ = load_checkpoint(tmp_path / "c.safetensors")
+    assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)

@@ -22,7 +22,7 @@ from vaekit.errors import VaekitError
 Architecture = Literal["mlp", "conv", "resnet"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "gaussian", "logistic"]
-PriorName = Literal["standard", "mixture"]
+PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 LrSchedule = Literal["constant", "cosine"]
@@ -97,9 +97,11 @@ class ModelConfig:
     sigma: float = field(default=1.0, metadata=_help("gaussian only: fixed sigma, or the initial one when learned"))
     prior: PriorName = field(
         default="standard",
-        metadata=_help("standard: N(0, I); mixture: a learned mixture of Gaussians (KL by sampling)"),
+        metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
     )
-    prior_components: int = field(default=10, metadata=_help("components of the mixture prior"))
+    prior_components: int = field(
+        default=10, metadata=_help("components of the mixture prior, or pseudo-inputs of the VampPrior")
+    )
 
     def __post_init__(self) -> None:
         _require(self.latent_dim >= 1, f"--latent-dim {self.latent_dim} must be at least 1")

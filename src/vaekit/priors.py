@@ -1,17 +1,42 @@
-"""Priors p(z): the standard normal, and a learned mixture of diagonal Gaussians.
+"""Priors p(z): the standard normal, a learned mixture of Gaussians, and the VampPrior.
 
-A mixture prior lets the aggregate posterior keep its clusters instead of being pulled towards a
-single N(0, I) (Tomczak & Welling 2018 motivate learned priors: https://arxiv.org/abs/1705.07120).
-It has no closed-form KL with the posterior, so the ELBO uses the one-sample Monte Carlo estimate
+Learned priors let the aggregate posterior keep its clusters instead of being pulled towards a
+single N(0, I) (Tomczak & Welling 2018, https://arxiv.org/abs/1705.07120). They have no
+closed-form KL with the posterior, so the ELBO uses the one-sample Monte Carlo estimate
 log q(z|x) - log p(z). Shapes: Z latent, M components, (...) any leading batch dimensions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from vaekit.distributions import LOG_2PI, standard_normal_log_prob
+from vaekit.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
+
+Encode = Callable[[torch.Tensor], DiagonalGaussian]
+
+
+def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log sum_m softmax(logits)_m N(z; means_m, diag(exp(logvars_m))): (..., Z) -> (...)."""
+    diff = z.unsqueeze(-2) - means  # (..., M, Z)
+    per_component = -0.5 * (diff.pow(2) * torch.exp(-logvars) + logvars + LOG_2PI).sum(-1)  # (..., M)
+    return torch.logsumexp(per_component + torch.log_softmax(logits, dim=0), dim=-1)
+
+
+def mixture_sample(
+    n: int, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """n draws (n, Z): a component by weight, then a Gaussian draw from it."""
+    component = torch.multinomial(torch.softmax(logits, dim=0), n, replacement=True, generator=generator)  # (n,)
+    eps = torch.randn((n, means.shape[1]), generator=generator, device=means.device)
+    return means[component] + torch.exp(0.5 * logvars[component]) * eps
+
+
+def monte_carlo_kl(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """One-sample estimate of KL(q || p) per example: log q(z|x) - log p(z) at z ~ q."""
+    return log_q - log_p
 
 
 class StandardNormalPrior(nn.Module):
@@ -21,10 +46,10 @@ class StandardNormalPrior(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, encode: Encode) -> torch.Tensor:
         return standard_normal_log_prob(z)  # (..., Z) -> (...)
 
-    def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device, encode: Encode) -> torch.Tensor:
         return torch.randn((n, self.latent_dim), generator=generator, device=device)
 
 
@@ -41,26 +66,40 @@ class MixturePrior(nn.Module):
         self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
         self.logits = nn.Parameter(torch.zeros(components))
 
-    @property
-    def latent_dim(self) -> int:
-        return int(self.means.shape[1])
+    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
+        return mixture_log_prob(z, self.means, self.logvars, self.logits)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        diff = z.unsqueeze(-2) - self.means  # (..., M, Z)
-        per_component = -0.5 * (diff.pow(2) * torch.exp(-self.logvars) + self.logvars + LOG_2PI).sum(-1)
-        log_weights = torch.log_softmax(self.logits, dim=0)  # (M,)
-        return torch.logsumexp(per_component + log_weights, dim=-1)  # (...)
-
-    def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        weights = torch.softmax(self.logits.detach(), dim=0).to(device)
-        component = torch.multinomial(weights, n, replacement=True, generator=generator)  # (n,)
-        eps = torch.randn((n, self.latent_dim), generator=generator, device=device)
-        return self.means.detach()[component] + torch.exp(0.5 * self.logvars.detach()[component]) * eps
+    def sample(
+        self, n: int, generator: torch.Generator | None, device: torch.device, encode: Encode | None = None
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            return mixture_sample(n, self.means.to(device), self.logvars.to(device), self.logits.to(device), generator)
 
 
-Prior = StandardNormalPrior | MixturePrior
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k): the encoder's posteriors at K learned pseudo-inputs u_k.
+
+    The prior holds only the pseudo-inputs; the VAE passes its encoder in, so no weights are
+    stored twice (and the checkpoint has no shared tensors)."""
+
+    closed_form_kl = False
+
+    def __init__(self, image_shape: tuple[int, int, int], components: int, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        # Around mid-grey, so the first pseudo-inputs are plausible (if blurry) images.
+        self.pseudo_inputs = nn.Parameter(0.5 + 0.1 * torch.randn((components, *image_shape), generator=generator))
+
+    def _mixture(self, encode: Encode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        posterior = encode(self.pseudo_inputs)  # (K, Z) each, differentiable in the pseudo-inputs
+        return posterior.mu, posterior.logvar, torch.zeros(len(self.pseudo_inputs), device=posterior.mu.device)
+
+    def log_prob(self, z: torch.Tensor, encode: Encode) -> torch.Tensor:
+        return mixture_log_prob(z, *self._mixture(encode))
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device, encode: Encode) -> torch.Tensor:
+        with torch.no_grad():
+            return mixture_sample(n, *self._mixture(encode), generator)
 
 
-def monte_carlo_kl(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """One-sample estimate of KL(q || p) per example: log q(z|x) - log p(z) at z ~ q."""
-    return log_q - log_p
+Prior = StandardNormalPrior | MixturePrior | VampPrior

@@ -21,7 +21,7 @@ from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
-from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, monte_carlo_kl
+from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior, monte_carlo_kl
 
 
 class VAE(nn.Module):
@@ -76,7 +76,7 @@ class VAE(nn.Module):
         log_px = self.log_likelihood(x, self.decode(z))
         if self.prior.closed_form_kl:
             return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits)
-        kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z))  # (B,), no closed form
+        kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z, self.encode))  # (B,), no closed form
         return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
 
     def log_weights(
@@ -90,7 +90,7 @@ class VAE(nn.Module):
         decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
         x_rep = x.expand(k, *x.shape).flatten(0, 1)  # (K * B, C, H, W), a view
         log_px = self.log_likelihood(x_rep, decoded).view(k, batch)  # (K, B)
-        return log_importance_weights(log_px, self.prior.log_prob(z), posterior.log_prob(z)), log_px
+        return log_importance_weights(log_px, self.prior.log_prob(z, self.encode), posterior.log_prob(z)), log_px
 
     def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> ElboTerms:
         """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
@@ -107,7 +107,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images E[x|z] with z from the prior, (n, C, H, W)."""
-        return self.mean_image(self.decode(self.prior.sample(n, generator, self.device)))
+        return self.mean_image(self.decode(self.prior.sample(n, generator, self.device, self.encode)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,5 +137,11 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         likelihood = DiscretizedLogisticLikelihood(config.sigma, image_shape)
     else:
         likelihood = GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
-    prior: Prior = MixturePrior(z, config.prior_components) if config.prior == "mixture" else StandardNormalPrior(z)
+    prior: Prior
+    if config.prior == "mixture":
+        prior = MixturePrior(z, config.prior_components)
+    elif config.prior == "vamp":
+        prior = VampPrior(image_shape, config.prior_components)
+    else:
+        prior = StandardNormalPrior(z)
     return VAE(encoder, decoder, likelihood, z, image_shape, prior)
