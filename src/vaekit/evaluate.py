@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import to_model_input
+from vaekit.data.transforms import model_batches
 from vaekit.models import VAE
 from vaekit.objectives import bits_per_dim
 from vaekit.scoring import log_bin_width
@@ -67,14 +67,12 @@ def iwae_over(
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    stored = torch.from_numpy(images)
     total = 0.0
-    for start in range(0, len(stored), batch_size):
-        x = to_model_input(stored[start : start + batch_size].to(device), data, generator)
+    for x in model_batches(images, data, batch_size, device, generator):
         total += float(iwae_per_image(model, x, k, generator).sum())
-    nll = -total / len(stored)
+    nll = -total / len(images)
     num_dims = math.prod(model.image_shape)
-    return IwaeSummary(nll, bits_per_dim(nll, num_dims, log_bin_width(model, data)), k, len(stored))
+    return IwaeSummary(nll, bits_per_dim(nll, num_dims, log_bin_width(model, data)), k, len(images))
 
 
 @dataclass(frozen=True)
@@ -97,12 +95,8 @@ def latent_means(model: VAE, images: np.ndarray, data: DataConfig, batch_size: i
     """E_q[z|x] for every image, (N, Z)."""
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    stored = torch.from_numpy(images)
-    chunks = [
-        model.encode(to_model_input(stored[s : s + batch_size].to(model.device), data, generator)).mu.cpu()
-        for s in range(0, len(stored), batch_size)
-    ]
-    return torch.cat(chunks).double().numpy()
+    batches = model_batches(images, data, batch_size, model.device, generator)
+    return torch.cat([model.encode(x).mu.cpu() for x in batches]).double().numpy()
 
 
 @torch.inference_mode()
@@ -111,15 +105,14 @@ def latent_usage(
 ) -> LatentUsage:
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    stored = torch.from_numpy(images)
     means, kls = [], []
-    for start in range(0, len(stored), batch_size):
-        posterior = model.encode(to_model_input(stored[start : start + batch_size].to(model.device), data, generator))
+    for x in model_batches(images, data, batch_size, model.device, generator):
+        posterior = model.encode(x)
         means.append(posterior.mu.double().cpu())
         kls.append(posterior.kl_per_dim().double().sum(0).cpu())
     mu = torch.cat(means)  # (N, Z)
     variance = mu.var(dim=0, unbiased=False)  # Cov_x(E_q[z_j]) for each j
-    kl_per_dim = torch.stack(kls).sum(0) / len(stored)
+    kl_per_dim = torch.stack(kls).sum(0) / len(images)
     return LatentUsage(
         kl_per_dim_nats=kl_per_dim.tolist(),
         mean_variance=variance.tolist(),

@@ -25,7 +25,7 @@ from torch import nn
 from vaekit.atomic import write_bytes
 from vaekit.config import DataConfig
 from vaekit.data import DatasetSplits
-from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.data.transforms import model_batches, to_unit_range
 from vaekit.evaluate import frechet_distance
 from vaekit.models import VAE
 
@@ -153,11 +153,9 @@ def sample_quality(
         n = min(1000, len(test) - start)
         drawn.append(to_unit_range(model.sample(n, generator), data).cpu())
     prior_samples = torch.cat(drawn)  # (N, C, H, W) in [0, 1]
-    recon = []
-    stored = torch.from_numpy(test)
-    for start in range(0, len(stored), 1000):
-        x = to_model_input(stored[start : start + 1000].to(device), data, generator)
-        recon.append(to_unit_range(model.reconstruct(x), data).cpu())
+    recon = [
+        to_unit_range(model.reconstruct(x), data).cpu() for x in model_batches(test, data, 1000, device, generator)
+    ]
     test_features = features_of(classifier, test)
     return QualityScores(
         frechet_distance=frechet_distance(features_of(classifier, prior_samples), test_features),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import pixel_bin_width, to_model_input
+from vaekit.data.transforms import model_batches, pixel_bin_width
 from vaekit.distributions import GaussianLikelihood
 from vaekit.models import VAE
 from vaekit.objectives import bits_per_dim
@@ -42,14 +42,12 @@ def elbo_over(
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    stored = torch.as_tensor(images)
     totals = torch.zeros(2, dtype=torch.float64, device=device)
-    for start in range(0, len(stored), batch_size):
-        x = to_model_input(stored[start : start + batch_size].to(device, non_blocking=True), data, generator)
+    for x in model_batches(images, data, batch_size, device, generator):
         terms = model.elbo(x, generator=generator)
         totals += torch.stack([terms.recon_nats.sum(), terms.kl_nats.sum()]).double()
     model.train(was_training)
-    n = len(stored)
+    n = len(images)
     recon, kl = (totals / n).tolist()
     num_dims = math.prod(model.image_shape)
     nelbo = recon + kl

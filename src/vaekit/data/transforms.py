@@ -5,6 +5,8 @@ Shapes: (B, C, H, W) throughout.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,19 @@ def to_model_input(batch: torch.Tensor, config: DataConfig, generator: torch.Gen
     if config.pixel_range == "symmetric":
         x = x.mul_(2.0).sub_(1.0)
     return x
+
+
+def model_batches(
+    images: np.ndarray | torch.Tensor,
+    config: DataConfig,
+    batch_size: int,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Stored uint8 images (N, C, H, W) as model inputs on `device`, batch by batch, in order."""
+    stored = torch.as_tensor(images)
+    for start in range(0, len(stored), batch_size):
+        yield to_model_input(stored[start : start + batch_size].to(device, non_blocking=True), config, generator)
 
 
 def to_unit_range(x: torch.Tensor, config: DataConfig) -> torch.Tensor:

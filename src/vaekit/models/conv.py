@@ -30,6 +30,26 @@ def feature_sizes(side: int, strides: tuple[int, ...], kernel: int) -> list[int]
     return sides
 
 
+def mirror_geometry(
+    image_shape: tuple[int, int, int], channels: tuple[int, ...], strides: tuple[int, ...], kernel: int
+) -> tuple[tuple[int, int, int], list[tuple[int, int]]]:
+    """The last feature map's (C_L, H_L, W_L), and for each layer i the output_padding that makes
+    its transposed convolution land exactly on layer i's input size.
+
+    A transposed conv gives (n - 1) * s - 2p + k + output_padding; with odd kernels and same
+    padding the needed padding is always 0 or 1, so every image size can be mirrored.
+    """
+    _, h, w = image_shape
+    heights, widths = feature_sizes(h, strides, kernel), feature_sizes(w, strides, kernel)
+    pad = kernel // 2
+
+    def needed(sides: list[int], i: int) -> int:
+        return sides[i] - ((sides[i + 1] - 1) * strides[i] - 2 * pad + kernel)
+
+    paddings = [(needed(heights, i), needed(widths, i)) for i in range(len(strides))]
+    return (channels[-1], heights[-1], widths[-1]), paddings
+
+
 class ConvEncoder(nn.Module):
     """x (B, C, H, W) -> posterior parameters (B, 2Z)."""
 
@@ -43,13 +63,12 @@ class ConvEncoder(nn.Module):
         act: str,
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
-        heights, widths = feature_sizes(h, strides, kernel), feature_sizes(w, strides, kernel)
+        c = image_shape[0]
+        self.feature_shape, _ = mirror_geometry(image_shape, channels, strides, kernel)
         layers: list[nn.Module] = []
         for c_in, c_out, stride in zip((c, *channels[:-1]), channels, strides, strict=True):
             layers += [nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.feature_shape = (channels[-1], heights[-1], widths[-1])
         self.head = nn.Linear(math.prod(self.feature_shape), 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,21 +88,16 @@ class ConvDecoder(nn.Module):
         act: str,
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
-        heights, widths = feature_sizes(h, strides, kernel), feature_sizes(w, strides, kernel)
-        self.feature_shape = (channels[-1], heights[-1], widths[-1])
+        c = image_shape[0]
+        self.feature_shape, paddings = mirror_geometry(image_shape, channels, strides, kernel)
         self.project = nn.Sequential(nn.Linear(latent_dim, math.prod(self.feature_shape)), activation(act))
-        pad = kernel // 2
         layers: list[nn.Module] = []
         outs = (c, *channels[:-1])  # layer i maps channels[i] back to outs[i]
         for i in reversed(range(len(channels))):
-            stride = strides[i]
-            # A transposed conv gives (n - 1) * s - 2p + k + output_padding; pick the padding
-            # that lands exactly on the encoder's input size for this layer.
-            pad_h = heights[i] - ((heights[i + 1] - 1) * stride - 2 * pad + kernel)
-            pad_w = widths[i] - ((widths[i + 1] - 1) * stride - 2 * pad + kernel)
             layers.append(
-                nn.ConvTranspose2d(channels[i], outs[i], kernel, stride, padding=pad, output_padding=(pad_h, pad_w))
+                nn.ConvTranspose2d(
+                    channels[i], outs[i], kernel, strides[i], padding=kernel // 2, output_padding=paddings[i]
+                )
             )
             if i > 0:  # the last layer outputs logits / means: no activation
                 layers.append(activation(act))

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from vaekit.models.conv import feature_sizes
+from vaekit.models.conv import mirror_geometry
 from vaekit.models.layers import activation
 
 
@@ -54,15 +54,14 @@ class ResNetEncoder(nn.Module):
         act: str,
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
-        heights, widths = feature_sizes(h, strides, kernel), feature_sizes(w, strides, kernel)
+        c = image_shape[0]
+        self.feature_shape, _ = mirror_geometry(image_shape, channels, strides, kernel)
         layers: list[nn.Module] = []
         for c_in, c_out, stride in zip((c, *channels[:-1]), channels, strides, strict=True):
             layers.append(nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2))
             layers += [ResidualBlock(c_out, kernel, act) for _ in range(blocks)]
         layers += [group_norm(channels[-1]), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.feature_shape = (channels[-1], heights[-1], widths[-1])
         self.head = nn.Linear(math.prod(self.feature_shape), 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,23 +82,18 @@ class ResNetDecoder(nn.Module):
         act: str,
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
-        heights, widths = feature_sizes(h, strides, kernel), feature_sizes(w, strides, kernel)
-        self.feature_shape = (channels[-1], heights[-1], widths[-1])
+        c = image_shape[0]
+        self.feature_shape, paddings = mirror_geometry(image_shape, channels, strides, kernel)
         self.project = nn.Linear(latent_dim, math.prod(self.feature_shape))
         pad = kernel // 2
         layers: list[nn.Module] = []
         outs = (channels[0], *channels[:-1])  # stage i maps channels[i] back to outs[i]
         for i in reversed(range(len(channels))):
             layers += [ResidualBlock(channels[i], kernel, act) for _ in range(blocks)]
-            pad_h = heights[i] - ((heights[i + 1] - 1) * strides[i] - 2 * pad + kernel)
-            pad_w = widths[i] - ((widths[i + 1] - 1) * strides[i] - 2 * pad + kernel)
             layers += [
                 group_norm(channels[i]),
                 activation(act),
-                nn.ConvTranspose2d(
-                    channels[i], outs[i], kernel, strides[i], padding=pad, output_padding=(pad_h, pad_w)
-                ),
+                nn.ConvTranspose2d(channels[i], outs[i], kernel, strides[i], padding=pad, output_padding=paddings[i]),
             ]
         # The last layer outputs logits / means for C channels: no norm or activation after it.
         layers += [group_norm(outs[0]), activation(act), nn.Conv2d(outs[0], c, kernel, padding=pad)]
