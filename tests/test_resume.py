@@ -122,11 +122,14 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(dataset: Path, refer
     assert summary["test_nelbo_nats"] == json.loads((reference / "summary.json").read_text())["test_nelbo_nats"]
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(dataset: Path, reference: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_and_says_how_to_resume(
+    dataset: Path, reference: Path, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     out = tmp_path / "run"
     process = start_training(dataset, out)
     wait_for_mid_epoch_snapshot(out, process, min_step=10)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr

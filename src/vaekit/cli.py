@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
@@ -143,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vaekit import distributed
     from vaekit.runs import resume_run, train_run
     from vaekit.train import TrainingInterrupted
+
+    cluster = distributed.cluster_from_env()  # one process unless started by torchrun
 
     def announce(line: str) -> None:
         print(line, file=sys.stderr)
@@ -161,12 +165,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.out or Path("runs") / f"{config.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         if args.resume is not None:
-            result = resume_run(run_dir, progress=not args.quiet, announce=announce)
+            result = resume_run(run_dir, progress=not args.quiet, announce=announce, cluster=cluster)
         else:
-            result = train_run(config, run_dir, force=args.force, progress=not args.quiet, announce=announce)
+            result = train_run(
+                config, run_dir, force=args.force, progress=not args.quiet, announce=announce, cluster=cluster
+            )
     except TrainingInterrupted as exc:
-        print(f"vaekit: {exc}; continue with: vaekit train --resume {run_dir}", file=sys.stderr)
+        if cluster.is_main:
+            launcher = "torchrun ... -m vaekit train" if cluster.active else "vaekit train"
+            print(f"vaekit: {exc}; continue with: {launcher} --resume {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        distributed.stop()
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     test = result.test
     print(
         f"test negative ELBO {test.nelbo_nats:.2f} nats/image "
@@ -321,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except VaekitError as exc:
-        print(f"vaekit: error: {exc}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # under torchrun every rank may report; say which
+        if type(exc).__name__ != "ReportedByRankZero":  # (not imported: it would load torch for --help)
+            print(f"vaekit: error: {'' if rank == '0' else f'[rank {rank}] '}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -31,9 +31,11 @@ class DiagonalGaussian:
     def std(self) -> torch.Tensor:
         return torch.exp(0.5 * self.logvar)
 
-    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample z = mu + sigma * eps, differentiable in mu and logvar."""
-        eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
+    def rsample(self, generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """Reparameterised sample z = mu + sigma * eps, differentiable in mu and logvar; eps (B, Z)
+        standard normal noise, drawn from `generator` unless given."""
+        if eps is None:
+            eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
         return self.mu + self.std * eps
 
     def mode(self) -> torch.Tensor:

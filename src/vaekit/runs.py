@@ -32,11 +32,12 @@ from vaekit.config import DataConfig, RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.builtin import BUILTINS
 from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.distributed import SINGLE, Cluster, from_main, resolve_device, start
 from vaekit.errors import VaekitError
 from vaekit.imaging import interleave_rows, make_grid, save_png
 from vaekit.models import VAE, build_model
 from vaekit.scoring import ElboSummary, elbo_over
-from vaekit.train import EVAL_SEED_OFFSET, Callback, Checkpointer, EpochReport, fit, resolve_device
+from vaekit.train import EVAL_SEED_OFFSET, Callback, Checkpointer, EpochReport, fit
 
 GRID_COLUMNS = 8
 GRID_IMAGES = 32  # per picture: 4 rows of originals + 4 of reconstructions; 64 samples
@@ -172,51 +173,60 @@ def train_run(
     force: bool = False,
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
-) -> TrainResult:
+    cluster: Cluster = SINGLE,
+) -> TrainResult | None:
     """Everything `vaekit train` does: load data, build, train, evaluate on test, write the run.
 
     All input is checked (data loaded, model built) before the run folder is touched, so a bad
-    setting leaves nothing behind and never replaces an existing run.
+    setting leaves nothing behind and never replaces an existing run. In a distributed run every
+    rank calls this; rank 0 alone writes the folder and returns the result, the others None.
     """
     started = time.perf_counter()
     config.check()
-    check_out_free(out, force)
-    device = resolve_device(config.train.device)
-    splits = load_dataset(config.data, progress=progress)
+    device = start(cluster, config.train.device)
+    from_main(lambda: check_out_free(out, force), cluster)
+    splits = load_dataset(config.data, progress=progress and cluster.is_main)
     config = with_absolute_paths(config)
     if config.train.batch_size > len(splits.train):
         raise VaekitError(
             f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
             "lower --batch-size"
         )
-    torch.manual_seed(config.train.seed)  # weight initialisation
+    if config.train.batch_size < cluster.world_size:
+        raise VaekitError(
+            f"--batch-size {config.train.batch_size} is the global batch, split over {cluster.world_size} "
+            "processes: make it at least the number of processes"
+        )
+    torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
     model = build_model(config.model, splits.shape).to(device)
-    run_dir = claim_run_dir(out, force)
-    if announce is not None:
+
+    def claim() -> Path:
+        run_dir = claim_run_dir(out, force)
+        write_json(
+            run_dir / "config.json",
+            {
+                **config.to_dict(),
+                "image_shape": list(splits.shape),
+                "data_source": splits.source,
+                "train_images": len(splits.train),
+                "val_images": len(splits.val),
+                "test_images": len(splits.test),
+                "processes": cluster.world_size,
+            },
+        )
+        return run_dir
+
+    run_dir = from_main(claim, cluster)
+    if announce is not None and cluster.is_main:
+        processes = f", {cluster.world_size} processes" if cluster.active else ""
         announce(
             f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} images {splits.shape}, "
-            f"device {device}): run folder {run_dir}"
+            f"device {device.type}{processes}): run folder {run_dir}"
         )
-    write_json(
-        run_dir / "config.json",
-        {
-            **config.to_dict(),
-            "image_shape": list(splits.shape),
-            "data_source": splits.source,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
-        },
-    )
-    return _train_and_summarise(model, splits, config, run_dir, progress, started)
+    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster)
 
 
-def resume_run(
-    run_dir: str | Path, progress: bool = True, announce: Callable[[str], None] | None = None
-) -> TrainResult:
-    """Continue an interrupted run from its last resumable snapshot, exactly where it stopped."""
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
+def _read_snapshot(run_dir: Path) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
     path = run_dir / "checkpoints" / RESUME_FILE
     if not path.is_file():
         raise VaekitError(
@@ -229,23 +239,58 @@ def resume_run(
         info = json.loads(metadata["info"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise VaekitError(f"{path} has a damaged header ({exc}): it cannot be resumed") from None
-    device = resolve_device(config.train.device)
-    splits = load_dataset(config.data, progress=progress)
-    model = build_model(config.model, splits.shape).to(device)
-    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
-    if expected != found:
-        raise VaekitError(f"{path} does not match its own config: the file is damaged and cannot be resumed")
+    return tensors, config, info
+
+
+def _prepare_folder_for_resume(run_dir: Path, epoch: int) -> None:
     for leftover in run_dir.rglob(".*.tmp"):  # half-written files of the killed process
         leftover.unlink()
     # Epochs at or after the snapshot's are trained again: drop any line they already wrote.
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
-        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] < info["epoch"]]
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] < epoch]
         write_text(metrics, "".join(line + "\n" for line in kept))
-    if announce is not None:
+
+
+def resume_run(
+    run_dir: str | Path,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = None,
+    cluster: Cluster = SINGLE,
+) -> TrainResult | None:
+    """Continue an interrupted run from its last resumable snapshot, exactly where it stopped.
+
+    Distributed: rank 0 reads the snapshot and hands it to the others, so only rank 0 needs the
+    run folder. With the same number of processes the run continues bit for bit.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    # Sharing the snapshot needs the process group before anyone knows the run's --device: start
+    # it for this machine's default and insist that the run agrees.
+    device = start(cluster, "auto") if cluster.active else None
+    tensors, config, info = from_main(lambda: _read_snapshot(run_dir), cluster)
+    if device is None:
+        device = start(cluster, config.train.device)
+    elif resolve_device(config.train.device).type != device.type:
+        raise VaekitError(
+            f"{run_dir} trained with --device {config.train.device} but these processes use {device.type}: "
+            'resume on the same kind of device (CUDA_VISIBLE_DEVICES="" hides the GPUs)'
+        )
+    splits = load_dataset(config.data, progress=progress and cluster.is_main)
+    model = build_model(config.model, splits.shape).to(device)
+    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
+    if expected != found:
+        raise VaekitError(
+            f"{run_dir / 'checkpoints' / RESUME_FILE} does not match its own config: the file is damaged and "
+            "cannot be resumed"
+        )
+    from_main(lambda: _prepare_folder_for_resume(run_dir, info["epoch"]), cluster)
+    if announce is not None and cluster.is_main:
         announce(f"resuming {run_dir} at epoch {info['epoch']}, step {info['step']}")
-    return _train_and_summarise(model, splits, config, run_dir, progress, started, resume=(tensors, info))
+    return _train_and_summarise(
+        model, splits, config, run_dir, progress, started, resume=(tensors, info), cluster=cluster
+    )
 
 
 def _train_and_summarise(
@@ -256,13 +301,27 @@ def _train_and_summarise(
     progress: bool,
     started: float,
     resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
-) -> TrainResult:
+    cluster: Cluster = SINGLE,
+) -> TrainResult | None:
     device = model.device
-    callbacks: list[Callback] = [RunWriter(run_dir, config, splits, device)]
-    if progress:
-        callbacks.append(ConsoleReport(config.train.epochs))
-    checkpointer = _snapshot_writer(run_dir, config, splits.shape)
-    fit(model, splits, config, callbacks=callbacks, progress=progress, checkpointer=checkpointer, resume=resume)
+    callbacks: list[Callback] = []
+    if cluster.is_main:
+        callbacks.append(RunWriter(run_dir, config, splits, device))
+        if progress:
+            callbacks.append(ConsoleReport(config.train.epochs))
+    checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # fit calls it on rank 0 only
+    fit(
+        model,
+        splits,
+        config,
+        callbacks=callbacks,
+        progress=progress,
+        checkpointer=checkpointer,
+        resume=resume,
+        cluster=cluster,
+    )
+    if not cluster.is_main:
+        return None
     # Report the test set with the weights that did best on validation.
     best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
     test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)

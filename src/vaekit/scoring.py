@@ -48,7 +48,12 @@ def elbo_over(
         totals += torch.stack([terms.recon_nats.sum(), terms.kl_nats.sum()]).double()
     model.train(was_training)
     n = len(images)
-    recon, kl = (totals / n).tolist()
+    recon, kl = (totals / max(1, n)).tolist()
+    return summarise(model, data, recon, kl, n)
+
+
+def summarise(model: VAE, data: DataConfig, recon_nats: float, kl_nats: float, images: int) -> ElboSummary:
+    """The summary of a set from its mean reconstruction term and KL, in nats per image."""
+    nelbo = recon_nats + kl_nats
     num_dims = math.prod(model.image_shape)
-    nelbo = recon + kl
-    return ElboSummary(nelbo, recon, kl, bits_per_dim(nelbo, num_dims, log_bin_width(model, data)), n)
+    return ElboSummary(nelbo, recon_nats, kl_nats, bits_per_dim(nelbo, num_dims, log_bin_width(model, data)), images)

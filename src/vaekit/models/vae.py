@@ -69,10 +69,17 @@ class VAE(nn.Module):
         return self.likelihood.mean(decoded)
 
     def elbo(
-        self, x: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        beta: float = 1.0,
+        free_bits: float = 0.0,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> ElboTerms:
+        """Per-image ELBO terms; eps (B, Z) is the reparameterisation noise, drawn from `generator`
+        unless given."""
         posterior = self.encode(x)
-        z = posterior.rsample(generator)  # (B, Z)
+        z = posterior.rsample(generator, eps)  # (B, Z)
         log_px = self.log_likelihood(x, self.decode(z))
         if self.prior.closed_form_kl:
             return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits)
@@ -80,26 +87,34 @@ class VAE(nn.Module):
         return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
 
     def log_weights(
-        self, x: torch.Tensor, posterior: DiagonalGaussian, k: int, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        posterior: DiagonalGaussian,
+        k: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """K importance samples z_k ~ q(z|x): log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) and
-        log p(x|z_k), both (K, B)."""
+        log p(x|z_k), both (K, B). eps (K, B, Z) is drawn from `generator` unless given."""
         batch = x.shape[0]
-        eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
+        if eps is None:
+            eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
         z = posterior.mu + posterior.std * eps  # (K, B, Z)
         decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
         x_rep = x.expand(k, *x.shape).flatten(0, 1)  # (K * B, C, H, W), a view
         log_px = self.log_likelihood(x_rep, decoded).view(k, batch)  # (K, B)
         return log_importance_weights(log_px, self.prior.log_prob(z, self.encode), posterior.log_prob(z)), log_px
 
-    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> ElboTerms:
+    def iwae(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> ElboTerms:
         """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
 
         recon_nats and kl_nats are the ELBO's parts from the same samples (the K-sample average of
         -log p(x|z) and the closed-form KL), reported beside the loss; K = 1 is the ELBO itself.
         """
         posterior = self.encode(x)
-        log_w, log_px = self.log_weights(x, posterior, k, generator)
+        log_w, log_px = self.log_weights(x, posterior, k, generator, eps)
         # KL part: closed form when there is one, else the K-sample mean of log q - log p.
         kl = posterior.kl_per_dim().sum(-1) if self.prior.closed_form_kl else (log_px - log_w).mean(0)
         return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)

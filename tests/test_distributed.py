@@ -1,0 +1,139 @@
+"""Distributed training: 2 gloo processes on loopback started by torchrun compute what one process
+computes with the same global batch, only rank 0 writes, and a killed 2-process run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import blob_images
+from tests.test_resume import final_weights, wait_for_mid_epoch_snapshot
+from vaekit.distributed import Cluster, cluster_from_env, shard, shard_rows
+from vaekit.errors import VaekitError
+
+# 31 does not divide the 1,900 training images: the last global batch splits unevenly (9 + 10).
+FLAGS = ["--hidden-sizes", "64", "--latent-dim", "4", "--epochs", "3", "--batch-size", "31", "--val-size", "100"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+@pytest.mark.parametrize("count", [1, 7, 31, 128])
+def test_shards_cover_a_batch_exactly_once(count: int, world_size: int) -> None:
+    batch = torch.arange(count)
+    pieces = [shard(batch, Cluster(rank, world_size)) for rank in range(world_size)]
+    assert torch.equal(torch.cat(pieces), batch)  # in order: no image twice, none dropped
+    sizes = [len(piece) for piece in pieces]
+    assert max(sizes) - min(sizes) <= 1
+    assert shard_rows(count, Cluster(0, 1)) == slice(0, count)
+
+
+def test_cluster_comes_from_the_torchrun_environment() -> None:
+    assert cluster_from_env({}) == Cluster(0, 1, 0)
+    assert cluster_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == Cluster(3, 4, 1)
+    with pytest.raises(VaekitError, match="WORLD_SIZE=2 do not fit"):
+        cluster_from_env({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(VaekitError, match="not an integer"):
+        cluster_from_env({"RANK": "zero", "WORLD_SIZE": "2"})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    images, labels = blob_images(2200, side=12, seed=3)
+    path = tmp_path_factory.mktemp("ddp") / "blobs.npz"
+    np.savez(path, x=images[:, 0], y=labels)
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def train_command(dataset: Path, out: Path, processes: int, *extra: str) -> list[str]:
+    launcher = TORCHRUN if processes == 2 else [sys.executable]
+    return [*launcher, "-m", "vaekit", "train", "--dataset", str(dataset), *FLAGS, "--out", str(out), *extra]
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("two") / "run"
+    result = run(train_command(dataset, out, 2, "--quiet", "--checkpoint-every", "10"))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout + result.stderr
+
+
+def test_two_ranks_follow_the_one_process_loss_curve(
+    dataset: Path, two_ranks: tuple[Path, str], tmp_path: Path
+) -> None:
+    one = tmp_path / "one"
+    result = run(train_command(dataset, one, 1, "--quiet"))
+    assert result.returncode == 0, result.stderr
+    single, double = metrics(one), metrics(two_ranks[0])
+    assert [line["step"] for line in double] == [line["step"] for line in single]  # same global batches
+    for a, b in zip(single, double, strict=True):
+        # Same data, order and noise: only the order of floating-point sums differs.
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
+        assert b["train_kl_nats"] == pytest.approx(a["train_kl_nats"], rel=1e-3)
+        # Validation is split between the ranks, each with its own noise: Monte Carlo error only.
+        assert b["val_nelbo_nats"] == pytest.approx(a["val_nelbo_nats"], rel=0.02)
+        assert b["val_images"] == a["val_images"] == 100
+
+
+def test_only_rank_zero_writes_and_reports(two_ranks: tuple[Path, str]) -> None:
+    out, output = two_ranks
+    assert len(metrics(out)) == 3  # one line per epoch: a second writer would append its own
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    assert output.count("test negative ELBO") == 1
+    assert "[rank 1]" not in output and "Traceback" not in output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "best.safetensors",
+        "last.safetensors",
+        "resume.safetensors",
+    ]
+
+
+def test_a_killed_two_rank_run_resumes_to_the_same_weights(
+    dataset: Path, two_ranks: tuple[Path, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    command = train_command(dataset, out, 2, "--quiet", "--checkpoint-every", "10")
+    # A session of its own, so the whole torchrun tree (agent and both workers) can be killed.
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True
+    )
+    info = wait_for_mid_epoch_snapshot(out, process, min_step=30)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "summary.json").exists()
+    result = run([*TORCHRUN, "-m", "vaekit", "train", "--resume", str(out), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    expected, got = final_weights(two_ranks[0]), final_weights(out)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), f"{name} differs after resuming at step {info['step']}"
+    assert [m["train_loss_nats"] for m in metrics(out)] == [m["train_loss_nats"] for m in metrics(two_ranks[0])]
+
+
+def test_an_existing_run_folder_stops_every_rank_with_one_message(dataset: Path, two_ranks: tuple[Path, str]) -> None:
+    out = two_ranks[0]
+    before = (out / "metrics.jsonl").read_text()
+    result = run(train_command(dataset, out, 2))
+    assert result.returncode != 0
+    # One line from vaekit (rank 1 leaves the report to rank 0); torchrun then adds its own summary.
+    assert result.stderr.count("vaekit: error:") == 1
+    assert "already exists and is not empty" in result.stderr
+    assert (out / "metrics.jsonl").read_text() == before
