@@ -21,7 +21,7 @@ from vaekit.errors import VaekitError
 
 Architecture = Literal["mlp", "conv", "resnet"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
-LikelihoodName = Literal["bernoulli", "gaussian", "logistic"]
+LikelihoodName = Literal["bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
@@ -88,9 +88,11 @@ class ModelConfig:
     likelihood: LikelihoodName = field(
         default="bernoulli",
         metadata=_help(
-            "p(x|z) family; logistic: discretised logistic over 8-bit levels (needs --pixel-range symmetric)"
+            "p(x|z) family; logistic: discretised logistic over 8-bit levels, logistic-mixture: a mixture of "
+            "--logistic-components of them per pixel (both need --pixel-range symmetric)"
         ),
     )
+    logistic_components: int = field(default=5, metadata=_help("logistic-mixture only: mixture components per pixel"))
     gaussian_variance: GaussianVariance = field(
         default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
     )
@@ -120,6 +122,7 @@ class ModelConfig:
         )
         _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
         _require(self.res_blocks >= 0, f"--res-blocks {self.res_blocks} must be >= 0")
+        _require(self.logistic_components >= 1, f"--logistic-components {self.logistic_components} must be at least 1")
         _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
 
 
@@ -191,8 +194,10 @@ class RunConfig:
     def check(self) -> RunConfig:
         """Rules that span sections, checked on the finished config (layers may fix each other)."""
         _require(
-            self.model.likelihood != "logistic" or (self.data.pixel_range == "symmetric" and not self.data.binarize),
-            "--likelihood logistic models 8-bit levels in [-1, 1]: add --pixel-range symmetric (and no --binarize)",
+            not self.model.likelihood.startswith("logistic")
+            or (self.data.pixel_range == "symmetric" and not self.data.binarize),
+            f"--likelihood {self.model.likelihood} models 8-bit levels in [-1, 1]: add --pixel-range symmetric "
+            "(and no --binarize)",
         )
         _require(
             self.model.prior == "standard" or self.train.free_bits == 0.0,

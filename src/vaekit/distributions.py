@@ -99,14 +99,38 @@ class GaussianLikelihood(nn.Module):
         return mean
 
 
+HALF_BIN = 1.0 / 255.0  # half the width of one of 256 levels on [-1, 1]
+
+
+def discretized_logistic_log_mass(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(level x) under a logistic(mean, exp(log_scale)) binned to the 256 levels of [-1, 1]:
+    the mass in x's bin of width 2/255, the two end bins stretched to -inf and +inf so the 256
+    probabilities sum to one (Salimans et al. 2017, https://arxiv.org/abs/1701.05517).
+    Elementwise over broadcast shapes."""
+    log_scale = log_scale.clamp(min=-7.0)
+    inv_scale = torch.exp(-log_scale)
+    centred = x - mean
+    upper = inv_scale * (centred + HALF_BIN)
+    lower = inv_scale * (centred - HALF_BIN)
+    log_cdf_upper = F.logsigmoid(upper)  # log P(X <= x + half bin), for the bottom level
+    log_survival_lower = -F.softplus(lower)  # log P(X > x - half bin), for the top level
+    # log(sigmoid(upper) - sigmoid(lower)), computed stably where the bin holds real mass, and
+    # from the density at the bin centre (times the bin width) where the difference underflows.
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    log_mass = torch.log(mass.clamp(min=1e-12))
+    mid = inv_scale * centred
+    log_density_mid = mid - log_scale - 2.0 * F.softplus(mid) + math.log(2.0 * HALF_BIN)
+    interior = torch.where(mass > 1e-5, log_mass, log_density_mid)
+    return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_survival_lower, interior))
+
+
 class DiscretizedLogisticLikelihood(nn.Module):
     """p(x|z) over the 256 levels of 8-bit pixels, scaled to [-1, 1] (level k at k / 127.5 - 1):
-    the mass of a logistic(mean, scale) in the level's bin of width 2/255, with the two end bins
-    stretched to -inf and +inf so the 256 probabilities sum to one (Salimans et al. 2017,
-    PixelCNN++, https://arxiv.org/abs/1701.05517). The decoder outputs the mean; the log-scale is
-    learned per pixel. A proper discrete likelihood: its nats convert to bits/dim directly."""
+    one discretised logistic per pixel (see discretized_logistic_log_mass). The decoder outputs
+    the mean; the log-scale is learned per pixel. A proper discrete likelihood: its nats convert
+    to bits/dim directly."""
 
-    HALF_BIN = 1.0 / 255.0
+    params_per_channel = 1
 
     def __init__(self, sigma: float, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -114,21 +138,7 @@ class DiscretizedLogisticLikelihood(nn.Module):
         self.log_scale = nn.Parameter(torch.full(image_shape, math.log(sigma * math.sqrt(3.0) / math.pi)))
 
     def log_prob_per_pixel(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        log_scale = self.log_scale.clamp(min=-7.0)
-        inv_scale = torch.exp(-log_scale)
-        centred = x - mean
-        upper = inv_scale * (centred + self.HALF_BIN)
-        lower = inv_scale * (centred - self.HALF_BIN)
-        log_cdf_upper = F.logsigmoid(upper)  # log P(X <= x + half bin), for the bottom level
-        log_survival_lower = -F.softplus(lower)  # log P(X > x - half bin), for the top level
-        # log(sigmoid(upper) - sigmoid(lower)), computed stably where the bin holds real mass, and
-        # from the density at the bin centre (times the bin width) where the difference underflows.
-        mass = torch.sigmoid(upper) - torch.sigmoid(lower)
-        log_mass = torch.log(mass.clamp(min=1e-12))
-        mid = inv_scale * centred
-        log_density_mid = mid - log_scale - 2.0 * F.softplus(mid) + math.log(2.0 * self.HALF_BIN)
-        interior = torch.where(mass > 1e-5, log_mass, log_density_mid)
-        return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_survival_lower, interior))
+        return discretized_logistic_log_mass(x, mean, self.log_scale)
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         return _sum_pixels(self.log_prob_per_pixel(x, mean))
@@ -137,4 +147,40 @@ class DiscretizedLogisticLikelihood(nn.Module):
         return mean.clamp(-1.0, 1.0)
 
 
-Likelihood = BernoulliLikelihood | GaussianLikelihood | DiscretizedLogisticLikelihood
+class MixtureOfLogisticsLikelihood(nn.Module):
+    """Each pixel's 256 levels from a mixture of M discretised logistics whose weights, means and
+    scales the decoder predicts per pixel (PixelCNN++'s output distribution, Salimans et al.
+    2017, without its autoregressive coupling of colour channels: given z the channels are
+    independent). Multi-modal pixels (a pixel either background or bright) get one mode each,
+    which a single logistic or Gaussian smears. The decoder outputs (B, 3 M C, H, W)."""
+
+    def __init__(self, components: int, sigma: float) -> None:
+        super().__init__()
+        self.components = components
+        self.params_per_channel = 3 * components
+        # Initial scale offset so that a zero decoder output means a logistic of std `sigma`.
+        self.log_scale_offset = math.log(sigma * math.sqrt(3.0) / math.pi)
+
+    def split(self, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3 M C, H, W) -> log mixture weights, means, log-scales, each (B, M, C, H, W)."""
+        b, _, h, w = decoded.shape
+        params = decoded.view(b, 3, self.components, -1, h, w)
+        log_weights = F.log_softmax(params[:, 0], dim=1)
+        means = torch.tanh(params[:, 1])  # inside [-1, 1], where the levels are
+        log_scales = params[:, 2] + self.log_scale_offset
+        return log_weights, means, log_scales
+
+    def log_prob_per_pixel(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        log_weights, means, log_scales = self.split(decoded)
+        log_mass = discretized_logistic_log_mass(x.unsqueeze(1), means, log_scales)  # (B, M, C, H, W)
+        return torch.logsumexp(log_weights + log_mass, dim=1)  # (B, C, H, W)
+
+    def log_prob(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        return _sum_pixels(self.log_prob_per_pixel(x, decoded))
+
+    def mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        log_weights, means, _ = self.split(decoded)
+        return (log_weights.exp() * means).sum(dim=1)  # E[x|z] per pixel, (B, C, H, W)
+
+
+Likelihood = BernoulliLikelihood | GaussianLikelihood | DiscretizedLogisticLikelihood | MixtureOfLogisticsLikelihood

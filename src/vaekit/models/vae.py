@@ -16,6 +16,7 @@ from vaekit.distributions import (
     DiscretizedLogisticLikelihood,
     GaussianLikelihood,
     Likelihood,
+    MixtureOfLogisticsLikelihood,
 )
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
@@ -130,28 +131,35 @@ class VAE(nn.Module):
         return self.mean_image(self.decode(self.encode(x).mode()))
 
 
+def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
+    if config.likelihood == "bernoulli":
+        return BernoulliLikelihood()
+    if config.likelihood == "logistic":
+        return DiscretizedLogisticLikelihood(config.sigma, image_shape)
+    if config.likelihood == "logistic-mixture":
+        return MixtureOfLogisticsLikelihood(config.logistic_components, config.sigma)
+    return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+
+
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     encoder: nn.Module
     decoder: nn.Module
     z, act = config.latent_dim, config.activation
+    likelihood = build_likelihood(config, image_shape)
+    # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures).
+    c, h, w = image_shape
+    decoded_shape = (c * getattr(likelihood, "params_per_channel", 1), h, w)
     if config.architecture == "mlp":
         encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
-        decoder = MLPDecoder(image_shape, config.hidden_sizes, z, act)
+        decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
     elif config.architecture == "resnet":
         layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
         encoder = ResNetEncoder(image_shape, *layout, z, act)
-        decoder = ResNetDecoder(image_shape, *layout, z, act)
+        decoder = ResNetDecoder(decoded_shape, *layout, z, act)
     else:
         layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
         encoder = ConvEncoder(image_shape, *layout_conv, z, act)
-        decoder = ConvDecoder(image_shape, *layout_conv, z, act)
-    likelihood: Likelihood
-    if config.likelihood == "bernoulli":
-        likelihood = BernoulliLikelihood()
-    elif config.likelihood == "logistic":
-        likelihood = DiscretizedLogisticLikelihood(config.sigma, image_shape)
-    else:
-        likelihood = GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+        decoder = ConvDecoder(decoded_shape, *layout_conv, z, act)
     prior: Prior
     if config.prior == "mixture":
         prior = MixturePrior(z, config.prior_components)
