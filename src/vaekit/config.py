@@ -97,6 +97,14 @@ class ModelConfig:
         default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
     )
     sigma: float = field(default=1.0, metadata=_help("gaussian only: fixed sigma, or the initial one when learned"))
+    stochastic_layers: int = field(
+        default=1,
+        metadata=_help("1, or 2: a ladder of z1 (--latent-dim) under z2 (--top-latent-dim), top-down inference"),
+    )
+    top_latent_dim: int = field(default=16, metadata=_help("2 stochastic layers only: size of the top latent z2"))
+    top_hidden_size: int = field(
+        default=256, metadata=_help("2 stochastic layers only: width of the MLPs between z1 and z2")
+    )
     prior: PriorName = field(
         default="standard",
         metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
@@ -122,6 +130,16 @@ class ModelConfig:
         )
         _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
         _require(self.res_blocks >= 0, f"--res-blocks {self.res_blocks} must be >= 0")
+        _require(
+            self.stochastic_layers in (1, 2),
+            f"--stochastic-layers {self.stochastic_layers} is not supported: use 1 or 2",
+        )
+        _require(self.top_latent_dim >= 1, f"--top-latent-dim {self.top_latent_dim} must be at least 1")
+        _require(self.top_hidden_size >= 1, f"--top-hidden-size {self.top_hidden_size} must be at least 1")
+        _require(
+            self.stochastic_layers == 1 or self.prior == "standard",
+            "--stochastic-layers 2 puts N(0, I) on the top layer: it takes no --prior mixture or vamp",
+        )
         _require(self.logistic_components >= 1, f"--logistic-components {self.logistic_components} must be at least 1")
         _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
 

@@ -55,6 +55,12 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
 
 
+def kl_gaussians(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
+    """KL(q || p) between diagonal Gaussians, elementwise (sum over Z for the full KL):
+    0.5 * (logvar_p - logvar_q + (var_q + (mu_q - mu_p)^2) / var_p - 1)."""
+    return 0.5 * (p.logvar - q.logvar + (q.logvar.exp() + (q.mu - p.mu).pow(2)) * torch.exp(-p.logvar) - 1.0)
+
+
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dimension."""
     return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)

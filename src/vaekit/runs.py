@@ -81,10 +81,9 @@ class RunWriter:
         self.run_dir = run_dir
         self.config = config
         self.best_val = best_validation(run_dir / "metrics.jsonl")
-        generator = torch.Generator().manual_seed(config.train.seed + EVAL_SEED_OFFSET)
         # The same originals and prior draws every epoch, so the pictures show progress.
         self.fixed_images = torch.from_numpy(splits.val.images[:GRID_IMAGES]).to(device)
-        self.fixed_z = torch.randn((SAMPLE_IMAGES, config.model.latent_dim), generator=generator).to(device)
+        self.fixed_z: torch.Tensor | None = None  # (64, Z) drawn at the first picture, Z = the model's
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         line = {
@@ -115,6 +114,9 @@ class RunWriter:
         recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
         grid = interleave_rows(to_unit_range(originals, data), to_unit_range(recon, data), GRID_COLUMNS)
         save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", make_grid(grid, GRID_COLUMNS), scale=2)
+        if self.fixed_z is None:
+            generator = torch.Generator().manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
+            self.fixed_z = torch.randn((SAMPLE_IMAGES, model.latent_dim), generator=generator).to(model.device)
         samples = to_unit_range(model.mean_image(model.decode(self.fixed_z)), data)
         save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", make_grid(samples, GRID_COLUMNS), scale=2)
         model.train()

@@ -196,7 +196,7 @@ class TrainingObjective(torch.nn.Module):
         Every rank draws the noise of the whole global batch from the same stream and keeps its
         rows, so N ranks compute what one process would, and the stream stays in step everywhere.
         """
-        z_dim = self.model.latent_dim
+        z_dim = self.model.noise_dim
         if self.train_cfg.objective == "iwae":
             k = self.train_cfg.iwae_samples
             eps = torch.randn((k, global_count, z_dim), generator=generator, device=x.device)[:, rows]  # (K, b, Z)

@@ -9,20 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
-from vaekit.distributions import (
-    BernoulliLikelihood,
-    DiagonalGaussian,
-    DiscretizedLogisticLikelihood,
-    GaussianLikelihood,
-    Likelihood,
-    MixtureOfLogisticsLikelihood,
-)
-from vaekit.models.conv import ConvDecoder, ConvEncoder
-from vaekit.models.mlp import MLPDecoder, MLPEncoder
-from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
+from vaekit.distributions import DiagonalGaussian, Likelihood
+from vaekit.models.conv import ConvEncoder
+from vaekit.models.resnet import ResNetEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
-from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior, monte_carlo_kl
+from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
 
 
 class VAE(nn.Module):
@@ -41,12 +32,18 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
         self.latent_dim = latent_dim
+        self.noise_dim = latent_dim  # standard normal numbers one posterior sample takes
         self.image_shape = image_shape
         # oneDNN's convolutions run faster on channels-last (NHWC) tensors, in fp32 and more so
         # in bf16 (benchmarks/suite.py); an MLP flattens its input and gains nothing.
         self.channels_last = isinstance(encoder, ConvEncoder | ResNetEncoder)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether encode(x).kl_per_dim() is the model's whole KL term."""
+        return self.prior.closed_form_kl
 
     @property
     def device(self) -> torch.device:
@@ -117,7 +114,7 @@ class VAE(nn.Module):
         posterior = self.encode(x)
         log_w, log_px = self.log_weights(x, posterior, k, generator, eps)
         # KL part: closed form when there is one, else the K-sample mean of log q - log p.
-        kl = posterior.kl_per_dim().sum(-1) if self.prior.closed_form_kl else (log_px - log_w).mean(0)
+        kl = posterior.kl_per_dim().sum(-1) if self.closed_form_kl else (log_px - log_w).mean(0)
         return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)
 
     @torch.no_grad()
@@ -129,42 +126,3 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """E[x|z] at the posterior mean z = mu(x), (B, C, H, W)."""
         return self.mean_image(self.decode(self.encode(x).mode()))
-
-
-def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
-    if config.likelihood == "bernoulli":
-        return BernoulliLikelihood()
-    if config.likelihood == "logistic":
-        return DiscretizedLogisticLikelihood(config.sigma, image_shape)
-    if config.likelihood == "logistic-mixture":
-        return MixtureOfLogisticsLikelihood(config.logistic_components, config.sigma)
-    return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
-
-
-def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
-    encoder: nn.Module
-    decoder: nn.Module
-    z, act = config.latent_dim, config.activation
-    likelihood = build_likelihood(config, image_shape)
-    # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures).
-    c, h, w = image_shape
-    decoded_shape = (c * getattr(likelihood, "params_per_channel", 1), h, w)
-    if config.architecture == "mlp":
-        encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
-        decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
-    elif config.architecture == "resnet":
-        layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
-        encoder = ResNetEncoder(image_shape, *layout, z, act)
-        decoder = ResNetDecoder(decoded_shape, *layout, z, act)
-    else:
-        layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
-        encoder = ConvEncoder(image_shape, *layout_conv, z, act)
-        decoder = ConvDecoder(decoded_shape, *layout_conv, z, act)
-    prior: Prior
-    if config.prior == "mixture":
-        prior = MixturePrior(z, config.prior_components)
-    elif config.prior == "vamp":
-        prior = VampPrior(image_shape, config.prior_components)
-    else:
-        prior = StandardNormalPrior(z)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior)

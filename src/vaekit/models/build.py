@@ -1,0 +1,65 @@
+"""Build a model from its config: encoder and decoder family, likelihood, prior, one or two
+stochastic layers."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.distributions import (
+    BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    MixtureOfLogisticsLikelihood,
+)
+from vaekit.models.conv import ConvDecoder, ConvEncoder
+from vaekit.models.ladder import LadderVAE
+from vaekit.models.mlp import MLPDecoder, MLPEncoder
+from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
+from vaekit.models.vae import VAE
+from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
+
+
+def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
+    if config.likelihood == "bernoulli":
+        return BernoulliLikelihood()
+    if config.likelihood == "logistic":
+        return DiscretizedLogisticLikelihood(config.sigma, image_shape)
+    if config.likelihood == "logistic-mixture":
+        return MixtureOfLogisticsLikelihood(config.logistic_components, config.sigma)
+    return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+
+
+def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+    encoder: nn.Module
+    decoder: nn.Module
+    z, act = config.latent_dim, config.activation
+    likelihood = build_likelihood(config, image_shape)
+    # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures).
+    c, h, w = image_shape
+    decoded_shape = (c * getattr(likelihood, "params_per_channel", 1), h, w)
+    if config.architecture == "mlp":
+        encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
+        decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
+    elif config.architecture == "resnet":
+        layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
+        encoder = ResNetEncoder(image_shape, *layout, z, act)
+        decoder = ResNetDecoder(decoded_shape, *layout, z, act)
+    else:
+        layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
+        encoder = ConvEncoder(image_shape, *layout_conv, z, act)
+        decoder = ConvDecoder(decoded_shape, *layout_conv, z, act)
+    if config.stochastic_layers == 2:
+        # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
+        return LadderVAE(
+            encoder, decoder, likelihood, z, config.top_latent_dim, config.top_hidden_size, image_shape, act
+        )
+    prior: Prior
+    if config.prior == "mixture":
+        prior = MixturePrior(z, config.prior_components)
+    elif config.prior == "vamp":
+        prior = VampPrior(image_shape, config.prior_components)
+    else:
+        prior = StandardNormalPrior(z)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior)
