@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="HTML file (default: RUN/report.html)")
     report.set_defaults(handler=cmd_report)
 
+    serve = commands.add_parser("serve", help="explore a run's latent space in the browser")
+    _add_run_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    serve.set_defaults(handler=cmd_serve)
+
     datasets = commands.add_parser("datasets", help="where each built-in dataset is, or how to get it")
     datasets.add_argument("--data-dir", help="also look in this folder")
     datasets.set_defaults(handler=cmd_datasets)
@@ -301,6 +307,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or args.run / "report.html"
     write_report(out, build_report(args.run, ctx.run.config, evaluation, pictures))
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vaekit.explorer import LatentExplorer
+    from vaekit.runs import load_run
+    from vaekit.server import make_server
+
+    if not 0 <= args.port <= 65535:
+        raise VaekitError(f"--port {args.port} is not a port number: use 1 to 65535 (or 0 for any free port)")
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    explorer = LatentExplorer(run, run.load_data(), args.seed)
+    try:
+        server = make_server(explorer, args.host, args.port)
+    except OSError as exc:
+        raise VaekitError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}): pass another --port or --host"
+        ) from None
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"vaekit: listening on {args.host}: anyone who can reach this machine can use the model", file=sys.stderr)
+    print(f"serving {args.run} at http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -27,12 +28,24 @@ def make_grid(images: np.ndarray | torch.Tensor, columns: int | None = None, pad
     return grid
 
 
-def save_png(path: str | Path, picture: np.ndarray, scale: int = 1) -> None:
-    """Write an (H, W, C) uint8 picture atomically, enlarged `scale` times (nearest neighbour)."""
+def _pil_image(picture: np.ndarray, scale: int) -> Image.Image:
     image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    return image
+
+
+def save_png(path: str | Path, picture: np.ndarray, scale: int = 1) -> None:
+    """Write an (H, W, C) uint8 picture atomically, enlarged `scale` times (nearest neighbour)."""
+    image = _pil_image(picture, scale)
     write_with(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def png_bytes(picture: np.ndarray, scale: int = 1) -> bytes:
+    """An (H, W, C) uint8 picture as PNG file contents, enlarged `scale` times."""
+    buffer = io.BytesIO()
+    _pil_image(picture, scale).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, columns: int) -> torch.Tensor:

@@ -1,0 +1,164 @@
+"""What `vaekit serve` does with the model, without HTTP: decode a latent vector, encode a test
+image, sample, interpolate, and the map of the test set's latent means. Every request value is
+checked here and a bad one raises RequestError with the message the client sees.
+
+Shapes: Z latent, (C, H, W) image, T interpolation steps.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.data import DatasetSplits
+from vaekit.evaluate import latent_usage
+from vaekit.imaging import make_grid, png_bytes
+from vaekit.latent import lerp, principal_axes, slerp
+from vaekit.runs import TrainedRun
+
+MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
+MAX_SAMPLES = 64
+MAX_STEPS = 16
+MAP_POINTS = 2000  # test images on the map (enough to see the structure, light to send)
+DISPLAY_SCALE = 4  # images are sent enlarged (nearest neighbour) so browsers need no smoothing
+
+
+class RequestError(ValueError):
+    """A request the explorer refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number in [low, high], given as an int or a decimal string (query parameters)."""
+    if isinstance(value, bool):
+        raise RequestError(f"{name} must be an integer from {low} to {high}")
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.lstrip("-").isdigit() else None
+    if not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class LatentMap:
+    """The test set's latent means in the plane of their top two principal directions."""
+
+    points: np.ndarray  # (N, 2) coordinates, in standard deviations along each axis
+    labels: list[int] | None
+    mean: torch.Tensor  # (Z,)
+    axes: torch.Tensor  # (2, Z) unit directions
+    scales: torch.Tensor  # (2,) standard deviation along each
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "points": np.round(self.points, 3).tolist(),
+            "labels": self.labels,
+            "mean": self.mean.tolist(),
+            "axes": self.axes.tolist(),
+            "scales": self.scales.tolist(),
+        }
+
+
+class LatentExplorer:
+    def __init__(self, run: TrainedRun, splits: DatasetSplits, seed: int = 0) -> None:
+        self.run = run
+        self.model = run.model.eval()
+        self.test_images = splits.test.array  # uint8 (N, C, H, W); at most 10,000 images
+        self.lock = threading.Lock()  # one model call at a time: torch already uses every core
+        self.generator = torch.Generator(self.model.device).manual_seed(seed)
+        shown = self.test_images[:MAP_POINTS]
+        usage = latent_usage(self.model, shown, run.config.data)
+        self.kl_per_dim = usage.kl_per_dim_nats
+        self.order = usage.order  # most informative dimension first
+        self.map = self._latent_map(shown, splits.test.labels)
+        self.class_names = list(splits.class_names) if splits.class_names else None
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    def _latent_map(self, images: np.ndarray, labels: np.ndarray | None) -> LatentMap:
+        means = self._encode_means(images)  # (N, Z)
+        k = min(2, self.latent_dim)
+        centre, axes, scales = principal_axes(means, k)
+        if k == 1:  # a 1-d latent: the map is a line
+            axes = torch.cat([axes, torch.zeros_like(axes)])
+            scales = torch.cat([scales, torch.ones_like(scales)])
+        scales = scales.clamp(min=1e-6)
+        points = ((means - centre) @ axes.T) / scales  # (N, 2)
+        shown_labels = None if labels is None else [int(v) for v in labels[: len(images)]]
+        return LatentMap(points.numpy(), shown_labels, centre, axes, scales)
+
+    @torch.inference_mode()
+    def _encode_means(self, images: np.ndarray) -> torch.Tensor:
+        with self.lock:
+            return self.model.encode(self.run.prepare(images)).mu.float().cpu()  # (N, Z)
+
+    def _image_data(self, x: torch.Tensor) -> str:
+        """Model-scale images (N, C, H, W) -> one data URI (a row of N images)."""
+        picture = make_grid(self.run.to_display(x).clamp(0.0, 1.0), columns=len(x), padding=0 if len(x) == 1 else 2)
+        return "data:image/png;base64," + base64.b64encode(png_bytes(picture, DISPLAY_SCALE)).decode("ascii")
+
+    @torch.inference_mode()
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            return self.model.mean_image(self.model.decode(z.to(self.model.device)))
+
+    def check_z(self, z: Any) -> torch.Tensor:
+        if not isinstance(z, list) or len(z) != self.latent_dim:
+            got = f"{len(z)} values" if isinstance(z, list) else type(z).__name__
+            raise RequestError(f"z must be a list of {self.latent_dim} numbers, got {got}")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in z):
+            raise RequestError("z must hold numbers only")
+        if not all(math.isfinite(v) for v in z):
+            raise RequestError("z must hold finite numbers (no NaN or infinity)")
+        if any(abs(v) > MAX_ABS_Z for v in z):
+            raise RequestError(f"z values must lie within ±{MAX_ABS_Z:g} (the prior is N(0, 1) per dimension)")
+        return torch.tensor(z, dtype=torch.float32)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "latent_dim": self.latent_dim,
+            "order": self.order,
+            "kl_per_dim_nats": self.kl_per_dim,
+            "image_shape": list(self.model.image_shape),
+            "test_images": len(self.test_images),
+            "max_abs_z": MAX_ABS_Z,
+            "max_samples": MAX_SAMPLES,
+            "map": self.map.to_json(),
+            "class_names": self.class_names,
+            "run": str(self.run.path),
+        }
+
+    def decode(self, z: Any) -> dict[str, Any]:
+        return {"image": self._image_data(self._decode(self.check_z(z)[None]))}
+
+    def encode(self, index: Any) -> dict[str, Any]:
+        i = _integer(index, "index", 0, len(self.test_images) - 1)
+        mean = self._encode_means(self.test_images[i : i + 1])[0]
+        original = self.run.prepare(self.test_images[i : i + 1])
+        return {"index": i, "z": mean.tolist(), "image": self._image_data(original)}
+
+    def sample(self, n: Any) -> dict[str, Any]:
+        count = _integer(n, "n", 1, MAX_SAMPLES)
+        with self.lock:
+            z = self.model.prior.sample(count, self.generator, self.model.device, self.model.encode)  # (n, Z)
+        return {"z": z.cpu().tolist(), "images": [self._image_data(image[None]) for image in self._decode(z)]}
+
+    def interpolate(self, a: Any, b: Any, steps: Any = 10, spherical: bool = False) -> dict[str, Any]:
+        last = len(self.test_images) - 1
+        first, second = _integer(a, "a", 0, last), _integer(b, "b", 0, last)
+        count = _integer(steps, "steps", 2, MAX_STEPS)
+        ends = self._encode_means(self.test_images[[first, second]])
+        path = (slerp if spherical else lerp)(ends[0], ends[1], count)  # (T, Z)
+        return {"image": self._image_data(self._decode(path)), "steps": count}
