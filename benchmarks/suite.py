@@ -156,6 +156,50 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
     }
 
 
+def child_serve(requests: int) -> dict[str, Any]:
+    """Latency of POST /api/decode for the mlp preset, through a real server on loopback (a new
+    connection per request, as the page makes them), and of the decode alone in-process."""
+    import threading
+    import urllib.request
+
+    from vaekit.config import preset_config
+    from vaekit.data import load_dataset
+    from vaekit.explorer import LatentExplorer
+    from vaekit.models import build_model
+    from vaekit.runs import TrainedRun
+    from vaekit.server import make_server
+
+    config = preset_config("mlp")
+    splits = load_dataset(config.data, progress=False)
+    torch.manual_seed(0)  # decoding costs the same whatever the weights
+    run = TrainedRun(Path("benchmark"), build_model(config.model, splits.shape).eval(), config, {})
+    explorer = LatentExplorer(run, splits)
+    server = make_server(explorer, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/decode"
+    generator = torch.Generator().manual_seed(0)
+    bodies = [json.dumps({"z": torch.randn(20, generator=generator).tolist()}).encode() for _ in range(requests)]
+
+    def timed(call: Any) -> list[float]:
+        call()  # warm-up
+        times = []
+        for body in bodies:
+            started = time.perf_counter()
+            call(body)
+            times.append(time.perf_counter() - started)
+        return sorted(times)
+
+    http = timed(lambda body=bodies[0]: urllib.request.urlopen(urllib.request.Request(url, data=body)).read())
+    direct = timed(lambda body=bodies[0]: explorer.decode(json.loads(body)["z"]))
+    server.shutdown()
+    return {
+        "requests": requests,
+        "http_median_ms": 1000 * http[len(http) // 2],
+        "http_p95_ms": 1000 * http[int(0.95 * len(http))],
+        "decode_median_ms": 1000 * direct[len(direct) // 2],
+    }
+
+
 def run_child(args: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
@@ -335,13 +379,23 @@ def iwae_cost() -> dict[str, Any]:
     return result
 
 
+def serve_latency() -> dict[str, Any]:
+    result = run_child(["serve", "300"])
+    print(
+        f"vaekit serve, POST /api/decode (mlp, 28x28): median {result['http_median_ms']:.2f} ms, "
+        f"95th percentile {result['http_p95_ms']:.2f} ms over {result['requests']} requests; decode + PNG alone "
+        f"{result['decode_median_ms']:.2f} ms"
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parts = ["throughput", "target", "scaling", "iwae", "disk"]
+    parts = ["throughput", "target", "scaling", "iwae", "disk", "serve"]
     parser.add_argument("--only", nargs="+", default=parts, choices=parts)
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -353,6 +407,8 @@ def main() -> None:
             result = child_baseline_epochs(rest[0], int(rest[1]), float(rest[2]))
         elif kind == "disk":
             result = child_disk(int(rest[0]), rest[1])
+        elif kind == "serve":
+            result = child_serve(int(rest[0]))
         else:
             result = child_iwae(int(rest[0]))
         print(json.dumps(result))
@@ -374,6 +430,8 @@ def main() -> None:
         results["iwae"] = iwae_cost()
     if "disk" in args.only:
         results["disk"] = disk_scaling()
+    if "serve" in args.only:
+        results["serve"] = serve_latency()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -66,6 +66,13 @@ def render(results: dict) -> str:
             f"IWAE with K = {i['k']} over the {i['images']:,} test images (mlp): {i['seconds']:.1f} s, "
             f"peak RSS {i['peak_rss_mb']:.0f} MB."
         )
+    if "serve" in results:
+        v = results["serve"]
+        lines.append(
+            f"`vaekit serve`, decoding one latent vector (mlp): {v['http_median_ms']:.1f} ms median, "
+            f"{v['http_p95_ms']:.1f} ms 95th percentile per HTTP request on loopback; decode and PNG alone "
+            f"{v['decode_median_ms']:.2f} ms."
+        )
     return "\n".join(lines)
 
 

@@ -124,3 +124,21 @@ def test_presets_and_datasets_listings() -> None:
 @needs_fashion
 def test_datasets_finds_the_debian_package() -> None:
     assert f"found in {FASHION_DIR}" in vaekit("datasets").stdout
+
+
+def test_binarized_mnist_preset_runs_on_mnist_files_in_a_data_dir(tmp_path: Path) -> None:
+    """MNIST cannot be downloaded here: four small IDX files named like MNIST's stand in for it."""
+    from tests.conftest import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "data" / "mnist", n_train=300, n_test=60)
+    out = tmp_path / "run"
+    common = ["--data-dir", str(tmp_path / "data"), "--val-size", "50", "--epochs", "2", "--batch-size", "50"]
+    result = vaekit("train", "--preset", "binarized-mnist", *common, "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["dataset"] == "mnist" and config["data"]["binarize"] is True
+    assert config["model"]["hidden_sizes"] == [200, 200] and config["model"]["latent_dim"] == 50
+    result = vaekit("evaluate", "--run", str(out), "--k", "20", "--no-quality", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["iwae_nll_nats"] <= evaluation["elbo_nelbo_nats"] + 1.0
