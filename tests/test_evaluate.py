@@ -141,3 +141,17 @@ def test_sample_quality_end_to_end(tmp_path: Path) -> None:
     assert scores.frechet_distance > scores.frechet_distance_test_vs_train
     assert _cache_path(splits).is_file()  # trained once, then cached
     assert sample_quality(model, splits, DATA, samples=100) == scores
+
+
+def test_iwae_standard_error_is_the_spread_between_images() -> None:
+    model = tiny_model()
+    images = blobs(40)
+    summary = iwae_over(model, images, DATA, k=5, batch_size=40, seed=2)
+    # With one batch, the per-image values are one call with the same seed.
+    x = to_model_input(torch.from_numpy(images), DATA)
+    per_image = iwae_per_image(model, x, 5, torch.Generator().manual_seed(2)).double()
+    assert summary.nll_nats == pytest.approx(-per_image.mean().item(), rel=1e-6)
+    assert summary.standard_error_nats == pytest.approx(per_image.std().item() / math.sqrt(40), rel=1e-6)
+    # The same image 40 times: no spread between images, only Monte Carlo noise.
+    same = iwae_over(model, np.repeat(images[:1], 40, axis=0), DATA, k=5000, batch_size=40)
+    assert same.standard_error_nats < 0.1 * summary.standard_error_nats

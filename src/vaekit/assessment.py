@@ -24,8 +24,10 @@ def evaluate_run(
     seed: int = 0,
     quality: bool = True,
     batch_size: int = 100,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    images = getattr(splits, split).images
+    """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given)."""
+    images = getattr(splits, split).images[:limit]
     data = run.config.data
     seconds: dict[str, float] = {}
 
@@ -51,6 +53,7 @@ def evaluate_run(
         **elbo.to_dict(prefix="elbo_"),
         "iwae_k": k,
         "iwae_nll_nats": iwae.nll_nats,
+        "iwae_standard_error_nats": iwae.standard_error_nats,
         "iwae_bits_per_dim": iwae.bits_per_dim,
         "latent_dim": run.model.latent_dim,
         **usage.to_dict(),
@@ -81,7 +84,11 @@ def format_table(result: dict[str, Any]) -> str:
         ("  reconstruction", f"{result['elbo_recon_nats']:.2f} nats/image"),
         ("  KL", f"{result['elbo_kl_nats']:.2f} nats/image"),
         ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}"),
-        (f"-log p(x), IWAE K={result['iwae_k']}", f"{result['iwae_nll_nats']:.2f} nats/image"),
+        (
+            f"-log p(x), IWAE K={result['iwae_k']}",
+            f"{result['iwae_nll_nats']:.2f} nats/image "
+            f"(± {result.get('iwae_standard_error_nats', 0.0):.2f} standard error over images)",
+        ),
         ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}"),
         ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
     ]

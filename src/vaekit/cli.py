@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["test", "val"], default="test")
     evaluate.add_argument("--k", type=int, default=1000, help="importance samples for -log p(x) (default 1000)")
     evaluate.add_argument("--no-quality", action="store_true", help="skip the classifier-based sample quality")
+    evaluate.add_argument("--images", type=int, help="only the first N images of the split (a quicker estimate)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     plot = commands.add_parser("plot", help="PNG pictures of what a run learned")
@@ -259,8 +260,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not 1 <= args.k <= 100_000:
         raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
+    if args.images is not None and args.images < 1:
+        raise VaekitError(f"--images {args.images} must be at least 1")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device)
-    result = evaluate_run(run, run.load_data(), args.split, args.k, args.seed, quality=not args.no_quality)
+    result = evaluate_run(
+        run, run.load_data(), args.split, args.k, args.seed, quality=not args.no_quality, limit=args.images
+    )
     print(format_table(result))
     warning = collapse_warning(result)
     if warning:

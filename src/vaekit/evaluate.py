@@ -30,6 +30,7 @@ class IwaeSummary:
     bits_per_dim: float
     k: int
     images: int
+    standard_error_nats: float = 0.0  # of the mean over images (the spread between images)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -67,12 +68,16 @@ def iwae_over(
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    total = 0.0
-    for x in model_batches(images, data, batch_size, device, generator):
-        total += float(iwae_per_image(model, x, k, generator).sum())
-    nll = -total / len(images)
+    per_image = torch.cat(
+        [
+            iwae_per_image(model, x, k, generator).double().cpu()
+            for x in model_batches(images, data, batch_size, device, generator)
+        ]
+    )
+    nll = -float(per_image.mean())
+    spread = float(per_image.std()) / math.sqrt(len(per_image)) if len(per_image) > 1 else 0.0
     num_dims = math.prod(model.image_shape)
-    return IwaeSummary(nll, bits_per_dim(nll, num_dims, log_bin_width(model, data)), k, len(images))
+    return IwaeSummary(nll, bits_per_dim(nll, num_dims, log_bin_width(model, data)), k, len(images), spread)
 
 
 @dataclass(frozen=True)
