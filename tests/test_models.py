@@ -6,6 +6,7 @@ import torch
 from vaekit.config import PRESETS, ModelConfig, preset_config
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
+from vaekit.models.ladder import LadderVAE
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32), (3, 64, 64)]
 SMALL_MODELS = {
@@ -60,6 +61,8 @@ def test_presets_build_with_the_documented_layouts() -> None:
         "conv-small": (1, 28, 28),
         "conv-fashion": (1, 28, 28),
         "conv-32px": (1, 32, 32),
+        "best": (1, 28, 28),
+        "binarized-mnist": (1, 28, 28),
     }
     assert set(shapes) == set(PRESETS)
     models = {name: build_model(preset_config(name).model, shape) for name, shape in shapes.items()}
@@ -69,6 +72,11 @@ def test_presets_build_with_the_documented_layouts() -> None:
     assert models["conv-small"].encoder.feature_shape == (32, 4, 4)
     assert math.prod(models["conv-fashion"].encoder.feature_shape) == 3136
     assert models["conv-32px"].latent_dim == 128
+    best = models["best"]
+    assert isinstance(best, LadderVAE) and (best.bottom_dim, best.latent_dim) == (64, 32)
+    assert math.prod(best.encoder.feature_shape) == 3136  # the conv-fashion network around z1
+    burda = models["binarized-mnist"]
+    assert [tuple(p.shape) for p in burda.encoder.parameters()][::2] == [(200, 784), (200, 200), (100, 200)]
     for name, model in models.items():
         x = torch.rand(2, *shapes[name])
         assert model.decode(model.encode(x).mode()).shape == x.shape

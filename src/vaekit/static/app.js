@@ -2,7 +2,8 @@
 "use strict";
 
 const SLIDER_RANGE = 4; // sliders span ±4 prior standard deviations; the map may go further
-const PALETTE = ["#3056d3", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#0c8599", "#a61e4d", "#5c940d", "#d9480f", "#495057"];
+// Tableau 10: ten hues that stay apart on a white background.
+const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 const state = { info: null, z: [], inFlight: false, pending: false, marker: null };
 
