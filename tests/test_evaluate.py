@@ -155,3 +155,11 @@ def test_iwae_standard_error_is_the_spread_between_images() -> None:
     # The same image 40 times: no spread between images, only Monte Carlo noise.
     same = iwae_over(model, np.repeat(images[:1], 40, axis=0), DATA, k=5000, batch_size=40)
     assert same.standard_error_nats < 0.1 * summary.standard_error_nats
+
+
+def test_each_kind_of_evaluation_has_its_own_file() -> None:
+    from vaekit.assessment import evaluation_file
+
+    assert evaluation_file({"split": "test", "first_images": None}) == "eval.json"  # the one the report reads
+    assert evaluation_file({"split": "val", "first_images": None}) == "eval-val.json"
+    assert evaluation_file({"split": "test", "first_images": 1000}) == "eval-first1000.json"

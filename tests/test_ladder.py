@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from tests.conftest import blob_images
+from vaekit.assessment import collapse_warning
 from vaekit.config import DataConfig, ModelConfig, resolve
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import DiagonalGaussian, kl_gaussians, kl_standard_normal
 from vaekit.errors import VaekitError
-from vaekit.evaluate import iwae_over
+from vaekit.evaluate import bottom_layer_active_units, iwae_over
 from vaekit.models import build_model
 from vaekit.models.ladder import LadderVAE, precision_weighted
 
@@ -99,3 +100,23 @@ def test_two_layers_take_only_the_standard_normal_prior() -> None:
         resolve(preset="mlp", flags={"model": {"stochastic_layers": 2, "prior": "vamp"}})
     with pytest.raises(VaekitError, match="use 1 or 2"):
         resolve(preset="mlp", flags={"model": {"stochastic_layers": 3}})
+
+
+def test_evaluation_counts_both_layers_and_warns_only_when_z1_collapses() -> None:
+    model, x = ladder_and_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = model.elbo(x, generator=torch.Generator().manual_seed(0)).loss.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    images = (x * 255).to(torch.uint8).numpy()
+    bottom = bottom_layer_active_units(model, images, DataConfig())
+    means = model.bottom_means(x).detach()
+    assert bottom == int((means.var(dim=0, unbiased=False) > 0.01).sum()) and 1 <= bottom <= 6
+    # z2 nearly unused but z1 in use: no collapse warning; z1 unused: a warning naming z1
+    assert (
+        collapse_warning({"active_units": 0, "latent_dim": 3, "bottom_active_units": 5, "bottom_latent_dim": 6}) is None
+    )
+    message = collapse_warning({"active_units": 3, "latent_dim": 3, "bottom_active_units": 1, "bottom_latent_dim": 6})
+    assert message is not None and "of 6 dimensions of z1" in message

@@ -8,7 +8,8 @@ from typing import Any
 
 from vaekit.atomic import write_json
 from vaekit.data import DatasetSplits
-from vaekit.evaluate import iwae_over, latent_usage
+from vaekit.evaluate import bottom_layer_active_units, iwae_over, latent_usage
+from vaekit.models.ladder import LadderVAE
 from vaekit.quality import sample_quality
 from vaekit.runs import TrainedRun
 from vaekit.scoring import elbo_over
@@ -40,6 +41,12 @@ def evaluate_run(
     seconds["iwae"] = time.perf_counter() - started
 
     usage = latent_usage(run.model, images, data, seed=seed)
+    bottom: dict[str, int] = {}
+    if isinstance(run.model, LadderVAE):  # usage above is the top layer z2; z1 is counted apart
+        bottom = {
+            "bottom_active_units": bottom_layer_active_units(run.model, images, data, seed=seed),
+            "bottom_latent_dim": run.model.bottom_dim,
+        }
     scores = None
     if quality:
         started = time.perf_counter()
@@ -48,6 +55,7 @@ def evaluate_run(
     return {
         "split": split,
         "images": len(images),
+        "first_images": limit,  # None: the whole split
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
         **elbo.to_dict(prefix="elbo_"),
@@ -57,6 +65,7 @@ def evaluate_run(
         "iwae_bits_per_dim": iwae.bits_per_dim,
         "latent_dim": run.model.latent_dim,
         **usage.to_dict(),
+        **bottom,
         "quality": None if scores is None else scores.to_dict(),
         "seconds": seconds,
         "units": {
@@ -70,6 +79,15 @@ def evaluate_run(
 
 def collapse_warning(result: dict[str, Any]) -> str | None:
     active, total = result["active_units"], result["latent_dim"]
+    if "bottom_active_units" in result:
+        # Two layers: the code can live in z1 alone; only a collapsed z1 is posterior collapse.
+        active, total = result["bottom_active_units"], result["bottom_latent_dim"]
+        if active < COLLAPSE_FRACTION * total:
+            return (
+                f"warning: only {active} of {total} dimensions of z1 are active (posterior collapse); "
+                "try a longer --warmup-steps or a smaller --latent-dim"
+            )
+        return None
     if active < COLLAPSE_FRACTION * total:
         return (
             f"warning: only {active} of {total} latent dimensions are active (posterior collapse); "
@@ -92,6 +110,9 @@ def format_table(result: dict[str, Any]) -> str:
         ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}"),
         ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
     ]
+    if "bottom_active_units" in result:
+        rows[-1] = ("active units, z2", rows[-1][1])
+        rows.append(("active units, z1", f"{result['bottom_active_units']} of {result['bottom_latent_dim']}"))
     quality = result.get("quality")
     if quality:
         rows += [
@@ -107,7 +128,16 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])
 
 
+def evaluation_file(result: dict[str, Any]) -> str:
+    """eval.json for the whole test set (what `vaekit report` shows); other evaluations get their
+    own name, so a quick estimate never replaces the full one."""
+    name = "eval" if result["split"] == "test" else f"eval-{result['split']}"
+    if result.get("first_images") is not None:
+        name += f"-first{result['first_images']}"
+    return name + ".json"
+
+
 def save_evaluation(run_dir: Path, result: dict[str, Any]) -> Path:
-    path = run_dir / "eval.json"
+    path = run_dir / evaluation_file(result)
     write_json(path, result)
     return path

@@ -15,6 +15,7 @@ import torch
 from vaekit.config import DataConfig
 from vaekit.data.transforms import model_batches
 from vaekit.models import VAE
+from vaekit.models.ladder import LadderVAE
 from vaekit.objectives import bits_per_dim
 from vaekit.scoring import log_bin_width
 
@@ -93,6 +94,18 @@ class LatentUsage:
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+
+
+@torch.inference_mode()
+def bottom_layer_active_units(
+    model: LadderVAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
+) -> int:
+    """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
+    model.eval()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    batches = model_batches(images, data, batch_size, model.device, generator)
+    means = torch.cat([model.bottom_means(x).double().cpu() for x in batches])  # (N, Z1)
+    return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
 
 
 @torch.inference_mode()

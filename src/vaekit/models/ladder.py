@@ -140,9 +140,12 @@ class LadderVAE(VAE):
         log_w, log_px = self.log_weights(x, self.encode(x), k, generator, eps)
         return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=(log_px - log_w).mean(0))
 
+    def bottom_means(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of q(z1|x, z2) at z2 = the mean of q(z2|x), (B, Z1)."""
+        top = self.encode(x)
+        return precision_weighted(top.bottom_up, self.top_down(top.mu)).mu
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """E[x|z1] at the posterior means: z2 = mu(x), then z1 = the mean of q(z1|x, z2)."""
-        top = self.encode(x)
-        z1 = precision_weighted(top.bottom_up, self.top_down(top.mu)).mu
-        return self.mean_image(self.decode_bottom(z1))
+        return self.mean_image(self.decode_bottom(self.bottom_means(x)))
