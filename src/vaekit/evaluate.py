@@ -7,6 +7,7 @@ Shapes: B batch, K importance samples (processed in chunks of K_c), Z latent, (C
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -97,24 +98,32 @@ class LatentUsage:
 
 
 @torch.inference_mode()
+def _per_image(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    batch_size: int,
+    seed: int,
+) -> torch.Tensor:
+    """encode(x) (B, Z) for every image, batch by batch, as float64 on the CPU: (N, Z)."""
+    model.eval()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    batches = model_batches(images, data, batch_size, model.device, generator)
+    return torch.cat([encode(x).double().cpu() for x in batches])
+
+
 def bottom_layer_active_units(
     model: LadderVAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
 ) -> int:
     """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
-    model.eval()
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    batches = model_batches(images, data, batch_size, model.device, generator)
-    means = torch.cat([model.bottom_means(x).double().cpu() for x in batches])  # (N, Z1)
+    means = _per_image(model.bottom_means, model, images, data, batch_size, seed)  # (N, Z1)
     return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
 
 
-@torch.inference_mode()
 def latent_means(model: VAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
     """E_q[z|x] for every image, (N, Z)."""
-    model.eval()
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    batches = model_batches(images, data, batch_size, model.device, generator)
-    return torch.cat([model.encode(x).mu.cpu() for x in batches]).double().numpy()
+    return _per_image(lambda x: model.encode(x).mu, model, images, data, batch_size, seed).numpy()
 
 
 @torch.inference_mode()
