@@ -71,3 +71,14 @@ def test_gaussian_log_prob_matches_hand_computation(variance: str) -> None:
     assert likelihood.log_prob(x, mean).item() == pytest.approx(by_hand, rel=1e-5)
     learned = [p for p in likelihood.parameters()]
     assert len(learned) == (0 if variance == "fixed" else 1)
+
+
+def test_wild_network_outputs_give_finite_densities_and_kls() -> None:
+    from vaekit.distributions import DiagonalGaussian, kl_gaussians
+
+    params = torch.tensor([[0.0, 1.0, -200.0, 200.0]])  # mu (0, 1), logvar (-200, 200): exp overflows in fp32
+    q = DiagonalGaussian.from_params(params)
+    p = DiagonalGaussian.from_params(torch.tensor([[0.5, 0.0, -150.0, 0.0]]))
+    z = q.rsample(torch.Generator().manual_seed(0))
+    for value in (q.kl_per_dim(), kl_gaussians(q, p), q.log_prob(z), p.log_prob(z)):
+        assert torch.isfinite(value).all(), value

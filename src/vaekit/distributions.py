@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LOG_2PI = math.log(2.0 * math.pi)
+LOGVAR_BOUND = 30.0
 
 
 class DiagonalGaussian:
@@ -25,7 +26,9 @@ class DiagonalGaussian:
     @classmethod
     def from_params(cls, params: torch.Tensor) -> DiagonalGaussian:
         mu, logvar = params.chunk(2, dim=-1)  # (B, 2Z) -> 2 x (B, Z)
-        return cls(mu, logvar)
+        # exp(-logvar) appears in every density and KL: beyond ±30 (std 3e-7 .. 3e6, far outside
+        # anything a trained network uses) one wild output would overflow to inf and NaN the step.
+        return cls(mu, logvar.clamp(-LOGVAR_BOUND, LOGVAR_BOUND))
 
     @property
     def std(self) -> torch.Tensor:
