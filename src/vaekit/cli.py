@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         distributed.stop()
-    if result is None:  # a rank other than 0: rank 0 reports
+    if not cluster.is_main:  # rank 0 reports
         return 0
     test = result.test
     print(

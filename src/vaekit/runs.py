@@ -176,12 +176,12 @@ def train_run(
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
     cluster: Cluster = SINGLE,
-) -> TrainResult | None:
+) -> TrainResult:
     """Everything `vaekit train` does: load data, build, train, evaluate on test, write the run.
 
     All input is checked (data loaded, model built) before the run folder is touched, so a bad
     setting leaves nothing behind and never replaces an existing run. In a distributed run every
-    rank calls this; rank 0 alone writes the folder and returns the result, the others None.
+    rank calls this; rank 0 alone writes the folder, and every rank returns its result.
     """
     started = time.perf_counter()
     config.check()
@@ -259,7 +259,7 @@ def resume_run(
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
     cluster: Cluster = SINGLE,
-) -> TrainResult | None:
+) -> TrainResult:
     """Continue an interrupted run from its last resumable snapshot, exactly where it stopped.
 
     Distributed: rank 0 reads the snapshot and hands it to the others, so only rank 0 needs the
@@ -304,7 +304,7 @@ def _train_and_summarise(
     started: float,
     resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
     cluster: Cluster = SINGLE,
-) -> TrainResult | None:
+) -> TrainResult:
     device = model.device
     callbacks: list[Callback] = []
     if cluster.is_main:
@@ -322,24 +322,28 @@ def _train_and_summarise(
         resume=resume,
         cluster=cluster,
     )
-    if not cluster.is_main:
-        return None
-    # Report the test set with the weights that did best on validation.
-    best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
-    test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)
-    wall = time.perf_counter() - started
-    write_json(
-        run_dir / "summary.json",
-        {
-            **test.to_dict(prefix="test_"),
-            "checkpoint": "best",
-            "best_epoch": info["epoch"],
-            "wall_seconds": wall,
-            "device": str(device),
-            "units": "nats per image; bits per dimension",
-        },
-    )
-    return TrainResult(run_dir, test, wall)
+
+    def evaluate_and_summarise() -> TrainResult:
+        # Report the test set with the weights that did best on validation.
+        best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
+        test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)
+        wall = time.perf_counter() - started
+        write_json(
+            run_dir / "summary.json",
+            {
+                **test.to_dict(prefix="test_"),
+                "checkpoint": "best",
+                "best_epoch": info["epoch"],
+                "wall_seconds": wall,
+                "device": str(device),
+                "units": "nats per image; bits per dimension",
+            },
+        )
+        return TrainResult(run_dir, test, wall)
+
+    # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
+    # process group) while another still uses it.
+    return from_main(evaluate_and_summarise, cluster)
 
 
 @dataclass
