@@ -177,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = train_run(
                 config, run_dir, force=args.force, progress=not args.quiet, announce=announce, cluster=cluster
             )
+        distributed.stop(together=True)
     except TrainingInterrupted as exc:
         if cluster.is_main:
             launcher = "torchrun ... -m vaekit train" if cluster.active else "vaekit train"

@@ -9,6 +9,7 @@ DistributedDataParallel; only rank 0 touches the run folder.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -102,8 +103,13 @@ def start(cluster: Cluster, device_name: str) -> torch.device:
     return device
 
 
-def stop() -> None:
+def stop(together: bool = False) -> None:
+    """Leave the process group: free what still refers to it (see fit) and destroy it. `together`
+    (after success only: a rank that failed alone would wait forever) first waits for every rank."""
     if dist.is_initialized():
+        gc.collect()
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

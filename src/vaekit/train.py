@@ -13,6 +13,7 @@ it taken between two steps, restored later, continues the run bit for bit on CPU
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -404,4 +405,10 @@ def fit(
                 )
             state.end_epoch()
             save()
+    if cluster.active:
+        # DistributedDataParallel sits in reference cycles: collect it now, while the process
+        # group lives. Left to a later collection, or to interpreter exit after the group is
+        # destroyed, its gloo work objects can abort the process (std::terminate).
+        del objective
+        gc.collect()
     return reports
