@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from vaekit.data.idx import encode_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +88,29 @@ needs_fashion = pytest.mark.skipif(
     not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(),
     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
 )
+
+
+def playwright_or_skip() -> ModuleType:
+    """Playwright's sync API for the browser tests: skipped where chromium or playwright is
+    missing, except on CI, where both are installed and a missing one must fail."""
+    if os.environ.get("CI") == "true":
+        from playwright import sync_api
+
+        return sync_api
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def train_briefly(model: torch.nn.Module, x: torch.Tensor, steps: int, lr: float = 3e-3) -> list[float]:
+    """`steps` Adam steps on the ELBO of one batch x, noise from one seeded stream; the losses."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        loss = model.elbo(x, generator=generator).loss.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tests.conftest import blob_images
+from tests.conftest import blob_images, train_briefly
 from vaekit.assessment import collapse_warning
 from vaekit.config import DataConfig, ModelConfig, resolve
 from vaekit.data.transforms import to_model_input
@@ -75,18 +75,10 @@ def test_iwae_weights_with_the_elbo_noise_give_the_elbo_reconstruction_and_its_e
 
 def test_the_ladder_trains_samples_and_evaluates() -> None:
     model, x = ladder_and_batch()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(80):
-        loss = model.elbo(x, generator=generator).loss.mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_briefly(model, x, steps=80)
     assert losses[-1] < 0.7 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
-    assert model.sample(5, generator).shape == (5, 1, 8, 8)
+    assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
     assert model.reconstruct(x).shape == x.shape
     assert model.encode(x).mu.shape == (16, 3)  # maps and traversals show the top layer z2
     images = (x * 255).to(torch.uint8).numpy()
@@ -104,12 +96,7 @@ def test_two_layers_take_only_the_standard_normal_prior() -> None:
 
 def test_evaluation_counts_both_layers_and_warns_only_when_z1_collapses() -> None:
     model, x = ladder_and_batch()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        loss = model.elbo(x, generator=torch.Generator().manual_seed(0)).loss.mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_briefly(model, x, steps=60)
     images = (x * 255).to(torch.uint8).numpy()
     bottom = bottom_layer_active_units(model, images, DataConfig())
     means = model.bottom_means(x).detach()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import blob_images
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.runs import train_run
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PICTURES = ["curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold"]
 
 
@@ -72,25 +70,10 @@ def test_report_renders_in_a_headless_browser(run_dir: Path, tmp_path: Path) -> 
     report = run_dir / "report.html"
     text = report.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
-    if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api") if os.environ.get("CI") != "true" else None
-    if sync_api is None:
-        from playwright import sync_api
+    sync_api = playwright_or_skip()
     errors: list[str] = []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))

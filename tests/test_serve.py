@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,13 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import blob_images
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.explorer import DISPLAY_SCALE, LatentExplorer
 from vaekit.runs import load_run, train_run
 from vaekit.server import make_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SIDE, LATENT = 16, 4
 
 
@@ -203,14 +201,10 @@ def test_a_taken_port_is_a_one_line_error(run_dir: Path) -> None:
 
 
 def test_the_page_in_a_headless_browser(base_url: str, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api") if os.environ.get("CI") != "true" else None
-    if sync_api is None:
-        from playwright import sync_api
+    sync_api = playwright_or_skip()
     errors: list[str] = []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))

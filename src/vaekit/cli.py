@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vaekit.config import PRESETS, SECTIONS, field_types, preset_config, resolve
-from vaekit.errors import VaekitError
+from vaekit.errors import ReportedByRankZero, VaekitError
 
 if TYPE_CHECKING:
     from vaekit.pictures import PictureContext
@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except VaekitError as exc:
         rank = os.environ.get("RANK", "0")  # under torchrun every rank may report; say which
-        if type(exc).__name__ != "ReportedByRankZero":  # (not imported: it would load torch for --help)
+        if not isinstance(exc, ReportedByRankZero):
             print(f"vaekit: error: {'' if rank == '0' else f'[rank {rank}] '}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

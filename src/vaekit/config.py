@@ -324,6 +324,18 @@ def mse_kl_sigma(num_pixels: int, latent_dim: int, kl_weight: float = 0.1) -> fl
     return math.sqrt(kl_weight * num_pixels / (2.0 * latent_dim))
 
 
+# Networks more than one preset uses (the presets add their likelihood and training settings).
+_CLASSIC_MLP: dict[str, Any] = {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"}
+_CONV_FASHION_NETWORK: dict[str, Any] = {
+    "architecture": "conv",
+    "conv_channels": (32, 64, 72, 64),
+    "conv_strides": (1, 2, 2, 1),
+    "kernel_size": 3,
+    "activation": "leaky_relu",
+    "latent_dim": 64,
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -341,7 +353,7 @@ PRESETS: dict[str, Preset] = {
             "mlp",
             "the classic PyTorch example: 784-400-20 MLP, ReLU, Bernoulli, Adam 1e-3, batch 128, 10 epochs",
             {
-                "model": {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"},
+                "model": _CLASSIC_MLP,
                 "train": {"lr": 1e-3, "batch_size": 128, "epochs": 10},
             },
         ),
@@ -350,7 +362,7 @@ PRESETS: dict[str, Preset] = {
             "the same 784-400-20 MLP trained for speed: bfloat16 matrix products, Adam 5e-3 with cosine decay, "
             "batch 128, 6 epochs (beats the classic example's 10-epoch ELBO in under a third of its time)",
             {
-                "model": {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"},
+                "model": _CLASSIC_MLP,
                 "train": {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128, "epochs": 6, "precision": "bf16"},
             },
         ),
@@ -380,15 +392,7 @@ PRESETS: dict[str, Preset] = {
             "Bernoulli, Adam 1e-3, batch 100, 30 epochs",
             {
                 "data": {"dataset": "fashion-mnist"},
-                "model": {
-                    "architecture": "conv",
-                    "conv_channels": (32, 64, 72, 64),
-                    "conv_strides": (1, 2, 2, 1),
-                    "kernel_size": 3,
-                    "activation": "leaky_relu",
-                    "latent_dim": 64,
-                    "likelihood": "bernoulli",
-                },
+                "model": {**_CONV_FASHION_NETWORK, "likelihood": "bernoulli"},
                 "train": {"lr": 1e-3, "batch_size": 100, "epochs": 30},
             },
         ),
@@ -419,16 +423,7 @@ PRESETS: dict[str, Preset] = {
             "around z1 (64) under a second latent layer z2 (32) with ladder inference, KL warm-up over 5,000 "
             "steps, Adam 2e-3 with cosine decay, bf16, batch 100, 60 epochs",
             {
-                "model": {
-                    "architecture": "conv",
-                    "conv_channels": (32, 64, 72, 64),
-                    "conv_strides": (1, 2, 2, 1),
-                    "kernel_size": 3,
-                    "activation": "leaky_relu",
-                    "latent_dim": 64,
-                    "stochastic_layers": 2,
-                    "top_latent_dim": 32,
-                },
+                "model": {**_CONV_FASHION_NETWORK, "stochastic_layers": 2, "top_latent_dim": 32},
                 "train": {
                     "lr": 2e-3,
                     "lr_schedule": "cosine",

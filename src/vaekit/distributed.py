@@ -19,14 +19,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from vaekit.errors import VaekitError
+from vaekit.errors import ReportedByRankZero, VaekitError
 
 T = TypeVar("T")
 Batch = TypeVar("Batch", torch.Tensor, np.ndarray)
-
-
-class ReportedByRankZero(VaekitError):
-    """Rank 0's error, handed to another rank: rank 0 prints it, the others exit quietly."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +156,3 @@ def from_main(produce: Callable[[], T], cluster: Cluster) -> T:
     if outcome[1] is not None:
         raise VaekitError(outcome[1]) if cluster.is_main else ReportedByRankZero(outcome[1])
     return outcome[0]
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()

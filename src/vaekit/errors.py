@@ -8,3 +8,8 @@ and exits with status 2; anything else escaping is a bug in vaekit.
 
 class VaekitError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+class ReportedByRankZero(VaekitError):
+    """Rank 0's error, handed to another rank of a distributed run: rank 0 prints it, the others
+    exit quietly."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaekit.data import DatasetSplits
-from vaekit.evaluate import latent_usage
+from vaekit.evaluate import latent_means, latent_usage
 from vaekit.imaging import make_grid, png_bytes
 from vaekit.latent import lerp, principal_axes, slerp
 from vaekit.runs import TrainedRun
@@ -99,10 +99,9 @@ class LatentExplorer:
         shown_labels = None if labels is None else [int(v) for v in labels[: len(images)]]
         return LatentMap(points.numpy(), shown_labels, centre, axes, scales)
 
-    @torch.inference_mode()
     def _encode_means(self, images: np.ndarray) -> torch.Tensor:
         with self.lock:
-            return self.model.encode(self.run.prepare(images)).mu.float().cpu()  # (N, Z)
+            return torch.from_numpy(latent_means(self.model, images, self.run.config.data)).float()  # (N, Z)
 
     def _image_data(self, x: torch.Tensor) -> str:
         """Model-scale images (N, C, H, W) -> one data URI (a row of N images)."""

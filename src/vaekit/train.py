@@ -32,7 +32,7 @@ from vaekit.config import RunConfig, TrainConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.disk import DiskImages
 from vaekit.data.transforms import to_model_input
-from vaekit.distributed import SINGLE, Cluster, all_max, all_sum, resolve_device, shard, shard_rows
+from vaekit.distributed import SINGLE, Cluster, all_max, all_sum, shard, shard_rows
 from vaekit.errors import VaekitError
 from vaekit.models import VAE
 from vaekit.objectives import beta_at, lr_factor
@@ -43,8 +43,6 @@ from vaekit.scoring import ElboSummary, elbo_over, summarise
 EVAL_SEED_OFFSET = 1_000_003
 NOISE_SEED_OFFSET = 7919
 RANK_SEED_STRIDE = 104_729  # validation: each rank scores its own share with its own noise
-
-__all__ = ["EpochReport", "TrainerState", "fit", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,6 @@ class TrainerState:
             "batch_index": self.batch_index,
             "step": self.step,
             "counted": int(totals[3]),
-            "world_size": self.cluster.world_size,
             "epoch_seconds": self.epoch_seconds,
             "skipped_in_row": self.skipped_in_row,
             "skipped_this_epoch": self.skipped_this_epoch,
@@ -210,11 +207,9 @@ class TrainingObjective(torch.nn.Module):
 
 def _across_ranks(local: ElboSummary, model: VAE, config: RunConfig) -> ElboSummary:
     """Combine the ranks' summaries over their shards into the summary of the whole set."""
-    weight = float(local.images)
+    weight = float(local.images)  # an empty share has means 0.0 (elbo_over), so it adds nothing
     sums = torch.tensor(
-        [local.recon_nats * weight if weight else 0.0, local.kl_nats * weight if weight else 0.0, weight],
-        dtype=torch.float64,
-        device=model.device,
+        [local.recon_nats * weight, local.kl_nats * weight, weight], dtype=torch.float64, device=model.device
     )
     recon, kl, n = all_sum(sums).tolist()
     return summarise(model, config.data, recon / n, kl / n, int(n))
@@ -293,7 +288,7 @@ def fit(
 
     def save() -> None:
         if checkpointer is not None:
-            tensors, info = state.snapshot(model)  # every rank: it gathers from all of them
+            tensors, info = state.snapshot(model)  # on every rank: it sums over all of them
             if cluster.is_main:
                 checkpointer(tensors, info)
 

@@ -19,7 +19,7 @@ from torch import nn
 from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, standard_normal_log_prob
 from vaekit.models.layers import activation
 from vaekit.models.vae import VAE
-from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
+from vaekit.objectives import ElboTerms, elbo_terms, log_importance_weights
 
 
 class LadderPosterior(DiagonalGaussian):
@@ -67,7 +67,9 @@ class LadderVAE(VAE):
 
     @property
     def closed_form_kl(self) -> bool:
-        return False  # encode(x) is q(z2|x) only; the z1 term depends on the sampled z2
+        # encode(x) is q(z2|x) only and the z1 term depends on the sampled z2, so VAE.iwae reports
+        # the K-sample KL estimate from this class's joint log-weights.
+        return False
 
     def encode(self, x: torch.Tensor) -> LadderPosterior:
         bottom_up = super().encode(x)  # (B, Z1) x 2: the encoder's estimate of z1
@@ -92,6 +94,16 @@ class LadderVAE(VAE):
             eps = torch.randn((*shape, self.noise_dim), generator=generator, device=like.device, dtype=like.dtype)
         return eps[..., : self.latent_dim], eps[..., self.latent_dim :]
 
+    def _descend(
+        self, top: LadderPosterior, eps2: torch.Tensor, eps1: torch.Tensor
+    ) -> tuple[torch.Tensor, DiagonalGaussian, DiagonalGaussian, torch.Tensor]:
+        """One reparameterised pass down the ladder: z2 ~ q(z2|x), then p(z1|z2), q(z1|x, z2) and
+        z1 ~ q(z1|x, z2). eps2 (..., B, Z2), eps1 (..., B, Z1); leading sample dimensions broadcast."""
+        z2 = top.rsample(eps=eps2)  # (..., B, Z2)
+        prior1 = self.top_down(z2)  # (..., B, Z1)
+        posterior1 = precision_weighted(top.bottom_up, prior1)
+        return z2, prior1, posterior1, posterior1.rsample(eps=eps1)
+
     def elbo(
         self,
         x: torch.Tensor,
@@ -103,10 +115,7 @@ class LadderVAE(VAE):
         """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension."""
         top = self.encode(x)
         eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
-        z2 = top.rsample(eps=eps2)  # (B, Z2)
-        prior1 = self.top_down(z2)
-        posterior1 = precision_weighted(top.bottom_up, prior1)
-        z1 = posterior1.rsample(eps=eps1)  # (B, Z1)
+        _, prior1, posterior1, z1 = self._descend(top, eps2, eps1)
         log_px = self.log_likelihood(x, self.decode_bottom(z1))
         kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(posterior1, prior1)], dim=-1)  # (B, Z2 + Z1)
         return elbo_terms(log_px, kl_per_dim, beta, free_bits)
@@ -124,21 +133,12 @@ class LadderVAE(VAE):
             raise TypeError("LadderVAE.log_weights needs the posterior from its own encode()")
         batch = x.shape[0]
         eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
-        z2 = posterior.mu + posterior.std * eps2  # (K, B, Z2)
-        prior1 = self.top_down(z2)  # (K, B, Z1)
-        posterior1 = precision_weighted(posterior.bottom_up, prior1)  # broadcast over K
-        z1 = posterior1.mu + posterior1.std * eps1  # (K, B, Z1)
+        z2, prior1, posterior1, z1 = self._descend(posterior, eps2, eps1)  # (K, B, Z2), ..., (K, B, Z1)
         decoded = self.decode_bottom(z1.flatten(0, 1))  # (K * B, C, H, W)
         log_px = self.log_likelihood(x.expand(k, *x.shape).flatten(0, 1), decoded).view(k, batch)  # (K, B)
         log_pz = standard_normal_log_prob(z2) + prior1.log_prob(z1)
         log_qz = posterior.log_prob(z2) + posterior1.log_prob(z1)
         return log_importance_weights(log_px, log_pz, log_qz), log_px
-
-    def iwae(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
-    ) -> ElboTerms:
-        log_w, log_px = self.log_weights(x, self.encode(x), k, generator, eps)
-        return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=(log_px - log_w).mean(0))
 
     def bottom_means(self, x: torch.Tensor) -> torch.Tensor:
         """The mean of q(z1|x, z2) at z2 = the mean of q(z2|x), (B, Z1)."""
