@@ -16,6 +16,7 @@ from vaekit.distributions import (
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.ladder import LadderVAE
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
+from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE
 from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
@@ -36,9 +37,16 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     decoder: nn.Module
     z, act = config.latent_dim, config.activation
     likelihood = build_likelihood(config, image_shape)
-    # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures).
+    # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
+    # and with a pixel-context head also the head's feature maps.
     c, h, w = image_shape
-    decoded_shape = (c * getattr(likelihood, "params_per_channel", 1), h, w)
+    param_channels = c * getattr(likelihood, "params_per_channel", 1)
+    pixel_context = None
+    if config.pixel_context_layers > 0:
+        pixel_context = PixelContextHead(
+            c, param_channels, config.pixel_context_channels, config.pixel_context_layers, act
+        )
+    decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context else 0), h, w)
     if config.architecture == "mlp":
         encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
         decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
@@ -53,7 +61,15 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     if config.stochastic_layers == 2:
         # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
         return LadderVAE(
-            encoder, decoder, likelihood, z, config.top_latent_dim, config.top_hidden_size, image_shape, act
+            encoder,
+            decoder,
+            likelihood,
+            z,
+            config.top_latent_dim,
+            config.top_hidden_size,
+            image_shape,
+            act,
+            pixel_context,
         )
     prior: Prior
     if config.prior == "mixture":
@@ -62,4 +78,4 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         prior = VampPrior(image_shape, config.prior_components)
     else:
         prior = StandardNormalPrior(z)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context)

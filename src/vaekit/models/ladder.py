@@ -18,6 +18,7 @@ from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, standard_normal_log_prob
 from vaekit.models.layers import activation
+from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.vae import VAE
 from vaekit.objectives import ElboTerms, elbo_terms, log_importance_weights
 
@@ -58,8 +59,9 @@ class LadderVAE(VAE):
         hidden: int,
         image_shape: tuple[int, int, int],
         act: str,
+        pixel_context: PixelContextHead | None = None,
     ) -> None:
-        super().__init__(encoder, decoder, likelihood, top_dim, image_shape)
+        super().__init__(encoder, decoder, likelihood, top_dim, image_shape, pixel_context=pixel_context)
         self.bottom_dim = bottom_dim
         self.noise_dim = top_dim + bottom_dim  # eps = [eps2, eps1]
         self.up = _mlp([2 * bottom_dim, hidden, hidden, 2 * top_dim], act)  # (mu_hat, logvar_hat) -> q(z2|x)

@@ -1,7 +1,8 @@
 """The VAE: an encoder giving q(z|x), a decoder giving p(x|z), and the N(0, I) prior.
 
 Shapes: B batch, (C, H, W) image, Z latent. The encoder returns (B, 2Z) = [mu, logvar]; the
-decoder returns (B, C, H, W) likelihood parameters (logits for Bernoulli, means for Gaussian).
+decoder returns (B, P, H, W) likelihood parameters (logits for Bernoulli, means for Gaussian; P = C
+but for mixtures, plus feature maps for a pixel-context head).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood
 from vaekit.models.conv import ConvEncoder
+from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.resnet import ResNetEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
@@ -25,12 +27,16 @@ class VAE(nn.Module):
         latent_dim: int,
         image_shape: tuple[int, int, int],
         prior: Prior | None = None,
+        pixel_context: PixelContextHead | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
         self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
+        # None: a mean-field decoder (pixels independent given z); else an autoregressive head
+        # between the decoder and the likelihood (models/pixelcontext.py).
+        self.pixel_context = pixel_context
         self.latent_dim = latent_dim
         self.noise_dim = latent_dim  # standard normal numbers one posterior sample takes
         self.image_shape = image_shape
@@ -60,10 +66,15 @@ class VAE(nn.Module):
         return self.decoder(z).float()  # (B, Z) -> (B, C, H, W)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        if self.pixel_context is not None:
+            decoded = self.pixel_context(x, decoded).float()  # (B, P + F, H, W) -> (B, P, H, W)
         return self.likelihood.log_prob(x, decoded)  # (B,)
 
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
-        """E[x|z] in model scale, for pictures."""
+        """E[x|z] in model scale, for pictures. With a pixel-context head, each pixel is the mean
+        of its distribution given z and the pixels chosen before it."""
+        if self.pixel_context is not None:
+            return self.pixel_context.generate(decoded, self.likelihood.mean)
         return self.likelihood.mean(decoded)
 
     def elbo(
