@@ -7,6 +7,7 @@ from vaekit.config import PRESETS, ModelConfig, preset_config
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.models.ladder import LadderVAE
+from vaekit.models.pixelcontext import CONTEXT_FEATURES
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32), (3, 64, 64)]
 SMALL_MODELS = {
@@ -77,9 +78,11 @@ def test_presets_build_with_the_documented_layouts() -> None:
     assert math.prod(best.encoder.feature_shape) == 3136  # the conv-fashion network around z1
     burda = models["binarized-mnist"]
     assert [tuple(p.shape) for p in burda.encoder.parameters()][::2] == [(200, 784), (200, 200), (100, 200)]
+    assert best.pixel_context is not None and best.pixel_context.layers == 3
     for name, model in models.items():
         x = torch.rand(2, *shapes[name])
-        assert model.decode(model.encode(x).mode()).shape == x.shape
+        head_features = CONTEXT_FEATURES if model.pixel_context is not None else 0  # maps for the head
+        assert model.decode(model.encode(x).mode()).shape == (2, x.shape[1] + head_features, *x.shape[2:])
 
 
 def test_bernoulli_decoder_returns_logits_not_probabilities() -> None:
