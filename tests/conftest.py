@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from vaekit.config import DataConfig
 from vaekit.data.idx import encode_idx
+from vaekit.evaluate import iwae_over
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -114,3 +116,12 @@ def train_briefly(model: torch.nn.Module, x: torch.Tensor, steps: int, lr: float
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def iwae_and_elbo(model: torch.nn.Module, x: torch.Tensor, k: int) -> tuple[float, float]:
+    """The K-sample bound on log p(x) (vaekit's evaluation path, x in [0, 1] as 8-bit images) and a
+    one-sample ELBO of the same batch, both in nats per image."""
+    images = (x * 255).to(torch.uint8).numpy()
+    estimate = iwae_over(model, images, DataConfig(), k=k, batch_size=len(x), seed=0)
+    elbo = -model.elbo(x, generator=torch.Generator().manual_seed(9)).loss.mean().item()
+    return -estimate.nll_nats, elbo

@@ -46,7 +46,7 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         pixel_context = PixelContextHead(
             c, param_channels, config.pixel_context_channels, config.pixel_context_layers, act
         )
-    decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context else 0), h, w)
+    decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context is not None else 0), h, w)
     if config.architecture == "mlp":
         encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
         decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
