@@ -43,8 +43,8 @@ def _peak_rss_mb() -> float:
 def _splits_and_config(model: str, fraction: float, epochs: int) -> tuple[Any, Any]:
     import dataclasses
 
-    from vaekit.config import preset_config
     from vaekit.data import load_dataset
+    from vaekit.presets import preset_config
 
     config = preset_config(model)
     config = dataclasses.replace(
@@ -64,9 +64,9 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
     import dataclasses
 
     from vaekit.config import with_overrides
+    from vaekit.metrics.elbo import elbo_over
     from vaekit.models import build_model
-    from vaekit.scoring import elbo_over
-    from vaekit.train import fit
+    from vaekit.training.loop import fit
 
     config, splits = _splits_and_config(model, fraction, epochs)
     if overrides:
@@ -99,10 +99,10 @@ def child_baseline_epochs(model: str, epochs: int, fraction: float) -> dict[str,
 
 
 def child_iwae(k: int) -> dict[str, Any]:
-    from vaekit.config import preset_config
     from vaekit.data import load_dataset
-    from vaekit.evaluate import iwae_over
+    from vaekit.metrics.likelihood import iwae_over
     from vaekit.models import build_model
+    from vaekit.presets import preset_config
 
     config = preset_config("mlp")
     splits = load_dataset(config.data, progress=False)
@@ -119,11 +119,12 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
 
     import numpy as np
 
-    from vaekit.config import preset_config, with_overrides
+    from vaekit.config import with_overrides
     from vaekit.data import load_dataset
     from vaekit.data.disk import write_converted
     from vaekit.models import build_model
-    from vaekit.train import fit
+    from vaekit.presets import preset_config
+    from vaekit.training.loop import fit
 
     rng = np.random.default_rng(0)
 
@@ -162,12 +163,12 @@ def child_serve(requests: int) -> dict[str, Any]:
     import threading
     import urllib.request
 
-    from vaekit.config import preset_config
     from vaekit.data import load_dataset
-    from vaekit.explorer import LatentExplorer
+    from vaekit.loading import TrainedRun
     from vaekit.models import build_model
-    from vaekit.runs import TrainedRun
-    from vaekit.server import make_server
+    from vaekit.presets import preset_config
+    from vaekit.serve.explorer import LatentExplorer
+    from vaekit.serve.server import make_server
 
     config = preset_config("mlp")
     splits = load_dataset(config.data, progress=False)
@@ -312,7 +313,7 @@ def time_to_target(epochs: int, repeats: int) -> dict[str, Any]:
     target = median([b["epochs"][-1]["test_nelbo_nats"] for b in baseline])
     baseline_seconds = median([sum(row["train_seconds"] for row in b["epochs"]) for b in baseline])
     reached = []
-    from vaekit.config import preset_config
+    from vaekit.presets import preset_config
 
     fast_epochs = preset_config("mlp-fast").train.epochs
     for _ in range(repeats):

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from vaekit.config import RunConfig, preset_config
+from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.builtin import load_builtin
 from vaekit.models.conv import ConvDecoder, ConvEncoder
+from vaekit.presets import preset_config
 
 
 class PerItemImages(Dataset):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from vaekit.explorer import LatentExplorer
-from vaekit.runs import load_run
-from vaekit.server import make_server
+from vaekit.loading import load_run
+from vaekit.serve.explorer import LatentExplorer
+from vaekit.serve.server import make_server
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.idx import encode_idx
-from vaekit.evaluate import iwae_over
+from vaekit.metrics.likelihood import iwae_over
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -30,7 +30,7 @@ from vaekit.data.arrays import load_array_file
 from vaekit.data.download import download
 from vaekit.data.folders import load_folder
 from vaekit.errors import VaekitError
-from vaekit.runs import load_run
+from vaekit.loading import load_run
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vaekit"
 

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from vaekit.config import PRESETS, RunConfig, mse_kl_sigma, preset_config, resolve
+from vaekit.config import RunConfig
 from vaekit.errors import VaekitError
+from vaekit.presets import PRESETS, mse_kl_sigma, preset_config, resolve
 
 
 def test_layers_apply_in_order(tmp_path: Path) -> None:
@@ -72,3 +73,44 @@ def test_presets_match_the_tutorials() -> None:
     assert px32.data.image_size == 32 and px32.data.pixel_range == "symmetric"
     assert px32.model.sigma == pytest.approx(mse_kl_sigma(1024, 128)) == pytest.approx(0.4**0.5)
     assert (px32.train.lr, px32.train.batch_size, px32.train.beta) == (1e-4, 64, 1.0)
+
+
+def test_cross_section_rules_hold_on_construction() -> None:
+    """The Python API cannot build a config the CLI would refuse."""
+    from vaekit.config import DataConfig, ModelConfig, TrainConfig
+
+    with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
+        RunConfig(model=ModelConfig(likelihood="logistic"))
+    with pytest.raises(VaekitError, match="--free-bits needs"):
+        RunConfig(model=ModelConfig(prior="vamp"), train=TrainConfig(free_bits=0.1))
+    with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
+        dataclasses.replace(
+            RunConfig(data=DataConfig(pixel_range="symmetric"), model=ModelConfig(likelihood="logistic")),
+            data=DataConfig(),
+        )
+
+
+def test_a_later_layer_may_fix_what_an_earlier_one_broke(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text('[model]\nlikelihood = "logistic"\n')  # alone it needs --pixel-range symmetric
+    config = resolve(preset="mlp", config_file=toml, flags={"data": {"pixel_range": "symmetric"}})
+    assert (config.model.likelihood, config.data.pixel_range) == ("logistic", "symmetric")
+    with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
+        resolve(preset="mlp", config_file=toml)
+
+
+def test_a_section_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("train = 3\n")
+    with pytest.raises(VaekitError, match=r"\[train\] must be a table"):
+        resolve(config_file=toml)
+
+
+@pytest.mark.parametrize("device", ["mps", "tpu", "gpu0"])
+def test_devices_vaekit_cannot_run_on_are_refused(device: str) -> None:
+    from vaekit.devices import resolve_device
+
+    with pytest.raises(VaekitError, match="use auto, cpu, cuda"):
+        resolve(preset="mlp", flags={"train": {"device": device}})
+    with pytest.raises(VaekitError, match="use auto, cpu, cuda"):
+        resolve_device(device)

@@ -18,7 +18,7 @@ from vaekit.data.disk import DiskImages, is_converted, open_converted, write_con
 from vaekit.data.folders import load_folder
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.train import fit
+from vaekit.training.loop import fit
 
 
 def converted(tmp_path: Path, n: int = 300) -> tuple[Path, np.ndarray, np.ndarray]:

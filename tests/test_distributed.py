@@ -16,8 +16,8 @@ import torch
 
 from tests.conftest import blob_images
 from tests.test_resume import final_weights, wait_for_mid_epoch_snapshot
-from vaekit.distributed import Cluster, cluster_from_env, shard, shard_rows
 from vaekit.errors import VaekitError
+from vaekit.training.distributed import Cluster, cluster_from_env, shard, shard_rows
 
 # 31 does not divide the 1,900 training images: the last global batch splits unevenly (9 + 10).
 FLAGS = ["--hidden-sizes", "64", "--latent-dim", "4", "--epochs", "3", "--batch-size", "31", "--val-size", "100"]

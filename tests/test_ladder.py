@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from tests.conftest import blob_images, iwae_and_elbo, train_briefly
-from vaekit.assessment import collapse_warning
-from vaekit.config import DataConfig, ModelConfig, resolve
+from vaekit.config import DataConfig, ModelConfig
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import DiagonalGaussian, kl_gaussians, kl_standard_normal
 from vaekit.errors import VaekitError
-from vaekit.evaluate import bottom_layer_active_units
+from vaekit.metrics.evaluation import collapse_warning
+from vaekit.metrics.latents import bottom_layer_active_units
 from vaekit.models import build_model
 from vaekit.models.ladder import LadderVAE, precision_weighted
+from vaekit.presets import resolve
 
 LADDER = ModelConfig(hidden_sizes=(64,), latent_dim=6, stochastic_layers=2, top_latent_dim=3, top_hidden_size=32)
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from tests.conftest import blob_images, train_briefly
-from vaekit.config import resolve
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import (
     DiscretizedLogisticLikelihood,
@@ -15,6 +14,7 @@ from vaekit.distributions import (
 )
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
+from vaekit.presets import resolve
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 127.5 - 1.0  # every 8-bit value in [-1, 1]
 

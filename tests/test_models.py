@@ -3,11 +3,12 @@ import math
 import pytest
 import torch
 
-from vaekit.config import PRESETS, ModelConfig, preset_config
+from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.models.ladder import LadderVAE
 from vaekit.models.pixelcontext import CONTEXT_FEATURES
+from vaekit.presets import PRESETS, preset_config
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32), (3, 64, 64)]
 SMALL_MODELS = {

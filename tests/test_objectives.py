@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from vaekit.config import mse_kl_sigma
 from vaekit.distributions import GaussianLikelihood, kl_standard_normal
 from vaekit.objectives import beta_at, bits_per_dim, elbo_terms, free_bits_kl
+from vaekit.presets import mse_kl_sigma
 
 
 def test_elbo_terms_combine_parts() -> None:

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from tests.conftest import iwae_and_elbo, train_briefly
-from vaekit.config import ModelConfig, resolve
+from vaekit.config import ModelConfig
 from vaekit.distributions import BernoulliLikelihood
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.vae import VAE
+from vaekit.presets import resolve
 
 
 def random_head(channels: int, params: int, layers: int, seed: int = 0) -> PixelContextHead:

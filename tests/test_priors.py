@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from tests.conftest import blob_images
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, resolve
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.distributions import DiagonalGaussian, kl_standard_normal
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
+from vaekit.presets import resolve
 from vaekit.priors import MixturePrior, monte_carlo_kl
-from vaekit.train import fit
+from vaekit.training.loop import fit
 
 
 def standard_normal_as_mixture(latent_dim: int) -> MixturePrior:

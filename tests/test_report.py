@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaekit.runs import train_run
+from vaekit.training.run import train_run
 
 PICTURES = ["curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold"]
 

@@ -22,8 +22,8 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.data import transforms as transforms_module
 from vaekit.models import build_model
-from vaekit.runs import train_run
-from vaekit.train import TrainingDiverged, fit
+from vaekit.training.loop import TrainingDiverged, fit
+from vaekit.training.run import train_run
 
 TRAIN_FLAGS = [
     "--hidden-sizes",
@@ -160,7 +160,7 @@ def test_a_nan_batch_is_skipped_and_training_goes_on(dataset: Path, monkeypatch:
         x = real(batch, data, generator)
         return torch.full_like(x, float("nan")) if calls["n"] == 5 else x
 
-    monkeypatch.setattr("vaekit.train.to_model_input", poisoned)
+    monkeypatch.setattr("vaekit.training.loop.to_model_input", poisoned)
     reports = fit(model, splits, config, progress=False)
     assert [r.skipped_steps for r in reports] == [1, 0]
     assert reports[-1].step == 2 * 20 - 1
@@ -179,7 +179,7 @@ def test_skipped_steps_are_recorded_in_the_metrics(
         x = real(batch, data, generator)
         return torch.full_like(x, float("nan")) if calls["n"] in (3, 4) else x
 
-    monkeypatch.setattr("vaekit.train.to_model_input", poisoned)
+    monkeypatch.setattr("vaekit.training.loop.to_model_input", poisoned)
     result = train_run(small_config(dataset), tmp_path / "run", progress=False)
     lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["skipped_steps"] for line in lines] == [2, 0]

@@ -24,9 +24,10 @@ from PIL import Image
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaekit.explorer import DISPLAY_SCALE, LatentExplorer
-from vaekit.runs import load_run, train_run
-from vaekit.server import make_server
+from vaekit.loading import load_run
+from vaekit.serve.explorer import DISPLAY_SCALE, LatentExplorer
+from vaekit.serve.server import make_server
+from vaekit.training.run import train_run
 
 SIDE, LATENT = 16, 4
 

@@ -9,11 +9,12 @@ from tests.conftest import FASHION_DIR, needs_fashion
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
+from vaekit.loading import load_run
+from vaekit.metrics.elbo import elbo_over
 from vaekit.models import build_model
 from vaekit.objectives import lr_factor
-from vaekit.runs import load_run, train_run
-from vaekit.scoring import elbo_over
-from vaekit.train import fit
+from vaekit.training.loop import fit
+from vaekit.training.run import train_run
 
 
 def tiny_config(dataset: Path, **train: object) -> RunConfig:
@@ -145,10 +146,10 @@ def test_short_real_training_on_fashion_mnist_subset(tmp_path: Path) -> None:
 def test_early_stopping_waits_patience_epochs_and_stays_stopped(
     blob_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaekit.scoring import ElboSummary
+    from vaekit.metrics.elbo import ElboSummary
 
     values = iter([10.0, 9.0, 9.5, 9.6, 8.0, 7.0, 6.0, 5.0])
-    monkeypatch.setattr("vaekit.train.elbo_over", lambda *args, **kwargs: ElboSummary(next(values), 0, 0, 0, 1))
+    monkeypatch.setattr("vaekit.training.loop.elbo_over", lambda *args, **kwargs: ElboSummary(next(values), 0, 0, 0, 1))
     config = tiny_config(blob_npz, epochs=8, early_stopping=2)
     splits = load_dataset(config.data, progress=False)
     model = build_model(config.model, splits.shape)

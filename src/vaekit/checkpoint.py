@@ -1,7 +1,9 @@
 """Checkpoints as safetensors: tensors plus a JSON header that carries the run config.
 
 A checkpoint file is self-contained (its config travels in the safetensors metadata), and
-loading it never unpickles anything.
+loading it never unpickles anything. Two formats share the header: a model checkpoint (the
+weights) and a resumable snapshot (weights, optimiser, random streams and loop position, written
+by training/).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from vaekit.atomic import write_bytes
@@ -22,16 +24,30 @@ from vaekit.models import VAE, build_model
 FORMAT = "vaekit-checkpoint-1"
 RESUME_FORMAT = "vaekit-resume-1"  # weights + optimiser + RNG + loop position
 
+ImageShape = tuple[int, int, int]
 
-def save_checkpoint(path: str | Path, model: VAE, config: RunConfig, info: dict[str, Any]) -> None:
-    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+
+def write_checkpoint(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    config: RunConfig,
+    image_shape: ImageShape,
+    info: dict[str, Any],
+    file_format: str = FORMAT,
+) -> None:
+    """Write tensors (CPU, contiguous) with the header every vaekit checkpoint carries, atomically."""
     metadata = {
-        "format": FORMAT,
+        "format": file_format,
         "config": json.dumps(config.to_dict()),
-        "image_shape": json.dumps(list(model.image_shape)),
+        "image_shape": json.dumps(list(image_shape)),
         "info": json.dumps(info),
     }
     write_bytes(path, save(tensors, metadata=metadata))
+
+
+def save_checkpoint(path: str | Path, model: VAE, config: RunConfig, info: dict[str, Any]) -> None:
+    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    write_checkpoint(path, tensors, config, model.image_shape, info)
 
 
 def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -39,8 +55,6 @@ def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[di
     if not path.is_file():
         raise VaekitError(f"checkpoint {path} does not exist")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
@@ -51,32 +65,41 @@ def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[di
     return tensors, metadata
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig, dict[str, Any]]:
-    """Rebuild the model from the checkpoint's own config and load its weights strictly."""
-    tensors, metadata = read_checkpoint(path)
+def parse_header(path: str | Path, metadata: dict[str, str]) -> tuple[RunConfig, ImageShape, dict[str, Any]]:
+    """The run config, image shape (C, H, W) and info dict a checkpoint's header holds."""
     try:
         config = RunConfig.from_dict(json.loads(metadata["config"]))
         channels, height, width = (int(v) for v in json.loads(metadata["image_shape"]))
-        image_shape = (channels, height, width)
         info = json.loads(metadata.get("info", "{}"))
     except (KeyError, json.JSONDecodeError, TypeError, ValueError) as exc:
         raise VaekitError(f"checkpoint {path} has a damaged header ({exc})") from None
+    return config, (channels, height, width), info
+
+
+def weights_mismatch(model: VAE, tensors: dict[str, torch.Tensor], prefix: str = "") -> str | None:
+    """What differs between the model's parameters and the tensors named `prefix` + name, or None."""
+    expected = {prefix + name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in tensors.items() if name.startswith(prefix)}
+    if expected == found:
+        return None
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    parts = (
+        f"missing {missing[:3]}" if missing else "",
+        f"unexpected {extra[:3]}" if extra else "",
+        f"wrong shape for {wrong[:3]}" if wrong else "",
+    )
+    return "; ".join(part for part in parts if part)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig, dict[str, Any]]:
+    """Rebuild the model from the checkpoint's own config and load its weights strictly."""
+    tensors, metadata = read_checkpoint(path)
+    config, image_shape, info = parse_header(path, metadata)
     model = build_model(config.model, image_shape)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in tensors.items()}
-    if expected != found:
-        missing = sorted(set(expected) - set(found))
-        extra = sorted(set(found) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-        details = "; ".join(
-            part
-            for part in (
-                f"missing {missing[:3]}" if missing else "",
-                f"unexpected {extra[:3]}" if extra else "",
-                f"wrong shape for {wrong[:3]}" if wrong else "",
-            )
-            if part
-        )
-        raise VaekitError(f"checkpoint {path} does not match its own config ({details}): the file is damaged")
+    mismatch = weights_mismatch(model, tensors)
+    if mismatch is not None:
+        raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")
     model.load_state_dict(tensors, strict=True)
     return model.to(device), config, info

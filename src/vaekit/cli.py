@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from vaekit.config import PRESETS, SECTIONS, field_types, preset_config, resolve
+from vaekit.config import SECTIONS, field_types
 from vaekit.errors import ReportedByRankZero, VaekitError
+from vaekit.presets import PRESETS, preset_config, resolve
 
 if TYPE_CHECKING:
-    from vaekit.pictures import PictureContext
+    from vaekit.viz.gallery import PictureContext
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
@@ -151,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vaekit import distributed
-    from vaekit.runs import resume_run, train_run
-    from vaekit.train import TrainingInterrupted
+    from vaekit.training import distributed
+    from vaekit.training.loop import TrainingInterrupted
+    from vaekit.training.run import resume_run, train_run
 
     cluster = distributed.cluster_from_env()  # one process unless started by torchrun
 
@@ -212,15 +213,15 @@ def _check_count(n: int) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from vaekit.imaging import make_grid, save_png
-    from vaekit.runs import load_run
+    from vaekit.loading import load_run
+    from vaekit.viz.grid import sample_grid, save_png
 
     _check_count(args.n)
     _check_output(args.out, args.force)
     run = load_run(args.run, args.checkpoint, args.device)
     generator = torch.Generator(run.model.device).manual_seed(args.seed)
     images = run.to_display(run.model.sample(args.n, generator))
-    save_png(args.out, make_grid(images), scale=2)
+    save_png(args.out, sample_grid(images), scale=2)
     print(f"wrote {args.n} prior samples to {args.out}")
     return 0
 
@@ -228,16 +229,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from vaekit.imaging import interleave_rows, make_grid, save_png
-    from vaekit.runs import GRID_COLUMNS, load_run
+    from vaekit.loading import load_run
+    from vaekit.viz.grid import reconstruction_grid, save_png
 
     _check_count(args.n)
     _check_output(args.out, args.force)
     run = load_run(args.run, args.checkpoint, args.device)
     images = getattr(run.load_data(progress=False), args.split).images[: args.n]
     x = run.prepare(images, torch.Generator(run.model.device).manual_seed(args.seed))
-    pairs = interleave_rows(run.to_display(x), run.to_display(run.model.reconstruct(x)), GRID_COLUMNS)
-    save_png(args.out, make_grid(pairs, GRID_COLUMNS), scale=2)
+    save_png(args.out, reconstruction_grid(run.to_display(x), run.to_display(run.model.reconstruct(x))), scale=2)
     print(f"wrote {len(images)} {args.split} images over their reconstructions to {args.out}")
     return 0
 
@@ -256,8 +256,8 @@ def _run_folder(path: Path) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.assessment import collapse_warning, evaluate_run, format_table, save_evaluation
-    from vaekit.runs import load_run
+    from vaekit.loading import load_run
+    from vaekit.metrics.evaluation import collapse_warning, evaluate_run, format_table, save_evaluation
 
     if not 1 <= args.k <= 100_000:
         raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
@@ -276,14 +276,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _draw_all(ctx: PictureContext, names: list[str], out_dir: Path) -> dict[str, Path]:
-    from vaekit.pictures import draw
+    from vaekit.viz.gallery import draw
 
     return {name: draw(ctx, name, out_dir / f"{name}.png") for name in names}
 
 
 def _load_for_pictures(args: argparse.Namespace) -> PictureContext:
-    from vaekit.pictures import PictureContext
-    from vaekit.runs import load_run
+    from vaekit.loading import load_run
+    from vaekit.viz.gallery import PictureContext
 
     run = load_run(_run_folder(args.run), args.checkpoint, args.device)
     return PictureContext(run, run.load_data(), args.seed)
@@ -298,8 +298,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vaekit.assessment import evaluate_run, save_evaluation
-    from vaekit.report import build_report, write_report
+    from vaekit.metrics.evaluation import evaluate_run, save_evaluation
+    from vaekit.viz.report import build_report, write_report
 
     ctx = _load_for_pictures(args)
     eval_path = args.run / "eval.json"
@@ -317,9 +317,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from vaekit.explorer import LatentExplorer
-    from vaekit.runs import load_run
-    from vaekit.server import make_server
+    from vaekit.loading import load_run
+    from vaekit.serve.explorer import LatentExplorer
+    from vaekit.serve.server import make_server
 
     if not 0 <= args.port <= 65535:
         raise VaekitError(f"--port {args.port} is not a port number: use 1 to 65535 (or 0 for any free port)")

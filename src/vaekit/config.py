@@ -1,20 +1,19 @@
-"""Run configuration: frozen dataclasses, the named presets, and how they are resolved.
+"""Run configuration: frozen dataclasses, each checked when it is built.
 
-A run is described by one `RunConfig` made of three sections (`data`, `model`, `train`). The
-values a run uses are resolved in a visible order: dataclass defaults, then the preset, then a
-TOML config file, then command-line flags. Each later layer only names the fields it changes.
-Configs are frozen; change them with `dataclasses.replace` or `with_overrides`.
+A run is described by one `RunConfig` made of three sections (`data`, `model`, `train`). Every
+rule, within a section or across sections, holds from construction on, so the Python API cannot
+build a config the CLI would refuse. Configs are frozen; change them with `dataclasses.replace` or
+`with_overrides`. The named presets and the order in which layers are resolved (defaults ->
+preset -> file -> flags) are in presets.py, which imports this module and never the reverse.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from vaekit.errors import VaekitError
@@ -214,7 +213,7 @@ class TrainConfig:
         )
         _require(self.max_bad_steps >= 1, f"--max-bad-steps {self.max_bad_steps} must be at least 1")
         _require(
-            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
+            self.device in ("auto", "cpu") or self.device.startswith("cuda"),
             f"--device {self.device!r} is not known: use auto, cpu, cuda or cuda:N",
         )
 
@@ -226,8 +225,9 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     preset: str | None = None
 
-    def check(self) -> RunConfig:
-        """Rules that span sections, checked on the finished config (layers may fix each other)."""
+    def __post_init__(self) -> None:
+        # Rules that span sections. resolve() merges its layers before building, so one layer may
+        # fix what another broke; only the finished combination is checked.
         _require(
             not self.model.likelihood.startswith("logistic")
             or (self.data.pixel_range == "symmetric" and not self.data.binarize),
@@ -238,7 +238,6 @@ class RunConfig:
             self.model.prior == "standard" or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -320,200 +319,3 @@ def with_overrides(config: RunConfig, sections: dict[str, dict[str, Any]], prese
     if preset is not None:
         replaced["preset"] = preset
     return dataclasses.replace(config, **replaced)
-
-
-# --- presets -------------------------------------------------------------------------------------
-
-# Fashion-MNIST and MNIST resized to 32x32 grey: D = 1024 pixels, Z = 128 latents.
-_MSE_KL_PIXELS = 32 * 32
-_MSE_KL_LATENTS = 128
-
-
-def mse_kl_sigma(num_pixels: int, latent_dim: int, kl_weight: float = 0.1) -> float:
-    """Sigma of a Gaussian likelihood that makes the ELBO (beta = 1) equivalent to the
-    mean-reduced loss  mean_pixels((x - x_hat)^2) + kl_weight * mean_latents(KL_j).
-
-    Multiplying that loss by c = Z / kl_weight leaves its minimiser unchanged and gives
-        (Z / (kl_weight * D)) * sum_sq + sum_j KL_j.
-    The Gaussian negative log-likelihood is sum_sq / (2 sigma^2) + const, so the two agree when
-        1 / (2 sigma^2) = Z / (kl_weight * D)   =>   sigma = sqrt(kl_weight * D / (2 Z)).
-    """
-    return math.sqrt(kl_weight * num_pixels / (2.0 * latent_dim))
-
-
-# Networks more than one preset uses (the presets add their likelihood and training settings).
-_CLASSIC_MLP: dict[str, Any] = {"architecture": "mlp", "hidden_sizes": (400,), "latent_dim": 20, "activation": "relu"}
-_CONV_FASHION_NETWORK: dict[str, Any] = {
-    "architecture": "conv",
-    "conv_channels": (32, 64, 72, 64),
-    "conv_strides": (1, 2, 2, 1),
-    "kernel_size": 3,
-    "activation": "leaky_relu",
-    "latent_dim": 64,
-}
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    summary: str
-    sections: dict[str, dict[str, Any]]
-
-    def config(self) -> RunConfig:
-        return with_overrides(RunConfig(), self.sections, preset=self.name)
-
-
-PRESETS: dict[str, Preset] = {
-    preset.name: preset
-    for preset in [
-        Preset(
-            "mlp",
-            "the classic PyTorch example: 784-400-20 MLP, ReLU, Bernoulli, Adam 1e-3, batch 128, 10 epochs",
-            {
-                "model": _CLASSIC_MLP,
-                "train": {"lr": 1e-3, "batch_size": 128, "epochs": 10},
-            },
-        ),
-        Preset(
-            "mlp-fast",
-            "the same 784-400-20 MLP trained for speed: bfloat16 matrix products, Adam 5e-3 with cosine decay, "
-            "batch 128, 6 epochs (beats the classic example's 10-epoch ELBO in under a third of its time)",
-            {
-                "model": _CLASSIC_MLP,
-                "train": {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128, "epochs": 6, "precision": "bf16"},
-            },
-        ),
-        Preset(
-            "conv-small",
-            "28x28 conv 1->8->16->32 (3x3, stride 2: 28->14->7->4), 512-d flatten, latent 32, "
-            "Gaussian likelihood (summed squared error), beta 1",
-            {
-                "model": {
-                    "architecture": "conv",
-                    "conv_channels": (8, 16, 32),
-                    "conv_strides": (2, 2, 2),
-                    "kernel_size": 3,
-                    "activation": "relu",
-                    "latent_dim": 32,
-                    "likelihood": "gaussian",
-                    "gaussian_variance": "fixed",
-                    # sigma^2 = 1/2 makes -log p(x|z) = sum of squared errors + const.
-                    "sigma": math.sqrt(0.5),
-                },
-                "train": {"beta": 1.0, "lr": 1e-3, "batch_size": 128, "epochs": 10},
-            },
-        ),
-        Preset(
-            "conv-fashion",
-            "28x28 conv 32(s1)->64(s2)->72(s2)->64(s1), LeakyReLU(0.01), 3136-d flatten, latent 64, "
-            "Bernoulli, Adam 1e-3, batch 100, 30 epochs",
-            {
-                "data": {"dataset": "fashion-mnist"},
-                "model": {**_CONV_FASHION_NETWORK, "likelihood": "bernoulli"},
-                "train": {"lr": 1e-3, "batch_size": 100, "epochs": 30},
-            },
-        ),
-        Preset(
-            "conv-32px",
-            "32x32 inputs in [-1,1], conv 32->64->128->256 (stride 2), latent 128, mean MSE + 0.1 * mean KL "
-            f"as a Gaussian with sigma {mse_kl_sigma(_MSE_KL_PIXELS, _MSE_KL_LATENTS):.4f} and beta 1, "
-            "Adam 1e-4, batch 64, 10 epochs",
-            {
-                "data": {"image_size": 32, "pixel_range": "symmetric"},
-                "model": {
-                    "architecture": "conv",
-                    "conv_channels": (32, 64, 128, 256),
-                    "conv_strides": (2, 2, 2, 2),
-                    "kernel_size": 3,
-                    "activation": "leaky_relu",
-                    "latent_dim": _MSE_KL_LATENTS,
-                    "likelihood": "gaussian",
-                    "gaussian_variance": "fixed",
-                    "sigma": mse_kl_sigma(_MSE_KL_PIXELS, _MSE_KL_LATENTS),
-                },
-                "train": {"beta": 1.0, "lr": 1e-4, "batch_size": 64, "epochs": 10},
-            },
-        ),
-        Preset(
-            "best",
-            "vaekit's strongest Fashion-MNIST model within 30 minutes on 2 CPU cores: the conv-fashion network "
-            "around z1 (64) under a second latent layer z2 (32) with ladder inference, a 3-layer pixel-context "
-            "head on the decoder, KL warm-up over 5,000 steps and 0.15 free nats per latent dimension, "
-            "Adam 2e-3 with cosine decay, bf16, batch 100, 45 epochs",
-            {
-                "model": {
-                    **_CONV_FASHION_NETWORK,
-                    "stochastic_layers": 2,
-                    "top_latent_dim": 32,
-                    "pixel_context_layers": 3,
-                    "pixel_context_channels": 32,
-                },
-                "train": {
-                    "lr": 2e-3,
-                    "lr_schedule": "cosine",
-                    "warmup_steps": 5000,
-                    "free_bits": 0.15,
-                    "precision": "bf16",
-                    "batch_size": 100,
-                    "epochs": 45,
-                },
-            },
-        ),
-        Preset(
-            "binarized-mnist",
-            "the single-layer VAE of Burda et al. 2016 on dynamically binarised MNIST: 784-200-200-50 MLP, tanh, "
-            "Bernoulli, Adam 1e-3 with cosine decay, batch 100, 100 epochs (the paper trains 3,280 and reports "
-            "86.76 nats at K = 5000)",
-            {
-                "data": {"dataset": "mnist", "binarize": True},
-                "model": {"architecture": "mlp", "hidden_sizes": (200, 200), "latent_dim": 50, "activation": "tanh"},
-                "train": {"lr": 1e-3, "lr_schedule": "cosine", "batch_size": 100, "epochs": 100},
-            },
-        ),
-    ]
-}
-
-
-def preset_config(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise VaekitError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)} (see `vaekit presets`)")
-    return PRESETS[name].config()
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise VaekitError(f"config file {path} does not exist: check the path given to --config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VaekitError(f"config file {path} is not valid TOML ({exc}): fix the file") from None
-    except OSError as exc:
-        raise VaekitError(f"config file {path} cannot be read ({exc.strerror})") from None
-
-
-def resolve(
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    flags: dict[str, dict[str, Any]] | None = None,
-) -> RunConfig:
-    """Defaults -> preset -> TOML file -> flags, each layer overriding the one before.
-
-    The TOML file may name a preset itself (`preset = "mlp"` at top level); a preset given as a
-    flag wins over it.
-    """
-    file_values: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
-    file_preset = file_values.pop("preset", None)
-    chosen = preset if preset is not None else file_preset
-    config = preset_config(chosen) if chosen is not None else RunConfig()
-    if file_values:
-        unknown = set(file_values) - set(SECTIONS)
-        _require(
-            not unknown,
-            f"config file {config_file}: unknown section(s) {sorted(unknown)}; use [data], [model], [train]",
-        )
-        config = with_overrides(config, file_values)
-    if flags:
-        config = with_overrides(config, {k: v for k, v in flags.items() if v})
-    return config.check()

@@ -7,10 +7,13 @@ Every log-probability is returned per example, shape (B,), in nats; the caller r
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vaekit.errors import VaekitError
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOGVAR_BOUND = 30.0
@@ -73,8 +76,31 @@ def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(start_dim=1).sum(dim=1)  # (B, C, H, W) -> (B,)
 
 
+class Likelihood(Protocol):
+    """What the VAE, the metrics and the decoders need to know about p(x|z).
+
+    `decoded` is the decoder's output, (B, P, H, W) with P = C * params_per_channel.
+    """
+
+    # True: a probability mass over the values the data takes, whose nats convert to bits/dim as
+    # they are; False: a density, which needs the pixels' bin width for that (see bits_per_dim).
+    discrete: bool
+    params_per_channel: int  # decoder outputs per image channel
+
+    def log_prob(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per image, (B, C, H, W) -> (B,), in nats."""
+        ...
+
+    def mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        """E[x|z] in model scale, (B, C, H, W)."""
+        ...
+
+
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
+
+    discrete = True
+    params_per_channel = 1
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         # The stable fused form: never takes log(sigmoid(.)) of a saturated probability.
@@ -87,6 +113,9 @@ class BernoulliLikelihood(nn.Module):
 class GaussianLikelihood(nn.Module):
     """p(x|z) = N(x; decoder mean, sigma^2) with sigma fixed, one learned, or learned per pixel."""
 
+    discrete = False
+    params_per_channel = 1
+
     def __init__(self, variance: str, sigma: float, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.variance = variance
@@ -98,7 +127,7 @@ class GaussianLikelihood(nn.Module):
         elif variance == "pixel":
             self.logvar = nn.Parameter(init.expand(image_shape).clone())  # (C, H, W)
         else:
-            raise ValueError(f"unknown gaussian variance {variance!r}")
+            raise VaekitError(f"unknown gaussian variance {variance!r}: use fixed, global or pixel")
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         logvar = self.logvar
@@ -139,6 +168,7 @@ class DiscretizedLogisticLikelihood(nn.Module):
     the mean; the log-scale is learned per pixel. A proper discrete likelihood: its nats convert
     to bits/dim directly."""
 
+    discrete = True
     params_per_channel = 1
 
     def __init__(self, sigma: float, image_shape: tuple[int, int, int]) -> None:
@@ -162,6 +192,8 @@ class MixtureOfLogisticsLikelihood(nn.Module):
     2017, without its autoregressive coupling of colour channels: given z the channels are
     independent). Multi-modal pixels (a pixel either background or bright) get one mode each,
     which a single logistic or Gaussian smears. The decoder outputs (B, 3 M C, H, W)."""
+
+    discrete = True
 
     def __init__(self, components: int, sigma: float) -> None:
         super().__init__()
@@ -190,6 +222,3 @@ class MixtureOfLogisticsLikelihood(nn.Module):
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         log_weights, means, _ = self.split(decoded)
         return (log_weights.exp() * means).sum(dim=1)  # E[x|z] per pixel, (B, C, H, W)
-
-
-Likelihood = BernoulliLikelihood | GaussianLikelihood | DiscretizedLogisticLikelihood | MixtureOfLogisticsLikelihood

@@ -6,6 +6,7 @@ Shapes: Z latent, T steps along a path, N points.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -57,3 +58,32 @@ def manifold_codes(mean: torch.Tensor, axes: torch.Tensor, scales: torch.Tensor,
     a = quantiles.repeat(side)  # columns
     b = quantiles.flip(0).repeat_interleave(side)  # rows, top = largest
     return mean + a[:, None] * scales[0] * axes[0] + b[:, None] * scales[1] * axes[1]
+
+
+@dataclass(frozen=True)
+class LatentPlane:
+    """A plane through latent space: its centre (Z,), two unit directions (2, Z) and the spread of
+    the points along each (2,)."""
+
+    centre: torch.Tensor
+    axes: torch.Tensor
+    scales: torch.Tensor
+
+    def project(self, points: torch.Tensor) -> torch.Tensor:
+        """Coordinates of points (N, Z) along the two directions, in latent units: (N, 2)."""
+        return (points - self.centre) @ self.axes.T
+
+
+def latent_plane(means: torch.Tensor) -> LatentPlane:
+    """The plane of the latent map and the manifold picture for latent means (N, Z): the latent
+    itself when Z = 2, a line (second direction zero) when Z = 1, else the top two principal
+    directions of the means."""
+    z = means.shape[1]
+    if z == 2:
+        return LatentPlane(torch.zeros(2, dtype=means.dtype), torch.eye(2, dtype=means.dtype), torch.ones(2))
+    centre, axes, scales = principal_axes(means, min(2, z))
+    if z == 1:
+        axes = torch.cat([axes, torch.zeros_like(axes)])  # (2, 1)
+        scales = torch.cat([scales, torch.ones_like(scales)])
+    # A direction along which every point agrees would divide by zero in standardised coordinates.
+    return LatentPlane(centre, axes, scales.clamp(min=1e-6))

@@ -108,7 +108,7 @@ def write_converted(
     with open(folder / DATA, "wb") as out:
         for batch in batches:
             if batch.dtype != np.uint8 or batch.shape[1:] != image_shape:
-                raise ValueError(f"batch {batch.dtype} {batch.shape} does not match {image_shape}")
+                raise VaekitError(f"batch {batch.dtype} {batch.shape} does not match uint8 (B, *{image_shape})")
             out.write(np.ascontiguousarray(batch).tobytes())
             count += len(batch)
         out.flush()

@@ -21,14 +21,6 @@ from vaekit.errors import VaekitError
 CHUNK_BYTES = 1 << 16
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, sha256: str, timeout_s: float = 30.0, progress: bool = True) -> None:
     """Fetch `url` into `target`, verifying `sha256`. Raises VaekitError on any failure."""
     digest = hashlib.sha256()

@@ -19,9 +19,11 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"ImageSet needs uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
+            raise VaekitError(f"ImageSet needs uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
         if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError("labels and images differ in length")
+            raise VaekitError(
+                f"ImageSet has {len(self.labels)} labels for {len(self.images)} images: give one label per image"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -40,7 +42,7 @@ class ImageSet:
     def array(self) -> np.ndarray:
         """The images as an in-memory array (validation and test sets always are)."""
         if isinstance(self.images, DiskImages):
-            raise TypeError("this image set is on disk: call in_memory() first")
+            raise VaekitError("this image set is on disk: call in_memory() first")
         return self.images
 
     def in_memory(self) -> ImageSet:

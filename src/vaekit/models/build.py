@@ -40,7 +40,7 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
     # and with a pixel-context head also the head's feature maps.
     c, h, w = image_shape
-    param_channels = c * getattr(likelihood, "params_per_channel", 1)
+    param_channels = c * likelihood.params_per_channel
     pixel_context = None
     if config.pixel_context_layers > 0:
         pixel_context = PixelContextHead(

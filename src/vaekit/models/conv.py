@@ -53,6 +53,8 @@ def mirror_geometry(
 class ConvEncoder(nn.Module):
     """x (B, C, H, W) -> posterior parameters (B, 2Z)."""
 
+    prefers_channels_last = True  # oneDNN's convolutions are faster on NHWC tensors
+
     def __init__(
         self,
         image_shape: tuple[int, int, int],

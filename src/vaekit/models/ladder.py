@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, standard_normal_log_prob
+from vaekit.errors import VaekitError
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.vae import VAE
@@ -132,7 +133,7 @@ class LadderVAE(VAE):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """log w_k = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x, z2) - log q(z2|x), (K, B)."""
         if not isinstance(posterior, LadderPosterior):
-            raise TypeError("LadderVAE.log_weights needs the posterior from its own encode()")
+            raise VaekitError("LadderVAE.log_weights needs the posterior from its own encode()")
         batch = x.shape[0]
         eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
         z2, prior1, posterior1, z1 = self._descend(posterior, eps2, eps1)  # (K, B, Z2), ..., (K, B, Z1)

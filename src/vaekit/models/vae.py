@@ -11,9 +11,7 @@ import torch
 from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood
-from vaekit.models.conv import ConvEncoder
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.models.resnet import ResNetEncoder
 from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
 
@@ -40,9 +38,9 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.noise_dim = latent_dim  # standard normal numbers one posterior sample takes
         self.image_shape = image_shape
-        # oneDNN's convolutions run faster on channels-last (NHWC) tensors, in fp32 and more so
-        # in bf16 (benchmarks/suite.py); an MLP flattens its input and gains nothing.
-        self.channels_last = isinstance(encoder, ConvEncoder | ResNetEncoder)
+        # An encoder says whether it runs faster on channels-last (NHWC) tensors (the conv families
+        # do, with oneDNN, in fp32 and more so in bf16: benchmarks/suite.py); an MLP gains nothing.
+        self.channels_last = bool(getattr(encoder, "prefers_channels_last", False))
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
 

@@ -1,4 +1,5 @@
-"""A run folder: what training writes into it, and how a finished run is loaded back.
+"""A run folder: what `vaekit train` writes into it, and how an interrupted run is resumed.
+(A finished run is loaded back by vaekit.loading.)
 
 Layout of runs/NAME/:
     config.json               the resolved RunConfig (plus the data's image shape and source)
@@ -14,34 +15,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import save
-from tqdm import tqdm
 
-from vaekit.atomic import append_line, write_bytes, write_json, write_text
-from vaekit.checkpoint import RESUME_FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
-from vaekit.config import DataConfig, RunConfig
+from vaekit.atomic import write_json, write_text
+from vaekit.checkpoint import (
+    RESUME_FORMAT,
+    load_checkpoint,
+    parse_header,
+    read_checkpoint,
+    weights_mismatch,
+    write_checkpoint,
+)
+from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.builtin import BUILTINS
-from vaekit.data.transforms import to_model_input, to_unit_range
-from vaekit.distributed import SINGLE, Cluster, from_main, resolve_device, start
+from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
-from vaekit.imaging import interleave_rows, make_grid, save_png
+from vaekit.metrics.elbo import ElboSummary, elbo_over
 from vaekit.models import VAE, build_model
-from vaekit.scoring import ElboSummary, elbo_over
-from vaekit.train import EVAL_SEED_OFFSET, Callback, Checkpointer, EpochReport, fit
-
-GRID_COLUMNS = 8
-GRID_IMAGES = 32  # per picture: 4 rows of originals + 4 of reconstructions; 64 samples
-SAMPLE_IMAGES = 64
+from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
+from vaekit.training.distributed import SINGLE, Cluster, from_main, start
+from vaekit.training.loop import fit
+from vaekit.training.state import Checkpointer, Snapshot
 
 
 def claim_run_dir(out: str | Path, force: bool) -> Path:
@@ -66,78 +67,6 @@ def check_out_free(out: str | Path, force: bool) -> None:
         claim_run_dir(out, force)
 
 
-def best_validation(metrics: Path) -> float:
-    """Lowest validation negative ELBO recorded so far (inf for a new run)."""
-    if not metrics.is_file():
-        return float("inf")
-    values = [json.loads(line)["val_nelbo_nats"] for line in metrics.read_text().splitlines() if line.strip()]
-    return min(values, default=float("inf"))
-
-
-class RunWriter:
-    """Callback that writes metrics, checkpoints and pictures into a run folder."""
-
-    def __init__(self, run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device) -> None:
-        self.run_dir = run_dir
-        self.config = config
-        self.best_val = best_validation(run_dir / "metrics.jsonl")
-        # The same originals and prior draws every epoch, so the pictures show progress.
-        self.fixed_images = torch.from_numpy(splits.val.images[:GRID_IMAGES]).to(device)
-        self.fixed_z: torch.Tensor | None = None  # (64, Z) drawn at the first picture, Z = the model's
-
-    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
-        line = {
-            "epoch": report.epoch,
-            "step": report.step,
-            "beta": report.beta,
-            "train_loss_nats": report.train_loss,
-            "train_recon_nats": report.train_recon_nats,
-            "train_kl_nats": report.train_kl_nats,
-            **report.val.to_dict(prefix="val_"),
-            "epoch_seconds": report.epoch_seconds,
-            "train_images_per_second": report.images_per_second,
-            "skipped_steps": report.skipped_steps,  # steps with a non-finite loss or gradient
-        }
-        append_line(self.run_dir / "metrics.jsonl", json.dumps(line))
-        info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": report.val.nelbo_nats}
-        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", model, self.config, info)
-        if report.val.nelbo_nats < self.best_val:
-            self.best_val = report.val.nelbo_nats
-            save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", model, self.config, info)
-        self.save_pictures(model, report.epoch)
-
-    @torch.no_grad()
-    def save_pictures(self, model: VAE, epoch: int) -> None:
-        model.eval()
-        data = self.config.data
-        originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))
-        recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
-        grid = interleave_rows(to_unit_range(originals, data), to_unit_range(recon, data), GRID_COLUMNS)
-        save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", make_grid(grid, GRID_COLUMNS), scale=2)
-        if self.fixed_z is None:
-            generator = torch.Generator().manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
-            self.fixed_z = torch.randn((SAMPLE_IMAGES, model.latent_dim), generator=generator).to(model.device)
-        samples = to_unit_range(model.mean_image(model.decode(self.fixed_z)), data)
-        save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", make_grid(samples, GRID_COLUMNS), scale=2)
-        model.train()
-
-
-class ConsoleReport:
-    """Callback printing one line per epoch (through tqdm, so progress bars stay intact)."""
-
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
-        val = report.val
-        tqdm.write(
-            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
-            f"val -ELBO {val.nelbo_nats:.2f} nats/image (recon {val.recon_nats:.2f} + KL {val.kl_nats:.2f}), "
-            f"{val.bits_per_dim:.4f} bits/dim  beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
-            file=sys.stderr,
-        )
-
-
 def with_absolute_paths(config: RunConfig) -> RunConfig:
     """Dataset paths made absolute, so a saved config loads its data from any working directory."""
     data = config.data
@@ -158,13 +87,7 @@ RESUME_FILE = "resume.safetensors"
 
 def _snapshot_writer(run_dir: Path, config: RunConfig, image_shape: tuple[int, int, int]) -> Checkpointer:
     def write(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        metadata = {
-            "format": RESUME_FORMAT,
-            "config": json.dumps(config.to_dict()),
-            "image_shape": json.dumps(list(image_shape)),
-            "info": json.dumps(info),
-        }
-        write_bytes(run_dir / "checkpoints" / RESUME_FILE, save(tensors, metadata=metadata))
+        write_checkpoint(run_dir / "checkpoints" / RESUME_FILE, tensors, config, image_shape, info, RESUME_FORMAT)
 
     return write
 
@@ -184,7 +107,6 @@ def train_run(
     rank calls this; rank 0 alone writes the folder, and every rank returns its result.
     """
     started = time.perf_counter()
-    config.check()
     device = start(cluster, config.train.device)
     from_main(lambda: check_out_free(out, force), cluster)
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
@@ -236,11 +158,9 @@ def _read_snapshot(run_dir: Path) -> tuple[dict[str, torch.Tensor], RunConfig, d
             "(runs are resumable from their first checkpoint on)"
         )
     tensors, metadata = read_checkpoint(path, RESUME_FORMAT)
-    try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]))
-        info = json.loads(metadata["info"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise VaekitError(f"{path} has a damaged header ({exc}): it cannot be resumed") from None
+    config, _, info = parse_header(path, metadata)
+    if not isinstance(info, dict) or "epoch" not in info or "step" not in info:
+        raise VaekitError(f"{path} has a damaged header (no loop position): it cannot be resumed")
     return tensors, config, info
 
 
@@ -280,12 +200,11 @@ def resume_run(
         )
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
     model = build_model(config.model, splits.shape).to(device)
-    expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
-    if expected != found:
+    mismatch = weights_mismatch(model, tensors, prefix="model.")
+    if mismatch is not None:
         raise VaekitError(
-            f"{run_dir / 'checkpoints' / RESUME_FILE} does not match its own config: the file is damaged and "
-            "cannot be resumed"
+            f"{run_dir / 'checkpoints' / RESUME_FILE} does not match its own config ({mismatch}): the file is "
+            "damaged and cannot be resumed"
         )
     from_main(lambda: _prepare_folder_for_resume(run_dir, info["epoch"]), cluster)
     if announce is not None and cluster.is_main:
@@ -302,7 +221,7 @@ def _train_and_summarise(
     run_dir: Path,
     progress: bool,
     started: float,
-    resume: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
+    resume: Snapshot | None = None,
     cluster: Cluster = SINGLE,
 ) -> TrainResult:
     device = model.device
@@ -344,42 +263,3 @@ def _train_and_summarise(
     # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
     # process group) while another still uses it.
     return from_main(evaluate_and_summarise, cluster)
-
-
-@dataclass
-class TrainedRun:
-    """A finished run loaded back: the model plus what is needed to feed it data."""
-
-    path: Path
-    model: VAE
-    config: RunConfig
-    info: dict[str, Any]
-
-    def prepare(self, images: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 images (N, C, H, W) -> model inputs on the model's device."""
-        batch = torch.as_tensor(images).to(self.model.device)
-        return to_model_input(batch, self.config.data, generator)
-
-    def to_display(self, x: torch.Tensor) -> torch.Tensor:
-        return to_unit_range(x, self.config.data)
-
-    def load_data(self, progress: bool = False) -> DatasetSplits:
-        return load_dataset(self.config.data, progress=progress)
-
-
-def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu") -> TrainedRun:
-    """Load a run folder (or a .safetensors checkpoint file) for encoding, decoding and sampling."""
-    path = Path(path)
-    if path.is_dir():
-        file = path / "checkpoints" / f"{checkpoint}.safetensors"
-        if not file.is_file():
-            raise VaekitError(
-                f"{path} holds no {checkpoint} checkpoint: is it a vaekit run folder that finished an epoch?"
-            )
-    elif path.is_file():
-        file = path
-    else:
-        raise VaekitError(f"run {path} does not exist: give a run folder written by `vaekit train`")
-    model, config, info = load_checkpoint(file, resolve_device(device))
-    model.eval()
-    return TrainedRun(path, model, config, info)

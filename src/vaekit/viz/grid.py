@@ -1,4 +1,8 @@
-"""Image grids as PNG files (Pillow only). Inputs are float arrays in [0, 1], (N, C, H, W)."""
+"""Image grids as PNG files (Pillow only). Inputs are float arrays in [0, 1], (N, C, H, W).
+
+The two grids every part of vaekit draws (training pictures, `vaekit sample` and `reconstruct`,
+the gallery) are `reconstruction_grid` and `sample_grid`, so they look the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import torch
 from PIL import Image
 
 from vaekit.atomic import write_with
+
+GRID_COLUMNS = 8  # originals per row in every reconstruction grid
 
 
 def make_grid(images: np.ndarray | torch.Tensor, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -54,3 +60,13 @@ def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, colu
     for start in range(0, len(originals), columns):
         pairs += [originals[start : start + columns], reconstructions[start : start + columns]]
     return torch.cat(pairs)
+
+
+def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor) -> np.ndarray:
+    """Each row of originals over the row of their reconstructions; both (N, C, H, W) in [0, 1]."""
+    return make_grid(interleave_rows(originals, reconstructions, GRID_COLUMNS), GRID_COLUMNS)
+
+
+def sample_grid(images: torch.Tensor) -> np.ndarray:
+    """Samples (N, C, H, W) in [0, 1] as a square grid (ceil(sqrt(N)) columns: 8 for 64)."""
+    return make_grid(images, math.ceil(math.sqrt(len(images))))

@@ -17,13 +17,11 @@ from matplotlib.figure import Figure
 
 from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
-from vaekit.evaluate import latent_means, latent_usage
-from vaekit.imaging import interleave_rows, make_grid, save_png
-from vaekit.latent import lerp, manifold_codes, principal_axes, slerp, traversal
-from vaekit.plots import latent_map, save_figure, training_curves
-from vaekit.runs import TrainedRun
-
-COLUMNS = 8
+from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
+from vaekit.loading import TrainedRun
+from vaekit.metrics.latents import latent_means, latent_usage
+from vaekit.viz.figures import latent_map, save_figure, training_curves
+from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
 
 @dataclass
@@ -49,11 +47,11 @@ class PictureContext:
 def reconstructions(ctx: PictureContext, n: int = 32) -> np.ndarray:
     x = ctx.run.prepare(ctx.splits.test.images[:n], ctx.generator)
     recon = ctx.run.model.reconstruct(x)
-    return make_grid(interleave_rows(ctx.run.to_display(x), ctx.run.to_display(recon), COLUMNS), COLUMNS)
+    return reconstruction_grid(ctx.run.to_display(x), ctx.run.to_display(recon))
 
 
 def samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
-    return make_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator)), COLUMNS)
+    return sample_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator)))
 
 
 def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.ndarray:
@@ -75,20 +73,13 @@ def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float 
     return make_grid(ctx.decode_to_display(codes), steps)
 
 
-def _two_d(ctx: PictureContext, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if ctx.run.model.latent_dim == 2:
-        return torch.zeros(2), torch.eye(2), torch.ones(2)
-    return principal_axes(means, 2)
-
-
 def latent_space_map(ctx: PictureContext, max_points: int = 5000) -> Figure:
     """Test-set latent means in 2-D: PCA (or the latent itself when Z = 2), and t-SNE when
     scikit-learn is installed."""
     means = ctx.test_means(max_points)
     labels = ctx.splits.test.labels[: len(means)] if ctx.splits.test.labels is not None else None
-    mean, axes, _ = _two_d(ctx, means)
     title = "latent means (z1, z2)" if ctx.run.model.latent_dim == 2 else "latent means, PCA"
-    panels = [(title, ((means - mean) @ axes.T).numpy())]
+    panels = [(title, latent_plane(means).project(means).numpy())]
     try:
         from sklearn.manifold import TSNE
     except ImportError:
@@ -102,9 +93,9 @@ def latent_space_map(ctx: PictureContext, max_points: int = 5000) -> Figure:
 
 def manifold(ctx: PictureContext, side: int = 15) -> np.ndarray:
     """Decoded grid over the 2-D latent, or over the top two PCA directions of the latent means."""
-    means = ctx.test_means(5000)
-    mean, axes, scales = _two_d(ctx, means)
-    return make_grid(ctx.decode_to_display(manifold_codes(mean, axes, scales, side)), side, padding=0)
+    plane = latent_plane(ctx.test_means(5000))
+    codes = manifold_codes(plane.centre, plane.axes, plane.scales, side)
+    return make_grid(ctx.decode_to_display(codes), side, padding=0)
 
 
 def curves(ctx: PictureContext) -> Figure:

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.assessment import collapse_warning, format_table
 from vaekit.atomic import write_text
 from vaekit.config import RunConfig
+from vaekit.metrics.evaluation import collapse_warning, format_table
 
 PICTURE_TITLES = {
     "curves": "Training curves",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from vaekit.devices import resolve_device
 from vaekit.errors import ReportedByRankZero, VaekitError
 
 T = TypeVar("T")
@@ -66,16 +67,6 @@ def cluster_from_env(environ: Mapping[str, str] = os.environ) -> Cluster:
             "launch with torchrun, which sets them"
         )
     return Cluster(rank, world_size, local_rank)
-
-
-def resolve_device(name: str) -> torch.device:
-    """--device auto|cpu|cuda|cuda:N as a torch device, refusing CUDA where there is none."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VaekitError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
-    return device
 
 
 def start(cluster: Cluster, device_name: str) -> torch.device:

@@ -10,7 +10,6 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.transforms import model_batches, pixel_bin_width
-from vaekit.distributions import GaussianLikelihood
 from vaekit.models import VAE
 from vaekit.objectives import bits_per_dim
 
@@ -29,7 +28,7 @@ class ElboSummary:
 
 def log_bin_width(model: VAE, data: DataConfig) -> float:
     """0 for discrete likelihoods; log of the pixel bin width for densities (see bits_per_dim)."""
-    return math.log(pixel_bin_width(data)) if isinstance(model.likelihood, GaussianLikelihood) else 0.0
+    return 0.0 if model.likelihood.discrete else math.log(pixel_bin_width(data))
 
 
 @torch.inference_mode()

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from vaekit.data import DatasetSplits
-from vaekit.evaluate import latent_means, latent_usage
-from vaekit.imaging import make_grid, png_bytes
-from vaekit.latent import lerp, principal_axes, slerp
-from vaekit.runs import TrainedRun
+from vaekit.latent import latent_plane, lerp, slerp
+from vaekit.loading import TrainedRun
+from vaekit.metrics.latents import latent_means, latent_usage
+from vaekit.viz.grid import make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
 MAX_SAMPLES = 64
@@ -51,7 +51,7 @@ def _integer(value: Any, name: str, low: int, high: int) -> int:
 
 @dataclass(frozen=True)
 class LatentMap:
-    """The test set's latent means in the plane of their top two principal directions."""
+    """The test set's latent means in their plane (vaekit.latent.latent_plane)."""
 
     points: np.ndarray  # (N, 2) coordinates, in standard deviations along each axis
     labels: list[int] | None
@@ -89,15 +89,10 @@ class LatentExplorer:
 
     def _latent_map(self, images: np.ndarray, labels: np.ndarray | None) -> LatentMap:
         means = self._encode_means(images)  # (N, Z)
-        k = min(2, self.latent_dim)
-        centre, axes, scales = principal_axes(means, k)
-        if k == 1:  # a 1-d latent: the map is a line
-            axes = torch.cat([axes, torch.zeros_like(axes)])
-            scales = torch.cat([scales, torch.ones_like(scales)])
-        scales = scales.clamp(min=1e-6)
-        points = ((means - centre) @ axes.T) / scales  # (N, 2)
+        plane = latent_plane(means)
+        points = plane.project(means) / plane.scales  # (N, 2), in standard deviations along each axis
         shown_labels = None if labels is None else [int(v) for v in labels[: len(images)]]
-        return LatentMap(points.numpy(), shown_labels, centre, axes, scales)
+        return LatentMap(points.numpy(), shown_labels, plane.centre, plane.axes, plane.scales)
 
     def _encode_means(self, images: np.ndarray) -> torch.Tensor:
         with self.lock:

@@ -1,7 +1,7 @@
 """`vaekit serve`: a small web app over LatentExplorer, on the standard library's HTTP server.
 
 Routes (everything else is 404; only these three files are ever read from disk):
-    GET  /  /app.js  /style.css         the page (src/vaekit/static/)
+    GET  /  /app.js  /style.css         the page (src/vaekit/serve/static/)
     GET  /api/info                      latent size, dimension order by KL, the latent map
     POST /api/decode     {"z": [...]}   the decoded image
     GET  /api/encode?index=I            latent mean and picture of test image I
@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from vaekit.explorer import LatentExplorer, RequestError
+from vaekit.serve.explorer import LatentExplorer, RequestError
 
 MAX_BODY_BYTES = 64 * 1024  # a latent vector is a few kB of JSON
 STATIC_FILES = {
@@ -38,7 +38,7 @@ SECURITY_HEADERS = {
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
-    folder = resources.files("vaekit") / "static"
+    folder = resources.files("vaekit.serve") / "static"
     return {route: ((folder / name).read_bytes(), kind) for route, (name, kind) in STATIC_FILES.items()}
 
 

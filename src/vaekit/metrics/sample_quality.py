@@ -26,7 +26,7 @@ from vaekit.atomic import write_bytes
 from vaekit.config import DataConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.transforms import model_batches, to_unit_range
-from vaekit.evaluate import frechet_distance
+from vaekit.errors import VaekitError
 from vaekit.models import VAE
 
 FEATURES = 128
@@ -35,6 +35,23 @@ MIN_CLASSIFIER_STEPS = 500  # small datasets: enough steps to learn, whatever th
 CLASSIFIER_BATCH = 128
 MAX_CLASSIFIER_IMAGES = 60_000
 CLASSIFIER_SEED = 0
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, F):
+    |m_a - m_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)).
+
+    Tr((S_a S_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of
+    S_a^(1/2) S_b S_a^(1/2), which is symmetric PSD, so only symmetric eigensolvers are needed.
+    """
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    sqrt_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
 
 
 class FeatureClassifier(nn.Module):
@@ -79,7 +96,10 @@ def train_classifier(splits: DatasetSplits, device: torch.device) -> FeatureClas
     """Train (or load from the cache) the feature classifier for this dataset."""
     labels = splits.train.labels
     if labels is None:
-        raise ValueError("the feature classifier needs labels")
+        raise VaekitError(
+            f"dataset {splits.name} has no labels: sample quality needs them to train its feature classifier "
+            "(use sub-folders as classes, or a .npz with y, or pass --no-quality)"
+        )
     classes = int(labels.max()) + 1
     model = FeatureClassifier(splits.shape[0], classes)
     path = _cache_path(splits)

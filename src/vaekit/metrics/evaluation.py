@@ -8,11 +8,12 @@ from typing import Any
 
 from vaekit.atomic import write_json
 from vaekit.data import DatasetSplits
-from vaekit.evaluate import bottom_layer_active_units, iwae_over, latent_usage
+from vaekit.loading import TrainedRun
+from vaekit.metrics.elbo import elbo_over
+from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
+from vaekit.metrics.likelihood import iwae_over
+from vaekit.metrics.sample_quality import sample_quality
 from vaekit.models.ladder import LadderVAE
-from vaekit.quality import sample_quality
-from vaekit.runs import TrainedRun
-from vaekit.scoring import elbo_over
 
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
 

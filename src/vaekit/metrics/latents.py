@@ -1,0 +1,85 @@
+"""How a model uses its latent space: KL per dimension, active units, the latent codes of a
+dataset.
+
+Shapes: N images, B batch, Z latent (Z1 for a two-layer model's bottom layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from vaekit.config import DataConfig
+from vaekit.data.transforms import model_batches
+from vaekit.models import VAE
+from vaekit.models.ladder import LadderVAE
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_j]) above this is "active"
+
+
+@dataclass(frozen=True)
+class LatentUsage:
+    kl_per_dim_nats: list[float]  # mean over the data of KL(q(z_j|x) || N(0,1)), per dimension
+    mean_variance: list[float]  # Cov_x(E_q[z_j]) per dimension
+    active_units: int
+
+    @property
+    def order(self) -> list[int]:
+        """Latent dimensions, most informative (largest KL) first."""
+        return sorted(range(len(self.kl_per_dim_nats)), key=lambda j: -self.kl_per_dim_nats[j])
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+
+
+@torch.inference_mode()
+def _per_image(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    batch_size: int,
+    seed: int,
+) -> torch.Tensor:
+    """encode(x) (B, Z) for every image, batch by batch, as float64 on the CPU: (N, Z)."""
+    model.eval()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    batches = model_batches(images, data, batch_size, model.device, generator)
+    return torch.cat([encode(x).double().cpu() for x in batches])
+
+
+def bottom_layer_active_units(
+    model: LadderVAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
+) -> int:
+    """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
+    means = _per_image(model.bottom_means, model, images, data, batch_size, seed)  # (N, Z1)
+    return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
+
+
+def latent_means(model: VAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+    """E_q[z|x] for every image, (N, Z)."""
+    return _per_image(lambda x: model.encode(x).mu, model, images, data, batch_size, seed).numpy()
+
+
+@torch.inference_mode()
+def latent_usage(
+    model: VAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
+) -> LatentUsage:
+    model.eval()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    means, kls = [], []
+    for x in model_batches(images, data, batch_size, model.device, generator):
+        posterior = model.encode(x)
+        means.append(posterior.mu.double().cpu())
+        kls.append(posterior.kl_per_dim().double().sum(0).cpu())
+    mu = torch.cat(means)  # (N, Z)
+    variance = mu.var(dim=0, unbiased=False)  # Cov_x(E_q[z_j]) for each j
+    kl_per_dim = torch.stack(kls).sum(0) / len(images)
+    return LatentUsage(
+        kl_per_dim_nats=kl_per_dim.tolist(),
+        mean_variance=variance.tolist(),
+        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+    )

@@ -1,0 +1,168 @@
+"""What happens around the training loop: the per-epoch report and the callbacks that act on it
+(writing the run folder, printing, early stopping), and the per-epoch progress bar.
+
+The loop knows only the `Callback` protocol; a library user passes their own to `fit`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from vaekit.atomic import append_line
+from vaekit.checkpoint import save_checkpoint
+from vaekit.config import DataConfig, RunConfig
+from vaekit.data import DatasetSplits
+from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.metrics.elbo import ElboSummary
+from vaekit.models import VAE
+from vaekit.training.state import EVAL_SEED_OFFSET, TrainerState
+from vaekit.viz.grid import reconstruction_grid, sample_grid, save_png
+
+PICTURE_ORIGINALS = 32  # validation images in each epoch's reconstruction picture (4 rows of 8)
+PICTURE_SAMPLES = 64
+POSTFIX_EVERY = 50  # steps between updates of the bar's running means (each one syncs the device)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 1-based
+    step: int  # optimiser steps so far
+    beta: float  # KL weight at the end of the epoch
+    train_loss: float  # mean objective per image (nats when beta = 1)
+    train_recon_nats: float
+    train_kl_nats: float
+    val: ElboSummary
+    is_best: bool  # val is the lowest validation -ELBO of the run so far
+    best_val_nats: float  # the lowest validation -ELBO so far, this epoch's included
+    epochs_since_best: int  # 0 when is_best
+    epoch_seconds: float
+    images_per_second: float
+    skipped_steps: int  # steps skipped this epoch because the loss or a gradient was not finite
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None: ...
+
+
+class EarlyStopping:
+    """Asks the loop to stop when validation -ELBO has not improved for `patience` epochs.
+
+    Runs on every rank of a distributed run (the validation figure is the same everywhere, so
+    every rank decides alike); its decision lives in the resumable state, not here."""
+
+    def __init__(self, patience: int, epochs: int, say: Callable[[str], None]) -> None:
+        self.patience = patience
+        self.epochs = epochs
+        self.say = say
+        self.triggered = False
+
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        if not self.patience or report.epochs_since_best < self.patience or report.epoch >= self.epochs:
+            return
+        self.triggered = True
+        self.say(
+            f"early stopping after epoch {report.epoch}: validation -ELBO has not improved for {self.patience} "
+            f"epoch(s) (best {report.best_val_nats:.2f} nats/image)"
+        )
+
+
+class EpochProgress:
+    """The progress bar of the epoch in progress, with the running means of the loss and its parts."""
+
+    def __init__(self, enabled: bool, epochs: int) -> None:
+        self.enabled = enabled
+        self.epochs = epochs
+        self.bar: tqdm | None = None
+
+    def begin(self, state: TrainerState) -> None:
+        self.bar = tqdm(
+            total=state.steps_per_epoch,
+            initial=state.batch_index,
+            desc=f"epoch {state.epoch}/{self.epochs}",
+            disable=None if self.enabled else True,  # None: off when stderr is not a terminal
+            leave=False,
+        )
+
+    def advance(self, state: TrainerState) -> None:
+        assert self.bar is not None
+        self.bar.update(1)
+        if self.bar.disable:
+            return
+        if state.batch_index % POSTFIX_EVERY == 0 or state.batch_index == state.steps_per_epoch:
+            loss, recon, kl = (state.totals / max(1, state.counted)).tolist()
+            self.bar.set_postfix(loss=f"{loss:.2f}", recon=f"{recon:.2f}", kl=f"{kl:.2f}")
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class RunWriter:
+    """Writes metrics, checkpoints (last, and best on validation) and pictures into a run folder."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        # The same originals and prior draws every epoch, so the pictures show progress.
+        self.fixed_images = torch.from_numpy(splits.val.images[:PICTURE_ORIGINALS]).to(device)
+        self.fixed_z: torch.Tensor | None = None  # (64, Z) drawn at the first picture, Z = the model's
+
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        line = {
+            "epoch": report.epoch,
+            "step": report.step,
+            "beta": report.beta,
+            "train_loss_nats": report.train_loss,
+            "train_recon_nats": report.train_recon_nats,
+            "train_kl_nats": report.train_kl_nats,
+            **report.val.to_dict(prefix="val_"),
+            "epoch_seconds": report.epoch_seconds,
+            "train_images_per_second": report.images_per_second,
+            "skipped_steps": report.skipped_steps,  # steps with a non-finite loss or gradient
+        }
+        append_line(self.run_dir / "metrics.jsonl", json.dumps(line))
+        info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": report.val.nelbo_nats}
+        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", model, self.config, info)
+        if report.is_best:
+            save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", model, self.config, info)
+        self.save_pictures(model, report.epoch)
+
+    @torch.no_grad()
+    def save_pictures(self, model: VAE, epoch: int) -> None:
+        model.eval()
+        data = self.config.data
+        originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))
+        recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
+        grid = reconstruction_grid(to_unit_range(originals, data), to_unit_range(recon, data))
+        save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", grid, scale=2)
+        if self.fixed_z is None:
+            generator = torch.Generator().manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
+            self.fixed_z = torch.randn((PICTURE_SAMPLES, model.latent_dim), generator=generator).to(model.device)
+        samples = to_unit_range(model.mean_image(model.decode(self.fixed_z)), data)
+        save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", sample_grid(samples), scale=2)
+        model.train()
+
+
+class ConsoleReport:
+    """Prints one line per epoch (through tqdm, so progress bars stay intact)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        val = report.val
+        tqdm.write(
+            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
+            f"val -ELBO {val.nelbo_nats:.2f} nats/image (recon {val.recon_nats:.2f} + KL {val.kl_nats:.2f}), "
+            f"{val.bits_per_dim:.4f} bits/dim  beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
+            file=sys.stderr,
+        )

@@ -1,0 +1,318 @@
+"""A model-agnostic training loop that can stop at any step and continue exactly.
+
+The trainer only needs `model.elbo(x, beta, free_bits, eps=...) -> ElboTerms` (and
+`model.iwae(x, k, eps=...)` for the importance-weighted objective); everything a run writes to
+disk (metrics, checkpoints, pictures) happens in callbacks. Data stays in memory as uint8 (on the
+training device) and each batch is gathered with one indexing op from a seeded permutation: no
+per-item Python, no DataLoader workers. The loop's whole state is a `TrainerState` (state.py).
+
+Shapes: B global batch, b this rank's rows of it, Z noise per image, K importance samples.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from vaekit.config import RunConfig, TrainConfig
+from vaekit.data import DatasetSplits
+from vaekit.data.disk import DiskImages
+from vaekit.data.transforms import to_model_input
+from vaekit.errors import VaekitError
+from vaekit.metrics.elbo import ElboSummary, elbo_over, summarise
+from vaekit.models import VAE
+from vaekit.objectives import beta_at
+from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport
+from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, shard, shard_rows
+from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpointer, Snapshot, TrainerState
+
+
+class TrainingInterrupted(VaekitError):
+    """Ctrl-C or SIGTERM: a resumable snapshot was saved (when a checkpointer was given)."""
+
+
+class TrainingDiverged(VaekitError):
+    """Too many non-finite steps in a row."""
+
+
+class TrainingObjective(torch.nn.Module):
+    """The per-image training loss as a module's forward pass: DistributedDataParallel can only
+    synchronise gradients of work that goes through the forward of the module it wraps."""
+
+    def __init__(self, model: VAE, train: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.train_cfg = train
+
+    def forward(
+        self, x: torch.Tensor, beta: float, generator: torch.Generator, rows: slice, global_count: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (b, C, H, W), this rank's `rows` of a global batch of `global_count` images -> loss,
+        recon_nats, kl_nats, each (b,).
+
+        Every rank draws the noise of the whole global batch from the same stream and keeps its
+        rows, so N ranks compute what one process would, and the stream stays in step everywhere.
+        """
+        z_dim = self.model.noise_dim
+        if self.train_cfg.objective == "iwae":
+            k = self.train_cfg.iwae_samples
+            eps = torch.randn((k, global_count, z_dim), generator=generator, device=x.device)[:, rows]  # (K, b, Z)
+            terms = self.model.iwae(x, k, eps=eps)
+        else:
+            eps = torch.randn((global_count, z_dim), generator=generator, device=x.device)[rows]  # (b, Z)
+            terms = self.model.elbo(x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps)
+        return terms.loss, terms.recon_nats, terms.kl_nats
+
+
+def across_ranks(local: ElboSummary, model: VAE, config: RunConfig) -> ElboSummary:
+    """Combine the ranks' summaries over their shards into the summary of the whole set."""
+    weight = float(local.images)  # an empty share has means 0.0 (elbo_over), so it adds nothing
+    sums = torch.tensor(
+        [local.recon_nats * weight, local.kl_nats * weight, weight], dtype=torch.float64, device=model.device
+    )
+    recon, kl, n = all_sum(sums).tolist()
+    return summarise(model, config.data, recon / n, kl / n, int(n))
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn Ctrl-C (SIGINT) and SIGTERM into a flag the loop checks between steps, so a snapshot is
+    never taken in the middle of an optimiser update. SIGTERM is how torchrun, SLURM (scancel,
+    preemption) and container runtimes ask a job to stop. Yields a function telling whether
+    either arrived."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda signum, frame: pressed.set()) for number in stop_signals}
+    try:
+        yield pressed.is_set
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def batch_reader(images: np.ndarray | DiskImages, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """index (B,) -> uint8 images (B, C, H, W) on `device`. In-memory sets are moved to the device
+    once and gathered with one indexing op; sets on disk are read batch by batch."""
+    if isinstance(images, DiskImages):
+        return lambda index: torch.from_numpy(images.read(index.cpu().numpy())).to(device, non_blocking=True)
+    resident = torch.from_numpy(images).to(device)  # uint8 (N, C, H, W)
+    return lambda index: resident[index]
+
+
+def _gradient_norm(parameters: list[torch.nn.Parameter], clip: float | None) -> torch.Tensor:
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads)
+
+
+class Trainer:
+    """The moving parts of one training run on this rank, and the named pieces of an epoch:
+    `step` (one optimiser update, or a skipped one), `train_epoch` (the steps, checkpoints and
+    interrupts), `report_epoch` (validation and the epoch's figures), `save`."""
+
+    def __init__(
+        self,
+        model: VAE,
+        splits: DatasetSplits,
+        config: RunConfig,
+        cluster: Cluster = SINGLE,
+        checkpointer: Checkpointer | None = None,
+        progress: bool = True,
+        resume: Snapshot | None = None,
+    ) -> None:
+        self.model, self.config, self.cluster, self.checkpointer = model, config, cluster, checkpointer
+        device = model.device
+        self.gather = batch_reader(splits.train.images, device)
+        self.val_images = torch.from_numpy(shard(splits.val.array, cluster)).to(device)  # this rank's share
+        self.state = TrainerState(model, config, len(splits.train), cluster)
+        if resume is not None:
+            self.state.restore(model, *resume)
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.objective: torch.nn.Module | None = TrainingObjective(model, config.train)
+        if cluster.active:
+            # After restore: DDP starts by broadcasting rank 0's weights to every rank.
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[device] if device.type == "cuda" else None
+            )
+        self.progress = EpochProgress(progress and cluster.is_main, config.train.epochs)
+        self.say: Callable[[str], None] = tqdm.write if cluster.is_main else lambda message: None
+
+    def save(self) -> None:
+        """Hand a resumable snapshot to the checkpointer. Every rank must call it at the same step
+        (the snapshot sums over all of them); rank 0 alone writes."""
+        if self.checkpointer is not None:
+            tensors, info = self.state.snapshot(self.model)
+            if self.cluster.is_main:
+                self.checkpointer(tensors, info)
+
+    def step(self, global_batch: torch.Tensor, interrupted: Callable[[], bool]) -> bool:
+        """One optimiser step on this rank's rows of `global_batch` (B,) image indices, skipped when
+        the loss or a gradient is not finite on any rank. Returns whether a stop was asked for."""
+        train, state, cluster = self.config.train, self.state, self.cluster
+        assert self.objective is not None
+        rows = shard_rows(len(global_batch), cluster)
+        # Converted whole (binarisation draws noise per pixel), then this rank's rows: a view.
+        x = to_model_input(self.gather(global_batch), self.config.data, state.noise_generator)[rows]  # (b, C, H, W)
+        beta = beta_at(state.step, train.beta, train.warmup_steps)
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
+            per_image, recon, kl = self.objective(x, beta, state.noise_generator, rows, len(global_batch))  # (b,)
+        # The mean over the global batch: DDP averages the ranks' gradients, hence the factor
+        # world_size (exact even when the last batch does not split evenly).
+        loss = per_image.sum() * (cluster.world_size / len(global_batch))
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = _gradient_norm(self.parameters, train.clip_grad_norm)
+        finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        pressed = interrupted()
+        if cluster.active:  # every rank must take the same branch, or the next collective hangs
+            flags = all_max(torch.tensor([not finite, pressed], dtype=torch.int32)).tolist()
+            finite, pressed = not flags[0], bool(flags[1])
+        if finite:
+            state.optimizer.step()
+            state.scheduler.step()
+            state.step += 1
+            state.skipped_in_row = 0
+            with torch.no_grad():
+                state.totals += torch.stack([per_image.sum(), recon.sum(), kl.sum()]).double()
+            state.counted += len(x)
+        else:
+            self._skip(loss, grad_norm)
+        return pressed
+
+    def _skip(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """A non-finite loss or gradient never reaches the weights; too many in a row end the run."""
+        state = self.state
+        state.skipped_in_row += 1
+        state.skipped_this_epoch += 1
+        self.say(
+            f"skipped step {state.step + 1} (epoch {state.epoch}, batch {state.batch_index + 1}): "
+            f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}"
+        )
+        if state.skipped_in_row >= self.config.train.max_bad_steps:
+            raise TrainingDiverged(
+                f"training diverged: {state.skipped_in_row} steps in a row had a non-finite loss or "
+                f"gradient (epoch {state.epoch}, step {state.step}); the newest checkpoint is the last "
+                "good one. Lower --lr or set --clip-grad-norm, then train again"
+            )
+
+    def train_epoch(self, interrupted: Callable[[], bool]) -> float:
+        """The remaining steps of the epoch in progress; returns its start on the perf_counter clock
+        (earlier than now by the time it ran before a resume)."""
+        train, state = self.config.train, self.state
+        started = time.perf_counter() - state.epoch_seconds
+        order = state.start_epoch().to(self.model.device)
+        state.totals = state.totals.to(self.model.device)  # the snapshot copies it back to the CPU
+        self.model.train()
+        self.progress.begin(state)
+        while state.batch_index < state.steps_per_epoch:
+            start = state.batch_index * train.batch_size
+            pressed = self.step(order[start : start + train.batch_size], interrupted)
+            state.batch_index += 1
+            self.progress.advance(state)
+            state.epoch_seconds = time.perf_counter() - started
+            at_checkpoint = train.checkpoint_every and state.step % train.checkpoint_every == 0
+            if pressed or (at_checkpoint and state.batch_index < state.steps_per_epoch):
+                self.save()
+            if pressed:
+                self.progress.end()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {state.epoch}, step {state.step}"
+                    + ("; progress saved" if self.checkpointer is not None else "")
+                )
+        self.progress.end()
+        return started
+
+    def validate(self) -> ElboSummary:
+        """Validation -ELBO of the whole validation set (each rank scores its share)."""
+        train, cluster = self.config.train, self.cluster
+        seed = train.seed + EVAL_SEED_OFFSET + RANK_SEED_STRIDE * cluster.rank
+        val = elbo_over(self.model, self.val_images, self.config.data, train.eval_batch_size, seed=seed)
+        return across_ranks(val, self.model, self.config) if cluster.active else val
+
+    def report_epoch(self, started: float) -> EpochReport:
+        """Validate, track the best validation figure, and sum up the epoch over all ranks."""
+        train, state = self.config.train, self.state
+        train_seconds = time.perf_counter() - started
+        epoch_sums = all_sum(torch.cat([state.totals, state.totals.new_tensor([state.counted])]))
+        loss_mean, recon_mean, kl_mean = (epoch_sums[:3] / max(1.0, float(epoch_sums[3]))).tolist()
+        val = self.validate()
+        is_best = state.record_validation(val.nelbo_nats)
+        return EpochReport(
+            epoch=state.epoch,
+            step=state.step,
+            beta=beta_at(state.step, train.beta, train.warmup_steps),
+            train_loss=loss_mean,
+            train_recon_nats=recon_mean,
+            train_kl_nats=kl_mean,
+            val=val,
+            is_best=is_best,
+            best_val_nats=state.best_val,
+            epochs_since_best=state.epochs_since_best,
+            epoch_seconds=time.perf_counter() - started,
+            images_per_second=state.n_images / train_seconds
+            if math.isfinite(train_seconds) and train_seconds > 0
+            else 0.0,
+            skipped_steps=state.skipped_this_epoch,
+        )
+
+    def release(self) -> None:
+        """Drop the DistributedDataParallel wrapper while the process group lives: it sits in
+        reference cycles, and collected later (or at interpreter exit, after the group is
+        destroyed) its gloo work objects can abort the process (std::terminate)."""
+        self.objective = None
+        if self.cluster.active:
+            gc.collect()
+
+
+def fit(
+    model: VAE,
+    splits: DatasetSplits,
+    config: RunConfig,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    checkpointer: Checkpointer | None = None,
+    resume: Snapshot | None = None,
+    cluster: Cluster = SINGLE,
+) -> list[EpochReport]:
+    """Train `model` (already on its device) until `config.train.epochs` epochs are done.
+
+    `checkpointer` receives a resumable snapshot every `checkpoint_every` steps, at the end of
+    every epoch and on Ctrl-C; `resume` is such a snapshot to continue from.
+
+    With several ranks (`cluster`, process group started), every rank calls fit with the same
+    config: each global batch of `batch_size` images is split between the ranks, gradients are
+    averaged by DistributedDataParallel, metrics are summed over ranks, and only rank 0 calls the
+    checkpointer (pass callbacks on rank 0 only).
+    """
+    trainer = Trainer(model, splits, config, cluster, checkpointer, progress, resume)
+    state = trainer.state
+    early_stopping = EarlyStopping(config.train.early_stopping, config.train.epochs, trainer.say)
+    reports = []
+    try:
+        with deferred_interrupt() as interrupted:
+            while state.epoch <= config.train.epochs and not state.stopped:
+                started = trainer.train_epoch(interrupted)
+                report = trainer.report_epoch(started)
+                reports.append(report)
+                for callback in (*callbacks, early_stopping):
+                    callback.on_epoch_end(model, report)
+                state.stopped = early_stopping.triggered
+                state.end_epoch()
+                trainer.save()
+    finally:
+        trainer.release()
+    return reports

@@ -1,0 +1,101 @@
+"""The training loop's pieces, each on its own: one step, a skipped step, best-validation
+tracking, early stopping, the epoch report (training/loop.py, state.py, callbacks.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.data import load_dataset
+from vaekit.metrics.elbo import ElboSummary
+from vaekit.models import build_model
+from vaekit.training.callbacks import EarlyStopping, EpochReport
+from vaekit.training.loop import Trainer
+
+
+def tiny_trainer(dataset: Path, **train: object) -> Trainer:
+    config = RunConfig(
+        data=DataConfig(dataset=str(dataset), val_size=40),
+        model=ModelConfig(hidden_sizes=(16,), latent_dim=3),
+        train=dataclasses.replace(TrainConfig(epochs=3, batch_size=32, lr=3e-3), **train),
+    )
+    splits = load_dataset(config.data, progress=False)
+    torch.manual_seed(0)
+    return Trainer(build_model(config.model, splits.shape), splits, config, progress=False)
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in trainer.model.state_dict().items()}
+
+
+def never() -> bool:
+    return False
+
+
+def test_one_step_changes_every_weight_and_counts_its_images(blob_npz: Path) -> None:
+    trainer = tiny_trainer(blob_npz)
+    before = weights(trainer)
+    trainer.step(torch.arange(32), never)
+    after = weights(trainer)
+    assert all(not torch.equal(before[name], after[name]) for name in before)
+    assert (trainer.state.step, trainer.state.counted) == (1, 32)
+    loss, recon, kl = trainer.state.totals.tolist()
+    assert loss == pytest.approx(recon + kl)  # beta 1, no free bits: the loss is the -ELBO
+
+
+def test_a_non_finite_step_never_reaches_the_weights(blob_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = tiny_trainer(blob_npz)
+    monkeypatch.setattr("vaekit.training.loop.to_model_input", lambda batch, *args: torch.full(batch.shape, 0.0).log())
+    before = weights(trainer)
+    trainer.step(torch.arange(32), never)  # x = -inf everywhere: a non-finite loss
+    assert all(torch.equal(before[name], value) for name, value in weights(trainer).items())
+    assert (trainer.state.step, trainer.state.counted, trainer.state.skipped_in_row) == (0, 0, 1)
+
+
+def test_a_stop_request_is_reported_after_the_step(blob_npz: Path) -> None:
+    trainer = tiny_trainer(blob_npz)
+    assert trainer.step(torch.arange(32), lambda: True) is True
+    assert trainer.state.step == 1  # the step in flight finishes: a snapshot never splits an update
+
+
+def test_the_best_validation_figure_is_tracked_once(blob_npz: Path) -> None:
+    state = tiny_trainer(blob_npz).state
+    outcomes = [state.record_validation(value) for value in (10.0, 9.0, 9.5, 9.6, 8.0)]
+    assert outcomes == [True, True, False, False, True]
+    assert (state.best_val, state.epochs_since_best) == (8.0, 0)
+
+
+def report(epoch: int, epochs_since_best: int) -> EpochReport:
+    val = ElboSummary(9.0, 8.0, 1.0, 0.1, 10)
+    is_best = epochs_since_best == 0
+    return EpochReport(epoch, 10 * epoch, 1.0, 9.0, 8.0, 1.0, val, is_best, 8.5, epochs_since_best, 1.0, 1.0, 0)
+
+
+def test_early_stopping_waits_patience_epochs_but_not_past_the_last() -> None:
+    said: list[str] = []
+    stopping = EarlyStopping(patience=2, epochs=5, say=said.append)
+    stopping.on_epoch_end(None, report(2, 1))  # type: ignore[arg-type]
+    assert not stopping.triggered
+    stopping.on_epoch_end(None, report(3, 2))  # type: ignore[arg-type]
+    assert stopping.triggered and "not improved for 2 epoch(s) (best 8.50 nats/image)" in said[0]
+    last = EarlyStopping(patience=2, epochs=5, say=said.append)
+    last.on_epoch_end(None, report(5, 4))  # type: ignore[arg-type]
+    assert not last.triggered  # the run ends anyway: nothing to stop
+    off = EarlyStopping(patience=0, epochs=5, say=said.append)
+    off.on_epoch_end(None, report(3, 3))  # type: ignore[arg-type]
+    assert not off.triggered
+
+
+def test_an_epoch_report_sums_the_epoch_and_validates(blob_npz: Path) -> None:
+    trainer = tiny_trainer(blob_npz)
+    started = trainer.train_epoch(never)
+    result = trainer.report_epoch(started)
+    steps = trainer.state.steps_per_epoch
+    assert (result.epoch, result.step, result.skipped_steps) == (1, steps, 0)
+    assert result.train_loss == pytest.approx(result.train_recon_nats + result.train_kl_nats)
+    assert result.is_best and result.best_val_nats == result.val.nelbo_nats and result.val.images == 40
+    assert result.images_per_second > 0
