@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   train the built-in default (mlp preset, Fashion-MNIST, 10 epochs, ~20 s on 2 CPU cores)
 #   make test   lint, type-check and run the test suite
+#   make test-fast  the same without the end-to-end tests marked slow (a quick check while working)
 #   make bench  the benchmark suite (not part of the tests)
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch. Installed first and pinned so that no later step pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint data bench clean
+.PHONY: setup demo test test-fast lint data bench clean
 
 $(BIN)/vaekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ lint: setup
 
 test: setup data lint
 	$(BIN)/python -m pytest
+
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not slow"
 
 # The benchmark suite (about 20 minutes on 2 cores); writes benchmarks/results.json.
 bench: setup data

@@ -126,6 +126,7 @@ def test_datasets_finds_the_debian_package() -> None:
     assert f"found in {FASHION_DIR}" in vaekit("datasets").stdout
 
 
+@pytest.mark.slow
 def test_binarized_mnist_preset_runs_on_mnist_files_in_a_data_dir(tmp_path: Path) -> None:
     """MNIST cannot be downloaded here: four small IDX files named like MNIST's stand in for it."""
     from tests.conftest import write_idx_dataset

@@ -90,6 +90,7 @@ def two_ranks(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return out, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_two_ranks_follow_the_one_process_loss_curve(
     dataset: Path, two_ranks: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -107,6 +108,7 @@ def test_two_ranks_follow_the_one_process_loss_curve(
         assert b["val_images"] == a["val_images"] == 100
 
 
+@pytest.mark.slow
 def test_only_rank_zero_writes_and_reports(two_ranks: tuple[Path, str]) -> None:
     out, output = two_ranks
     assert len(metrics(out)) == 3  # one line per epoch: a second writer would append its own
@@ -120,6 +122,7 @@ def test_only_rank_zero_writes_and_reports(two_ranks: tuple[Path, str]) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_killed_two_rank_run_resumes_to_the_same_weights(
     dataset: Path, two_ranks: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -141,6 +144,7 @@ def test_a_killed_two_rank_run_resumes_to_the_same_weights(
     assert [m["train_loss_nats"] for m in metrics(out)] == [m["train_loss_nats"] for m in metrics(two_ranks[0])]
 
 
+@pytest.mark.slow
 def test_an_existing_run_folder_stops_every_rank_with_one_message(dataset: Path, two_ranks: tuple[Path, str]) -> None:
     out = two_ranks[0]
     before = (out / "metrics.jsonl").read_text()

@@ -53,6 +53,7 @@ def test_every_plot_is_a_png_of_the_expected_size(run_dir: Path, tmp_path: Path)
         assert pixels.std() > 5, f"{name} is blank"
 
 
+@pytest.mark.slow
 def test_evaluate_writes_eval_json(run_dir: Path) -> None:
     result = vaekit("evaluate", "--run", str(run_dir), "--k", "20", "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -64,6 +65,7 @@ def test_evaluate_writes_eval_json(run_dir: Path) -> None:
     assert evaluation["quality"]["classifier_test_accuracy"] > 0.9
 
 
+@pytest.mark.slow
 def test_report_renders_in_a_headless_browser(run_dir: Path, tmp_path: Path) -> None:
     result = vaekit("report", "--run", str(run_dir), "--k", "10", "--device", "cpu")
     assert result.returncode == 0, result.stderr

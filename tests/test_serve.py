@@ -201,6 +201,7 @@ def test_a_taken_port_is_a_one_line_error(run_dir: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_page_in_a_headless_browser(base_url: str, tmp_path: Path) -> None:
     sync_api = playwright_or_skip()
     errors: list[str] = []
