@@ -106,3 +106,16 @@ def test_evaluation_counts_both_layers_and_warns_only_when_z1_collapses() -> Non
     )
     message = collapse_warning({"active_units": 3, "latent_dim": 3, "bottom_active_units": 1, "bottom_latent_dim": 6})
     assert message is not None and "of 6 dimensions of z1" in message
+
+
+def test_under_bf16_autocast_every_distribution_is_fp32() -> None:
+    """Only the networks run in bf16: q(z2|x), p(z1|z2), q(z1|x, z2) and their KLs stay fp32."""
+    torch.manual_seed(0)
+    model = build_model(LADDER, (1, 8, 8))
+    x = to_model_input(torch.from_numpy(blob_images(4, side=8)[0]), DataConfig())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        top = model.encode(x)
+        _, prior1, posterior1, _ = model._descend(top, torch.zeros_like(top.mu), torch.zeros_like(top.bottom_up.mu))
+        terms = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    for tensor in (top.mu, top.logvar, top.bottom_up.mu, prior1.mu, posterior1.logvar, terms.kl_nats):
+        assert tensor.dtype == torch.float32

@@ -76,7 +76,8 @@ class LadderVAE(VAE):
 
     def encode(self, x: torch.Tensor) -> LadderPosterior:
         bottom_up = super().encode(x)  # (B, Z1) x 2: the encoder's estimate of z1
-        top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)))  # (B, Z2)
+        # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
+        top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
         return LadderPosterior(top.mu, top.logvar, bottom_up)
 
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:
