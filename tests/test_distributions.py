@@ -82,3 +82,28 @@ def test_wild_network_outputs_give_finite_densities_and_kls() -> None:
     z = q.rsample(torch.Generator().manual_seed(0))
     for value in (q.kl_per_dim(), kl_gaussians(q, p), q.log_prob(z), p.log_prob(z)):
         assert torch.isfinite(value).all(), value
+
+
+@pytest.mark.parametrize("variance", ["global", "pixel"])
+def test_a_learned_gaussian_variance_has_a_floor(variance: str) -> None:
+    """On data that sits on a grid the density could grow without limit as the variance shrinks
+    (Mattei & Frellsen 2018); the learned log-variance is bounded below by MIN_LOGVAR."""
+    from vaekit.distributions import MIN_LOGVAR
+
+    likelihood = GaussianLikelihood(variance, 1.0, (1, 2, 2))
+    x = torch.rand(3, 1, 2, 2)
+    with torch.no_grad():
+        likelihood.logvar.fill_(-200.0)  # far below any floor
+    ceiling = -0.5 * 4 * (MIN_LOGVAR + math.log(2 * math.pi))  # log density at the mean with the floor variance
+    assert torch.all(likelihood.log_prob(x, x) <= ceiling + 1e-3)
+    with torch.no_grad():
+        likelihood.logvar.fill_(math.log(0.3**2))  # well above the floor: the variance is what was set
+    expected = torch.full((3,), -0.5 * 4 * (math.log(0.09) + math.log(2 * math.pi)))
+    assert torch.allclose(likelihood.log_prob(x, x), expected, atol=1e-4)  # the smooth floor adds ~e^-11 here
+    likelihood.logvar.grad = None
+    with torch.no_grad():
+        likelihood.logvar.fill_(MIN_LOGVAR - 3.0)
+    likelihood.log_prob(x, x + 0.5).sum().backward()
+    assert likelihood.logvar.grad is not None and torch.all(
+        likelihood.logvar.grad > 0
+    )  # log p rises with it: it climbs back

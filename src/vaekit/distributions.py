@@ -17,6 +17,9 @@ from vaekit.errors import VaekitError
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOGVAR_BOUND = 30.0
+# A learned Gaussian likelihood's variance is kept above (1e-3)^2: narrower than an 8-bit pixel's
+# bin (width 1/256 on [0, 1], std of a uniform in it 0.0011) a density only grows on gridded data.
+MIN_LOGVAR = 2.0 * math.log(1e-3)
 
 
 class DiagonalGaussian:
@@ -129,8 +132,16 @@ class GaussianLikelihood(nn.Module):
         else:
             raise VaekitError(f"unknown gaussian variance {variance!r}: use fixed, global or pixel")
 
+    @property
+    def effective_logvar(self) -> torch.Tensor:
+        """The log-variance in use: a learned one through a smooth floor at MIN_LOGVAR (the
+        identity well above it, and never a dead gradient below it); a fixed one as given."""
+        if self.variance == "fixed":
+            return self.logvar
+        return MIN_LOGVAR + F.softplus(self.logvar - MIN_LOGVAR)
+
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        logvar = self.logvar
+        logvar = self.effective_logvar
         return -0.5 * _sum_pixels((x - mean).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI)
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
