@@ -79,15 +79,19 @@ RENDEZVOUS_TROUBLE = (
 )
 
 
-@pytest.fixture(scope="module")
-def two_ranks(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def train_two_ranks(dataset: Path, folder: Path, *extra: str) -> tuple[Path, str]:
     for attempt in range(2):
-        out = tmp_path_factory.mktemp(f"two{attempt}") / "run"
-        result = run(train_command(dataset, out, 2, "--quiet", "--checkpoint-every", "10"))
+        out = folder / f"try{attempt}"
+        result = run(train_command(dataset, out, 2, "--quiet", *extra))
         if result.returncode == 0 or not any(sign in result.stderr for sign in RENDEZVOUS_TROUBLE):
             break
     assert result.returncode == 0, result.stderr
     return out, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_ranks(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return train_two_ranks(dataset, tmp_path_factory.mktemp("two"), "--checkpoint-every", "10")
 
 
 @pytest.mark.slow
@@ -106,6 +110,19 @@ def test_two_ranks_follow_the_one_process_loss_curve(
         # Validation is split between the ranks, each with its own noise: Monte Carlo error only.
         assert b["val_nelbo_nats"] == pytest.approx(a["val_nelbo_nats"], rel=0.02)
         assert b["val_images"] == a["val_images"] == 100
+
+
+@pytest.mark.slow
+def test_free_bits_look_at_the_whole_global_batch(dataset: Path, tmp_path: Path) -> None:
+    """Which latent dimensions sit below the free-bits floor is decided on the KL averaged over
+    the global batch, not each rank's share, so 2 processes still compute what 1 does."""
+    flags = ("--free-bits", "0.7", "--epochs", "2")
+    double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
+    result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
+    assert result.returncode == 0, result.stderr
+    for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
+        assert b["train_kl_nats"] == pytest.approx(a["train_kl_nats"], rel=1e-3)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ Per-example terms have shape (B,) and are in nats; the caller reduces.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,26 +31,37 @@ class ElboTerms:
         return self.recon_nats + self.kl_nats
 
 
-def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+# (B, Z) KL per dimension of this batch -> (Z,) its mean over the whole global batch, which in a
+# distributed run spans every rank's rows.
+BatchMean = Callable[[torch.Tensor], torch.Tensor]
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float, batch_mean: BatchMean | None = None) -> torch.Tensor:
     """KL with a floor of `free_bits` nats per latent dimension (Kingma et al. 2016, IAF paper).
 
-    The floor applies to each dimension's KL averaged over the batch: dimensions below it get no
-    gradient from the KL term. (B, Z) -> (B,); with free_bits = 0 this is the plain summed KL.
+    The floor applies to each dimension's KL averaged over the batch (`batch_mean`, by default
+    this tensor's own mean): dimensions below it get no gradient from the KL term.
+    (B, Z) -> (B,); with free_bits = 0 this is the plain summed KL.
     """
     if free_bits <= 0:
         return kl_per_dim.sum(-1)
-    below = kl_per_dim.mean(0, keepdim=True) < free_bits  # (1, Z)
+    mean = kl_per_dim.mean(0) if batch_mean is None else batch_mean(kl_per_dim)
+    below = mean[None] < free_bits  # (1, Z)
     floor = torch.full_like(kl_per_dim, free_bits)
     return torch.where(below, floor, kl_per_dim).sum(-1)
 
 
 def elbo_terms(
-    log_px_given_z: torch.Tensor, kl_per_dim: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0
+    log_px_given_z: torch.Tensor,
+    kl_per_dim: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    batch_mean: BatchMean | None = None,
 ) -> ElboTerms:
     """Combine log p(x|z) (B,) and the per-dimension KL (B, Z) into the loss and its parts."""
     recon = -log_px_given_z
     kl = kl_per_dim.sum(-1)
-    loss = recon + beta * free_bits_kl(kl_per_dim, free_bits)
+    loss = recon + beta * free_bits_kl(kl_per_dim, free_bits, batch_mean)
     return ElboTerms(loss=loss, recon_nats=recon, kl_nats=kl)
 
 

@@ -21,7 +21,7 @@ from vaekit.errors import VaekitError
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.vae import VAE
-from vaekit.objectives import ElboTerms, elbo_terms, log_importance_weights
+from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, log_importance_weights
 
 
 class LadderPosterior(DiagonalGaussian):
@@ -115,6 +115,7 @@ class LadderVAE(VAE):
         free_bits: float = 0.0,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        kl_batch_mean: BatchMean | None = None,
     ) -> ElboTerms:
         """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension."""
         top = self.encode(x)
@@ -122,7 +123,7 @@ class LadderVAE(VAE):
         _, prior1, posterior1, z1 = self._descend(top, eps2, eps1)
         log_px = self.log_likelihood(x, self.decode_bottom(z1))
         kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(posterior1, prior1)], dim=-1)  # (B, Z2 + Z1)
-        return elbo_terms(log_px, kl_per_dim, beta, free_bits)
+        return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
 
     def log_weights(
         self,

@@ -12,7 +12,7 @@ from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.objectives import ElboTerms, elbo_terms, iwae_bound, log_importance_weights
+from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
 
 
@@ -82,14 +82,16 @@ class VAE(nn.Module):
         free_bits: float = 0.0,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        kl_batch_mean: BatchMean | None = None,
     ) -> ElboTerms:
         """Per-image ELBO terms; eps (B, Z) is the reparameterisation noise, drawn from `generator`
-        unless given."""
+        unless given. `kl_batch_mean` gives the batch-mean KL per dimension that free bits compare
+        with their floor (by default this batch's; the trainer's spans every rank)."""
         posterior = self.encode(x)
         z = posterior.rsample(generator, eps)  # (B, Z)
         log_px = self.log_likelihood(x, self.decode(z))
         if self.prior.closed_form_kl:
-            return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits)
+            return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits, kl_batch_mean)
         kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z, self.encode))  # (B,), no closed form
         return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
 

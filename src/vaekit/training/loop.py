@@ -49,10 +49,11 @@ class TrainingObjective(torch.nn.Module):
     """The per-image training loss as a module's forward pass: DistributedDataParallel can only
     synchronise gradients of work that goes through the forward of the module it wraps."""
 
-    def __init__(self, model: VAE, train: TrainConfig) -> None:
+    def __init__(self, model: VAE, train: TrainConfig, cluster: Cluster = SINGLE) -> None:
         super().__init__()
         self.model = model
         self.train_cfg = train
+        self.cluster = cluster
 
     def forward(
         self, x: torch.Tensor, beta: float, generator: torch.Generator, rows: slice, global_count: int
@@ -70,7 +71,13 @@ class TrainingObjective(torch.nn.Module):
             terms = self.model.iwae(x, k, eps=eps)
         else:
             eps = torch.randn((global_count, z_dim), generator=generator, device=x.device)[rows]  # (b, Z)
-            terms = self.model.elbo(x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps)
+
+            def global_mean(kl_per_dim: torch.Tensor) -> torch.Tensor:
+                return all_sum(kl_per_dim.detach().sum(0)) / global_count  # (b, Z) -> (Z,) over every rank
+
+            # Free bits compare the global batch's KL per dimension with their floor, not this rank's.
+            batch_mean = global_mean if self.cluster.active else None
+            terms = self.model.elbo(x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps, kl_batch_mean=batch_mean)
         return terms.loss, terms.recon_nats, terms.kl_nats
 
 
@@ -142,7 +149,7 @@ class Trainer:
         if resume is not None:
             self.state.restore(model, *resume)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.objective: torch.nn.Module | None = TrainingObjective(model, config.train)
+        self.objective: torch.nn.Module | None = TrainingObjective(model, config.train, cluster)
         if cluster.active:
             # After restore: DDP starts by broadcasting rank 0's weights to every rank.
             self.objective = DistributedDataParallel(
