@@ -74,6 +74,13 @@ def test_sample_and_reconstruct(trained_run: Path, tmp_path: Path) -> None:
     assert Image.open(tmp_path / "r.png").size == (2 * (8 * 30 + 2), 2 * (2 * 30 + 2))
     again = vaekit("sample", "--run", str(trained_run), "--out", str(tmp_path / "s.png"))
     assert_user_error(again, "already exists")
+    drawn = vaekit("sample", "--run", str(trained_run), "-n", "16", "--draw", "--out", str(tmp_path / "d.png"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert "drawn from p(x|z)" in drawn.stdout
+    import numpy as np
+
+    # A Bernoulli model's draws are binary images (the white gaps between them are 255 too).
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "d.png"))).tolist()) == {0, 255}
 
 
 def test_existing_run_folder_needs_force(trained_run: Path) -> None:

@@ -107,3 +107,35 @@ def test_a_learned_gaussian_variance_has_a_floor(variance: str) -> None:
     assert likelihood.logvar.grad is not None and torch.all(
         likelihood.logvar.grad > 0
     )  # log p rises with it: it climbs back
+
+
+def exact_mean(likelihood: torch.nn.Module, params: torch.Tensor) -> torch.Tensor:
+    """E[x|z] of a likelihood over the 256 levels of [-1, 1], summed level by level: (C, H, W)."""
+    levels = torch.arange(256.0) / 127.5 - 1.0
+    per_level = [likelihood.log_prob_per_pixel(torch.full(params[:, :2].shape, v), params).exp() for v in levels]
+    return sum(v * mass for v, mass in zip(levels, per_level, strict=True))[0]  # type: ignore[return-value]
+
+
+def test_each_likelihood_draws_samples_with_its_own_mean() -> None:
+    """x ~ p(x|z): over many draws the sample mean is the distribution's mean (Monte Carlo)."""
+    from vaekit.distributions import DiscretizedLogisticLikelihood, MixtureOfLogisticsLikelihood
+
+    generator = torch.Generator().manual_seed(0)
+    decoded = torch.randn((1, 2, 2, 2), generator=generator) * 0.7  # (1, C=2, H, W): one parameter per pixel
+    logistic = DiscretizedLogisticLikelihood(0.2, (2, 2, 2))
+    mixture = MixtureOfLogisticsLikelihood(3, 0.2)
+    mixture_params = torch.randn((1, 18, 2, 2), generator=generator)  # 3 parameters x 3 components x 2 channels
+    cases = [
+        (BernoulliLikelihood(), decoded, torch.sigmoid(decoded)[0]),
+        (GaussianLikelihood("pixel", 0.3, (2, 2, 2)), decoded, decoded[0]),
+        (logistic, decoded.tanh(), exact_mean(logistic, decoded.tanh())),
+        (mixture, mixture_params, exact_mean(mixture, mixture_params)),
+    ]
+    for likelihood, params, mean in cases:
+        many = params.expand(40_000, *params.shape[1:])
+        draws = likelihood.sample(many, generator)
+        assert draws.shape == (40_000, 2, 2, 2)
+        assert torch.allclose(draws.mean(0), mean, atol=0.015), type(likelihood).__name__
+    levels = logistic.sample(decoded.tanh().expand(100, 2, 2, 2), generator)
+    assert torch.allclose((levels + 1) * 127.5, ((levels + 1) * 127.5).round(), atol=1e-4)  # on the 8-bit grid
+    assert set(BernoulliLikelihood().sample(decoded.expand(100, 2, 2, 2), generator).unique().tolist()) <= {0.0, 1.0}

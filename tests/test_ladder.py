@@ -119,3 +119,16 @@ def test_under_bf16_autocast_every_distribution_is_fp32() -> None:
         terms = model.elbo(x, generator=torch.Generator().manual_seed(0))
     for tensor in (top.mu, top.logvar, top.bottom_up.mu, prior1.mu, posterior1.logvar, terms.kl_nats):
         assert tensor.dtype == torch.float32
+
+
+def test_prior_samples_draw_z1_from_p_z1_given_z2() -> None:
+    """Ancestral sampling: z2 ~ N(0, I), then z1 ~ p(z1|z2) drawn (not its mean), then E[x|z1]."""
+    torch.manual_seed(0)
+    model = build_model(LADDER, (1, 8, 8)).eval()
+    got = model.sample(5, torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        z2 = torch.randn((5, 3), generator=generator)
+        z1 = model.top_down(z2).rsample(generator)
+        by_hand = model.mean_image(model.decode_bottom(z1))
+    assert torch.allclose(got, by_hand)

@@ -99,3 +99,29 @@ def test_an_epoch_report_sums_the_epoch_and_validates(blob_npz: Path) -> None:
     assert result.train_loss == pytest.approx(result.train_recon_nats + result.train_kl_nats)
     assert result.is_best and result.best_val_nats == result.val.nelbo_nats and result.val.images == 40
     assert result.images_per_second > 0
+
+
+def test_the_epoch_sample_picture_comes_from_the_model_s_own_prior(blob_npz: Path, tmp_path: Path) -> None:
+    """With a learned mixture prior far from N(0, I), the picture must be the model's own samples."""
+    import numpy as np
+    from PIL import Image
+
+    from vaekit.data.transforms import to_unit_range
+    from vaekit.training.callbacks import PICTURE_SAMPLES, RunWriter
+    from vaekit.training.state import EVAL_SEED_OFFSET
+    from vaekit.viz.grid import sample_grid
+
+    config = RunConfig(
+        data=DataConfig(dataset=str(blob_npz), val_size=40),
+        model=ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="mixture", prior_components=2),
+    )
+    splits = load_dataset(config.data, progress=False)
+    torch.manual_seed(0)
+    model = build_model(config.model, splits.shape)
+    with torch.no_grad():
+        model.prior.means.fill_(6.0)  # type: ignore[union-attr]  # where N(0, I) never goes
+    RunWriter(tmp_path, config, splits, model.device).save_pictures(model, 1)
+    written = np.asarray(Image.open(tmp_path / "images" / "samples_epoch001.png"))[::2, ::2]  # drawn 2x
+    generator = torch.Generator(model.device).manual_seed(config.train.seed + EVAL_SEED_OFFSET)
+    expected = sample_grid(to_unit_range(model.sample(PICTURE_SAMPLES, generator), config.data))[..., 0]
+    assert np.array_equal(written, expected)

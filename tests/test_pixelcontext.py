@@ -68,6 +68,25 @@ def test_the_likelihood_is_normalised_over_every_binary_image() -> None:
     assert not torch.allclose(plain, model.log_likelihood(images, decoded))
 
 
+def test_drawn_images_follow_the_model_s_own_distribution() -> None:
+    """Ancestral draws through the head, pixel by pixel: their frequencies over the 512 binary 3x3
+    images match the exact probabilities the likelihood gives them."""
+    config = ModelConfig(
+        architecture="mlp", hidden_sizes=(8,), latent_dim=2, pixel_context_layers=2, pixel_context_channels=5
+    )
+    torch.manual_seed(1)
+    model = build_model(config, (1, 3, 3))
+    torch.nn.init.normal_(model.pixel_context.out.weight)
+    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9))).view(-1, 1, 3, 3)  # (512, 1, 3, 3)
+    with torch.no_grad():
+        decoded = model.decode(torch.randn(1, 2))
+        exact = model.log_likelihood(images, decoded.expand(512, -1, -1, -1)).double().exp()
+        draws = model.draw_image(decoded.expand(40_000, -1, -1, -1), torch.Generator().manual_seed(0))
+    index = (draws.view(-1, 9) * 2 ** torch.arange(8, -1, -1)).sum(1).long()  # each draw's row in `images`
+    frequency = torch.bincount(index, minlength=512).double() / len(draws)
+    assert 0.5 * (frequency - exact).abs().sum().item() < 0.03  # total variation: sampling noise only
+
+
 def test_windowed_generation_equals_the_whole_image_loop() -> None:
     head = random_head(channels=1, params=1, layers=3)
     height, width = 9, 14  # wider than the window (2 * reach + 1 = 9 columns), so windows are cut on both sides

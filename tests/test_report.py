@@ -14,7 +14,16 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_s
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.training.run import train_run
 
-PICTURES = ["curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold"]
+PICTURES = [
+    "curves",
+    "reconstructions",
+    "samples",
+    "samples-drawn",
+    "interpolations",
+    "traversals",
+    "latent-map",
+    "manifold",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,7 @@ def test_every_plot_is_a_png_of_the_expected_size(run_dir: Path, tmp_path: Path)
     sizes = {name: Image.open(tmp_path / f"{name}.png").size for name in PICTURES}
     cell = 16 + 2  # image side plus the gap between images
     assert sizes["reconstructions"] == (2 * (8 * cell + 2), 2 * (8 * cell + 2))  # 4 row pairs of 8 images
-    assert sizes["samples"] == (2 * (8 * cell + 2), 2 * (8 * cell + 2))
+    assert sizes["samples"] == sizes["samples-drawn"] == (2 * (8 * cell + 2), 2 * (8 * cell + 2))
     assert sizes["interpolations"] == (2 * (10 * cell + 2), 2 * (8 * cell + 2))  # 4 pairs x (linear, slerp)
     assert sizes["traversals"] == (2 * (9 * cell + 2), 2 * (4 * cell + 2))  # one row per latent dimension
     assert sizes["manifold"] == (2 * 15 * 16, 2 * 15 * 16)

@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
 # Kept here rather than imported so that `vaekit --help` does not load matplotlib and torch.
-PICTURE_NAMES = ("curves", "reconstructions", "samples", "interpolations", "traversals", "latent-map", "manifold")
+PICTURE_NAMES = (
+    "curves",
+    "reconstructions",
+    "samples",
+    "samples-drawn",
+    "interpolations",
+    "traversals",
+    "latent-map",
+    "manifold",
+)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -113,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--force", action="store_true", help="replace an existing output file")
         if name == "reconstruct":
             sub.add_argument("--split", choices=["val", "test"], default="test")
+        else:
+            sub.add_argument(
+                "--draw",
+                action="store_true",
+                help="draw each image from p(x|z), what the model generates (default: its mean E[x|z], smoother)",
+            )
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
 
     evaluate = commands.add_parser("evaluate", help="negative ELBO, IWAE -log p(x), active units, sample quality")
@@ -220,9 +235,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_output(args.out, args.force)
     run = load_run(args.run, args.checkpoint, args.device)
     generator = torch.Generator(run.model.device).manual_seed(args.seed)
-    images = run.to_display(run.model.sample(args.n, generator))
+    images = run.to_display(run.model.sample(args.n, generator, draw=args.draw))
     save_png(args.out, sample_grid(images), scale=2)
-    print(f"wrote {args.n} prior samples to {args.out}")
+    what = "prior samples drawn from p(x|z)" if args.draw else "prior samples (E[x|z])"
+    print(f"wrote {args.n} {what} to {args.out}")
     return 0
 
 

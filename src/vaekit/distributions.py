@@ -98,6 +98,10 @@ class Likelihood(Protocol):
         """E[x|z] in model scale, (B, C, H, W)."""
         ...
 
+    def sample(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw x ~ p(x|z) in model scale, (B, C, H, W)."""
+        ...
+
 
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
@@ -111,6 +115,9 @@ class BernoulliLikelihood(nn.Module):
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(logits), generator=generator)
 
 
 class GaussianLikelihood(nn.Module):
@@ -147,6 +154,10 @@ class GaussianLikelihood(nn.Module):
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean
 
+    def sample(self, mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * self.effective_logvar) * noise
+
 
 HALF_BIN = 1.0 / 255.0  # half the width of one of 256 levels on [-1, 1]
 
@@ -173,6 +184,16 @@ def discretized_logistic_log_mass(x: torch.Tensor, mean: torch.Tensor, log_scale
     return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_survival_lower, interior))
 
 
+def logistic_sample_levels(
+    mean: torch.Tensor, log_scale: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A draw from the discretised logistic: a logistic draw (inverse CDF) rounded to the nearest
+    of the 256 levels of [-1, 1], values beyond the end levels going to them (the open end bins)."""
+    u = torch.rand(mean.shape, generator=generator, device=mean.device).clamp(1e-6, 1.0 - 1e-6)
+    x = mean + torch.exp(log_scale.clamp(min=-7.0)) * (torch.log(u) - torch.log1p(-u))
+    return ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) / 127.5 - 1.0
+
+
 class DiscretizedLogisticLikelihood(nn.Module):
     """p(x|z) over the 256 levels of 8-bit pixels, scaled to [-1, 1] (level k at k / 127.5 - 1):
     one discretised logistic per pixel (see discretized_logistic_log_mass). The decoder outputs
@@ -195,6 +216,9 @@ class DiscretizedLogisticLikelihood(nn.Module):
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean.clamp(-1.0, 1.0)
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return logistic_sample_levels(mean, self.log_scale.expand_as(mean), generator)
 
 
 class MixtureOfLogisticsLikelihood(nn.Module):
@@ -233,3 +257,11 @@ class MixtureOfLogisticsLikelihood(nn.Module):
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         log_weights, means, _ = self.split(decoded)
         return (log_weights.exp() * means).sum(dim=1)  # E[x|z] per pixel, (B, C, H, W)
+
+    def sample(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        log_weights, means, log_scales = self.split(decoded)  # (B, M, C, H, W) each
+        # A component per pixel by the Gumbel-max trick, then a draw from that discretised logistic.
+        u = torch.rand(log_weights.shape, generator=generator, device=decoded.device).clamp(1e-10, 1.0 - 1e-10)
+        chosen = (log_weights - torch.log(-torch.log(u))).argmax(dim=1, keepdim=True)  # (B, 1, C, H, W)
+        mean, log_scale = means.gather(1, chosen)[:, 0], log_scales.gather(1, chosen)[:, 0]
+        return logistic_sample_levels(mean, log_scale, generator)

@@ -90,6 +90,11 @@ class LadderVAE(VAE):
     def decode_bottom(self, z1: torch.Tensor) -> torch.Tensor:
         return super().decode(z1)  # (B, Z1) -> (B, C, H, W)
 
+    def decode_prior_draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral: z2 ~ N(0, I), then z1 ~ p(z1|z2) drawn, not its mean; the decoder's output at z1."""
+        z2 = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
+        return self.decode_bottom(self.top_down(z2).rsample(generator))  # (n, Z1) -> (n, P, H, W)
+
     def _split_noise(
         self, eps: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:

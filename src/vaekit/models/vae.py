@@ -128,10 +128,23 @@ class VAE(nn.Module):
         kl = posterior.kl_per_dim().sum(-1) if self.closed_form_kl else (log_px - log_w).mean(0)
         return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)
 
+    def draw_image(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x|z) in model scale: what the model generates. With a pixel-context head, pixel by
+        pixel, each drawn given z and the pixels drawn before it."""
+        if self.pixel_context is not None:
+            return self.pixel_context.generate(decoded, lambda params: self.likelihood.sample(params, generator))
+        return self.likelihood.sample(decoded, generator)
+
+    def decode_prior_draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The decoder's output at n draws from the model's own prior, (n, P, H, W)."""
+        return self.decode(self.prior.sample(n, generator, self.device, self.encode))
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images E[x|z] with z from the prior, (n, C, H, W)."""
-        return self.mean_image(self.decode(self.prior.sample(n, generator, self.device, self.encode)))
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False) -> torch.Tensor:
+        """n images from the model, (n, C, H, W): z from its prior, then E[x|z] (a smooth picture) or,
+        with `draw`, x ~ p(x|z) (what the model actually generates)."""
+        decoded = self.decode_prior_draw(n, generator)
+        return self.draw_image(decoded, generator) if draw else self.mean_image(decoded)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

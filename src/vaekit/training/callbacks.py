@@ -112,9 +112,8 @@ class RunWriter:
     def __init__(self, run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device) -> None:
         self.run_dir = run_dir
         self.config = config
-        # The same originals and prior draws every epoch, so the pictures show progress.
+        # The same originals, and prior draws from the same seed, every epoch: the pictures show progress.
         self.fixed_images = torch.from_numpy(splits.val.images[:PICTURE_ORIGINALS]).to(device)
-        self.fixed_z: torch.Tensor | None = None  # (64, Z) drawn at the first picture, Z = the model's
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         line = {
@@ -144,10 +143,9 @@ class RunWriter:
         recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
         grid = reconstruction_grid(to_unit_range(originals, data), to_unit_range(recon, data))
         save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", grid, scale=2)
-        if self.fixed_z is None:
-            generator = torch.Generator().manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
-            self.fixed_z = torch.randn((PICTURE_SAMPLES, model.latent_dim), generator=generator).to(model.device)
-        samples = to_unit_range(model.mean_image(model.decode(self.fixed_z)), data)
+        # From the model's own prior (a learned one included; ancestral for two layers), as E[x|z].
+        generator = torch.Generator(model.device).manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
+        samples = to_unit_range(model.sample(PICTURE_SAMPLES, generator), data)
         save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", sample_grid(samples), scale=2)
         model.train()
 

@@ -51,7 +51,13 @@ def reconstructions(ctx: PictureContext, n: int = 32) -> np.ndarray:
 
 
 def samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
+    """Prior samples as E[x|z]: each a smooth picture of what z encodes."""
     return sample_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator)))
+
+
+def drawn_samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
+    """The same prior draws of z, each image drawn from p(x|z): what the model generates."""
+    return sample_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator, draw=True)))
 
 
 def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.ndarray:
@@ -109,6 +115,7 @@ def curves(ctx: PictureContext) -> Figure:
 PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "reconstructions": reconstructions,
     "samples": samples,
+    "samples-drawn": drawn_samples,
     "interpolations": interpolations,
     "traversals": traversals,
     "latent-map": latent_space_map,

@@ -16,7 +16,8 @@ from vaekit.metrics.evaluation import collapse_warning, format_table
 PICTURE_TITLES = {
     "curves": "Training curves",
     "reconstructions": "Reconstructions (each row of test images over its reconstructions)",
-    "samples": "Samples from the prior",
+    "samples": "Samples from the prior: E[x|z] for z drawn from the prior",
+    "samples-drawn": "Samples from the prior, drawn: x ~ p(x|z) for the same z (what the model generates)",
     "interpolations": "Interpolations between test images (per pair: linear row, then spherical row)",
     "traversals": "Latent traversals (one row per dimension, largest KL first; -3 to +3)",
     "latent-map": "Latent space of the test set",
