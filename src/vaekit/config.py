@@ -20,7 +20,7 @@ from vaekit.errors import VaekitError
 
 Architecture = Literal["mlp", "conv", "resnet"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
-LikelihoodName = Literal["bernoulli", "gaussian", "logistic", "logistic-mixture"]
+LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
@@ -87,8 +87,9 @@ class ModelConfig:
     likelihood: LikelihoodName = field(
         default="bernoulli",
         metadata=_help(
-            "p(x|z) family; logistic: discretised logistic over 8-bit levels, logistic-mixture: a mixture of "
-            "--logistic-components of them per pixel (both need --pixel-range symmetric)"
+            "p(x|z) family; bernoulli: a likelihood of binary pixels (--binarize), a cross-entropy on grey ones; "
+            "continuous-bernoulli: its normalised density on [0, 1]; logistic: discretised logistic over 8-bit levels, "
+            "logistic-mixture: a mixture of --logistic-components of them per pixel (both need --pixel-range symmetric)"
         ),
     )
     logistic_components: int = field(default=5, metadata=_help("logistic-mixture only: mixture components per pixel"))
@@ -233,6 +234,12 @@ class RunConfig:
             or (self.data.pixel_range == "symmetric" and not self.data.binarize),
             f"--likelihood {self.model.likelihood} models 8-bit levels in [-1, 1]: add --pixel-range symmetric "
             "(and no --binarize)",
+        )
+        _require(
+            self.model.likelihood != "continuous-bernoulli"
+            or (self.data.pixel_range == "unit" and not self.data.binarize),
+            "--likelihood continuous-bernoulli is a density of grey pixels in [0, 1]: use --pixel-range unit and no "
+            "--binarize (binary pixels want --likelihood bernoulli)",
         )
         _require(
             self.model.prior == "standard" or self.train.free_bits == 0.0,

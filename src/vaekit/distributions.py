@@ -7,7 +7,7 @@ Every log-probability is returned per example, shape (B,), in nats; the caller r
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -79,15 +79,19 @@ def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(start_dim=1).sum(dim=1)  # (B, C, H, W) -> (B,)
 
 
+Support = Literal["binary", "levels", "continuous"]
+
+
 class Likelihood(Protocol):
     """What the VAE, the metrics and the decoders need to know about p(x|z).
 
     `decoded` is the decoder's output, (B, P, H, W) with P = C * params_per_channel.
     """
 
-    # True: a probability mass over the values the data takes, whose nats convert to bits/dim as
-    # they are; False: a density, which needs the pixels' bin width for that (see bits_per_dim).
-    discrete: bool
+    # What x may be: "binary" (0 or 1: a probability mass only on binary data), "levels" (a mass
+    # over the 256 levels of 8-bit pixels), or "continuous" (a density, a probability only once
+    # the pixels are dequantised). metrics/figures.py turns this into what a figure may be called.
+    support: Support
     params_per_channel: int  # decoder outputs per image channel
 
     def log_prob(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -106,7 +110,7 @@ class Likelihood(Protocol):
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
 
-    discrete = True
+    support: Support = "binary"
     params_per_channel = 1
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +127,7 @@ class BernoulliLikelihood(nn.Module):
 class GaussianLikelihood(nn.Module):
     """p(x|z) = N(x; decoder mean, sigma^2) with sigma fixed, one learned, or learned per pixel."""
 
-    discrete = False
+    support: Support = "continuous"
     params_per_channel = 1
 
     def __init__(self, variance: str, sigma: float, image_shape: tuple[int, int, int]) -> None:
@@ -157,6 +161,62 @@ class GaussianLikelihood(nn.Module):
     def sample(self, mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(0.5 * self.effective_logvar) * noise
+
+
+# |logit| below which the continuous Bernoulli's normaliser, mean and inverse CDF use their
+# series: there lambda is within 0.025 of 1/2 and the closed forms become 0/0.
+CB_SERIES_LOGIT = 0.1
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C of the continuous Bernoulli with lambda = sigmoid(logits), elementwise
+    (Loaiza-Ganem & Cunningham 2019, https://arxiv.org/abs/1907.06845).
+
+    C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda) is, in the logit l, l / tanh(l / 2): an even
+    function with C = 2 at l = 0. log C = log|l| - log tanh(|l| / 2), both terms stable for l away
+    from 0; near 0 the series log 2 + l^2/12 - 7 l^4/1440 (next term below 1e-9 for |l| < 0.1).
+    """
+    a = logits.abs()
+    small = a < CB_SERIES_LOGIT
+    safe = torch.where(small, torch.ones_like(a), a)  # keeps the unused branch (and its gradient) finite
+    # log tanh(a / 2) = log(1 - e^-a) - log(1 + e^-a)
+    direct = torch.log(safe) - torch.log(-torch.expm1(-safe)) + torch.log1p(torch.exp(-safe))
+    series = math.log(2.0) + a.pow(2) / 12.0 - 7.0 * a.pow(4) / 1440.0
+    return torch.where(small, series, direct)
+
+
+class ContinuousBernoulliLikelihood(nn.Module):
+    """p(x|z) = prod C(lambda) lambda^x (1 - lambda)^(1 - x) for pixels x in [0, 1], lambda =
+    sigmoid(logits): the tutorials' binary cross-entropy on grey pixels plus the log-normaliser
+    that makes it a density on [0, 1] (see continuous_bernoulli_log_norm). A density: its nats
+    become bits/dim only through dequantisation (DataConfig.dequantize)."""
+
+    support: Support = "continuous"
+    params_per_channel = 1
+
+    def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        cross_entropy = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        return _sum_pixels(continuous_bernoulli_log_norm(logits) - cross_entropy)
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """E[x] = 1 / (1 - e^-l) - 1 / l, and 1/2 + l/12 - l^3/720 near l = 0."""
+        small = logits.abs() < CB_SERIES_LOGIT
+        safe = torch.where(small, torch.ones_like(logits), logits)
+        direct = -1.0 / torch.expm1(-safe) - 1.0 / safe
+        series = 0.5 + logits / 12.0 - logits.pow(3) / 720.0
+        return torch.where(small, series, direct)
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Inverse CDF: x = log(1 + u (e^l - 1)) / l for u ~ U(0, 1), written so that neither e^l
+        overflows nor precision is lost near l = 0 (there x = u + l u (1 - u) / 2 + O(l^2))."""
+        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        small = logits.abs() < CB_SERIES_LOGIT
+        safe = torch.where(small, torch.ones_like(logits), logits)
+        positive = 1.0 + torch.log(u + (1.0 - u) * torch.exp(-safe.clamp(min=0.0))) / safe  # l > 0
+        negative = torch.log1p(u * torch.expm1(safe.clamp(max=0.0))) / safe  # l < 0
+        direct = torch.where(safe > 0, positive, negative)
+        series = u + logits * u * (1.0 - u) / 2.0
+        return torch.where(small, series, direct).clamp(0.0, 1.0)
 
 
 HALF_BIN = 1.0 / 255.0  # half the width of one of 256 levels on [-1, 1]
@@ -200,7 +260,7 @@ class DiscretizedLogisticLikelihood(nn.Module):
     the mean; the log-scale is learned per pixel. A proper discrete likelihood: its nats convert
     to bits/dim directly."""
 
-    discrete = True
+    support: Support = "levels"
     params_per_channel = 1
 
     def __init__(self, sigma: float, image_shape: tuple[int, int, int]) -> None:
@@ -228,7 +288,7 @@ class MixtureOfLogisticsLikelihood(nn.Module):
     independent). Multi-modal pixels (a pixel either background or bright) get one mode each,
     which a single logistic or Gaussian smears. The decoder outputs (B, 3 M C, H, W)."""
 
-    discrete = True
+    support: Support = "levels"
 
     def __init__(self, components: int, sigma: float) -> None:
         super().__init__()

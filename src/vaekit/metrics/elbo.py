@@ -28,7 +28,7 @@ class ElboSummary:
 
 def log_bin_width(model: VAE, data: DataConfig) -> float:
     """0 for discrete likelihoods; log of the pixel bin width for densities (see bits_per_dim)."""
-    return 0.0 if model.likelihood.discrete else math.log(pixel_bin_width(data))
+    return math.log(pixel_bin_width(data)) if model.likelihood.support == "continuous" else 0.0
 
 
 @torch.inference_mode()

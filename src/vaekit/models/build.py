@@ -8,6 +8,7 @@ from torch import nn
 from vaekit.config import ModelConfig
 from vaekit.distributions import (
     BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
     DiscretizedLogisticLikelihood,
     GaussianLikelihood,
     Likelihood,
@@ -25,6 +26,8 @@ from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
 def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
     if config.likelihood == "bernoulli":
         return BernoulliLikelihood()
+    if config.likelihood == "continuous-bernoulli":
+        return ContinuousBernoulliLikelihood()
     if config.likelihood == "logistic":
         return DiscretizedLogisticLikelihood(config.sigma, image_shape)
     if config.likelihood == "logistic-mixture":
