@@ -1,7 +1,9 @@
 """The `vaekit` command, run as a user runs it: a subprocess, its output and exit code."""
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +54,26 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     result = vaekit("train", "--dataset", "blobs.npz", *flags, "--out", str(out), cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "test negative ELBO" in result.stdout and "nats/image" in result.stdout
+    assert "test -ELBO" in result.stdout and "nats/image" in result.stdout
+    (out / "train-output.txt").write_text(result.stdout + result.stderr)
     return out
+
+
+def test_a_bernoulli_on_grey_pixels_is_called_a_cross_entropy_everywhere(trained_run: Path) -> None:
+    """Never a likelihood, never bits/dim: in training's output, evaluate's table and eval.json."""
+    trained = (trained_run / "train-output.txt").read_text()
+    assert "is a cross-entropy, not a likelihood" in trained and "--binarize" in trained  # the note, once
+    assert "[cross-entropy]" in trained and "no bits/dim" in trained and not re.search(r"\d bits/dim", trained)
+    result = vaekit("evaluate", "--run", str(trained_run), "--k", "5", "--no-quality", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "cross-entropy on grey pixels" in result.stdout and "log p(x)" not in result.stdout
+    assert re.search(r"bits/dim\s+none", result.stdout) and not re.search(r"bits/dim\s+\d", result.stdout)
+    evaluation = json.loads((trained_run / "eval.json").read_text())
+    assert evaluation["figure"] == "cross-entropy"
+    assert evaluation["iwae_cross_entropy_nats"] <= evaluation["elbo_cross_entropy_nats"] + 1.0
+    assert not [key for key in evaluation if "bits_per_dim" in key or "nll" in key or "nelbo" in key]
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert "test_bits_per_dim" not in summary and summary["test_figure"] == "cross-entropy"
 
 
 def test_train_writes_the_resolved_config(trained_run: Path) -> None:
@@ -148,5 +168,8 @@ def test_binarized_mnist_preset_runs_on_mnist_files_in_a_data_dir(tmp_path: Path
     assert config["model"]["hidden_sizes"] == [200, 200] and config["model"]["latent_dim"] == 50
     result = vaekit("evaluate", "--run", str(out), "--k", "20", "--no-quality", "--device", "cpu")
     assert result.returncode == 0, result.stderr
+    assert "-log p(x), IWAE K=20" in result.stdout and "cross-entropy" not in result.stdout
     evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["figure"] == "likelihood"  # binarised pixels: a Bernoulli is their likelihood
     assert evaluation["iwae_nll_nats"] <= evaluation["elbo_nelbo_nats"] + 1.0
+    assert evaluation["iwae_bits_per_dim"] == pytest.approx(evaluation["iwae_nll_nats"] / (784 * math.log(2)))

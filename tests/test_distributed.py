@@ -130,7 +130,7 @@ def test_only_rank_zero_writes_and_reports(two_ranks: tuple[Path, str]) -> None:
     out, output = two_ranks
     assert len(metrics(out)) == 3  # one line per epoch: a second writer would append its own
     assert json.loads((out / "config.json").read_text())["processes"] == 2
-    assert output.count("test negative ELBO") == 1
+    assert output.count("test -ELBO") == 1
     assert "[rank 1]" not in output and "Traceback" not in output
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "best.safetensors",

@@ -122,9 +122,12 @@ def test_the_standard_error_is_the_spread_between_images() -> None:
     assert same.standard_error_nats < 0.1 * summary.standard_error_nats
 
 
-def test_bits_per_dim_of_the_estimate() -> None:
-    summary = iwae_over(tiny_model(), blobs(8), DATA, k=5)
-    assert summary.bits_per_dim == pytest.approx(summary.nll_nats / (64 * math.log(2)))
+def test_bits_per_dim_of_the_estimate_only_where_it_is_a_likelihood() -> None:
+    binary = iwae_over(tiny_model(), blobs(8), DataConfig(binarize=True), k=5)
+    assert binary.figure == "likelihood"
+    assert binary.bits_per_dim == pytest.approx(binary.nll_nats / (64 * math.log(2)))
+    grey = iwae_over(tiny_model(), blobs(8), DATA, k=5)
+    assert (grey.figure, grey.bits_per_dim) == ("cross-entropy", None)
 
 
 def test_training_with_the_iwae_objective(tmp_path: Path) -> None:

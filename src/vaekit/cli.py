@@ -204,11 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not cluster.is_main:  # rank 0 reports
         return 0
     test = result.test
-    print(
-        f"test negative ELBO {test.nelbo_nats:.2f} nats/image "
-        f"(reconstruction {test.recon_nats:.2f} + KL {test.kl_nats:.2f}), "
-        f"{test.bits_per_dim:.4f} bits/dim, {test.images} images, wall time {result.wall_seconds:.1f} s"
-    )
+    print(f"test {test.line()}, {test.images} images, wall time {result.wall_seconds:.1f} s")
     print(f"run folder: {result.run_dir}  (metrics.jsonl, summary.json, images/, checkpoints/)")
     return 0
 

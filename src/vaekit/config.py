@@ -51,6 +51,13 @@ class DataConfig:
         default=None, metadata=_help("images held out of training for validation (default 5000, or 10%% of own data)")
     )
     binarize: bool = field(default=False, metadata=_help("dynamically binarise pixels (sampled per batch)"))
+    dequantize: bool = field(
+        default=False,
+        metadata=_help(
+            "spread each 8-bit pixel uniformly over its bin, x = (k + u) / 256 (drawn per batch): a continuous "
+            "likelihood's nats then bound the 8-bit image's and get bits/dim"
+        ),
+    )
     pixel_range: PixelRange = field(default="unit", metadata=_help("unit: [0,1]; symmetric: [-1,1]"))
     train_limit: int | None = field(default=None, metadata=_help("use only the first N training images"))
     split_seed: int = field(default=0, metadata=_help("seed of the train/validation split (fixed across runs)"))
@@ -70,6 +77,7 @@ class DataConfig:
             not (self.binarize and self.pixel_range == "symmetric"),
             "--binarize needs --pixel-range unit: binary pixels are 0 or 1",
         )
+        _require(not (self.binarize and self.dequantize), "--binarize and --dequantize exclude each other: choose one")
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,11 @@ class RunConfig:
             or (self.data.pixel_range == "unit" and not self.data.binarize),
             "--likelihood continuous-bernoulli is a density of grey pixels in [0, 1]: use --pixel-range unit and no "
             "--binarize (binary pixels want --likelihood bernoulli)",
+        )
+        _require(
+            not self.data.dequantize or self.model.likelihood in ("gaussian", "continuous-bernoulli"),
+            f"--dequantize is for continuous likelihoods (gaussian, continuous-bernoulli); --likelihood "
+            f"{self.model.likelihood} already models the pixels' values: leave --dequantize out",
         )
         _require(
             self.model.prior == "standard" or self.train.free_bits == 0.0,

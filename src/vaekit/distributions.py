@@ -92,6 +92,7 @@ class Likelihood(Protocol):
     # over the 256 levels of 8-bit pixels), or "continuous" (a density, a probability only once
     # the pixels are dequantised). metrics/figures.py turns this into what a figure may be called.
     support: Support
+    title: str  # its name in reports: "Bernoulli", "Gaussian", ...
     params_per_channel: int  # decoder outputs per image channel
 
     def log_prob(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -111,6 +112,7 @@ class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
 
     support: Support = "binary"
+    title = "Bernoulli"
     params_per_channel = 1
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -128,6 +130,7 @@ class GaussianLikelihood(nn.Module):
     """p(x|z) = N(x; decoder mean, sigma^2) with sigma fixed, one learned, or learned per pixel."""
 
     support: Support = "continuous"
+    title = "Gaussian"
     params_per_channel = 1
 
     def __init__(self, variance: str, sigma: float, image_shape: tuple[int, int, int]) -> None:
@@ -192,6 +195,7 @@ class ContinuousBernoulliLikelihood(nn.Module):
     become bits/dim only through dequantisation (DataConfig.dequantize)."""
 
     support: Support = "continuous"
+    title = "continuous Bernoulli"
     params_per_channel = 1
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -261,6 +265,7 @@ class DiscretizedLogisticLikelihood(nn.Module):
     to bits/dim directly."""
 
     support: Support = "levels"
+    title = "discretised logistic"
     params_per_channel = 1
 
     def __init__(self, sigma: float, image_shape: tuple[int, int, int]) -> None:
@@ -289,6 +294,7 @@ class MixtureOfLogisticsLikelihood(nn.Module):
     which a single logistic or Gaussian smears. The decoder outputs (B, 3 M C, H, W)."""
 
     support: Support = "levels"
+    title = "mixture of discretised logistics"
 
     def __init__(self, components: int, sigma: float) -> None:
         super().__init__()

@@ -15,8 +15,15 @@ from vaekit.config import DataConfig
 
 
 def to_model_input(batch: torch.Tensor, config: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 pixels -> float in [0,1], optionally binarised (sampled) or scaled to [-1,1]."""
-    x = batch.float().div_(255.0)
+    """uint8 pixels -> float in [0,1], optionally binarised or dequantised (sampled), or scaled to [-1,1]."""
+    if config.dequantize:
+        # Uniform dequantisation (Theis et al. 2016): level k becomes a uniform draw from its bin
+        # [k/256, (k+1)/256), and the 256 bins tile [0, 1], so a density's integral over a bin is
+        # the probability of the level (see metrics/meaning.py for the bound this gives).
+        noise = torch.rand(batch.shape, generator=generator, device=batch.device)
+        x = batch.float().add_(noise).div_(256.0)
+    else:
+        x = batch.float().div_(255.0)
     if config.binarize:
         # Dynamic binarisation: each pixel is 1 with probability equal to its intensity, resampled
         # every time, so the model sees fresh binary data each epoch (Salakhutdinov & Murray 2008).
@@ -47,7 +54,8 @@ def to_unit_range(x: torch.Tensor, config: DataConfig) -> torch.Tensor:
 
 
 def pixel_bin_width(config: DataConfig) -> float:
-    """Width of one of the 256 intensity bins in model scale (for density -> probability)."""
+    """Width of one of the 256 bins that tile the model's pixel range ([0, 1] or [-1, 1]): the bins
+    dequantised pixels are drawn from (a density times it bounds a level's probability)."""
     return (2.0 if config.pixel_range == "symmetric" else 1.0) / 256.0
 
 

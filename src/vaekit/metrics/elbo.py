@@ -1,4 +1,8 @@
-"""Dataset-level ELBO: the per-image negative ELBO and its parts averaged over a whole set."""
+"""Dataset-level ELBO: the per-image negative ELBO and its parts averaged over a whole set.
+
+What the nats are (a likelihood, a cross-entropy or a density) depends on the likelihood and the
+data: see meaning.py; bits/dim are given only where they are honest.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches, pixel_bin_width
+from vaekit.data.transforms import model_batches
+from vaekit.metrics.meaning import figure_meaning, meaning_of_kind
 from vaekit.models import VAE
-from vaekit.objectives import bits_per_dim
 
 
 @dataclass(frozen=True)
@@ -19,16 +23,21 @@ class ElboSummary:
     nelbo_nats: float  # negative ELBO, nats per image
     recon_nats: float  # -E_q[log p(x|z)], nats per image
     kl_nats: float  # KL(q(z|x) || p(z)), nats per image
-    bits_per_dim: float
+    bits_per_dim: float | None  # None where the nats are not a likelihood (meaning.py)
     images: int
+    figure: str = "likelihood"  # meaning.Kind: what the nats are
 
-    def to_dict(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}{key}": value for key, value in asdict(self).items()}
+    def to_dict(self, prefix: str = "") -> dict[str, float | int | str]:
+        return {f"{prefix}{key}": value for key, value in asdict(self).items() if value is not None}
 
-
-def log_bin_width(model: VAE, data: DataConfig) -> float:
-    """0 for discrete likelihoods; log of the pixel bin width for densities (see bits_per_dim)."""
-    return math.log(pixel_bin_width(data)) if model.likelihood.support == "continuous" else 0.0
+    def line(self) -> str:
+        """One line for the console: the figure, its parts, and bits/dim where they are honest."""
+        kind = "" if self.figure == "likelihood" else f" [{meaning_of_kind(self.figure).label}]"
+        bits = "no bits/dim" if self.bits_per_dim is None else f"{self.bits_per_dim:.4f} bits/dim"
+        return (
+            f"-ELBO{kind} {self.nelbo_nats:.2f} nats/image (recon {self.recon_nats:.2f} + KL {self.kl_nats:.2f}), "
+            f"{bits}"
+        )
 
 
 @torch.inference_mode()
@@ -54,5 +63,6 @@ def elbo_over(
 def summarise(model: VAE, data: DataConfig, recon_nats: float, kl_nats: float, images: int) -> ElboSummary:
     """The summary of a set from its mean reconstruction term and KL, in nats per image."""
     nelbo = recon_nats + kl_nats
-    num_dims = math.prod(model.image_shape)
-    return ElboSummary(nelbo, recon_nats, kl_nats, bits_per_dim(nelbo, num_dims, log_bin_width(model, data)), images)
+    meaning = figure_meaning(model.likelihood, data)
+    bits = meaning.bits_per_dim(nelbo, math.prod(model.image_shape))
+    return ElboSummary(nelbo, recon_nats, kl_nats, bits, images, meaning.kind)

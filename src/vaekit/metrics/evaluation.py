@@ -12,6 +12,7 @@ from vaekit.loading import TrainedRun
 from vaekit.metrics.elbo import elbo_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
+from vaekit.metrics.meaning import figure_meaning, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.models.ladder import LadderVAE
 
@@ -53,17 +54,27 @@ def evaluate_run(
         started = time.perf_counter()
         scores = sample_quality(run.model, splits, data, seed=seed)
         seconds["quality"] = time.perf_counter() - started
+    meaning = figure_meaning(run.model.likelihood, data)
+    # Keys name the figure: elbo_nelbo_nats / iwae_nll_nats only for a likelihood, otherwise e.g.
+    # elbo_cross_entropy_nats / iwae_cross_entropy_nats; *_bits_per_dim only where honest.
+    bits = {} if iwae.bits_per_dim is None else {"iwae_bits_per_dim": iwae.bits_per_dim}
+    if elbo.bits_per_dim is not None:
+        bits["elbo_bits_per_dim"] = elbo.bits_per_dim
     return {
         "split": split,
         "images": len(images),
         "first_images": limit,  # None: the whole split
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
-        **elbo.to_dict(prefix="elbo_"),
+        "figure": meaning.kind,
+        "figure_description": meaning.description,
+        meaning.elbo_key: elbo.nelbo_nats,
+        "elbo_recon_nats": elbo.recon_nats,
+        "elbo_kl_nats": elbo.kl_nats,
         "iwae_k": k,
-        "iwae_nll_nats": iwae.nll_nats,
+        meaning.iwae_key: iwae.nll_nats,
         "iwae_standard_error_nats": iwae.standard_error_nats,
-        "iwae_bits_per_dim": iwae.bits_per_dim,
+        **bits,
         "latent_dim": run.model.latent_dim,
         **usage.to_dict(),
         **bottom,
@@ -98,17 +109,19 @@ def collapse_warning(result: dict[str, Any]) -> str | None:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    meaning = meaning_of_kind(result.get("figure", "likelihood"))
+    bound = meaning.label
     rows = [
-        ("negative ELBO", f"{result['elbo_nelbo_nats']:.2f} nats/image"),
+        (f"negative ELBO ({bound})", f"{result[meaning.elbo_key]:.2f} nats/image"),
         ("  reconstruction", f"{result['elbo_recon_nats']:.2f} nats/image"),
         ("  KL", f"{result['elbo_kl_nats']:.2f} nats/image"),
-        ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}"),
+        ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}" if "elbo_bits_per_dim" in result else "none"),
         (
-            f"-log p(x), IWAE K={result['iwae_k']}",
-            f"{result['iwae_nll_nats']:.2f} nats/image "
+            f"{bound}, IWAE K={result['iwae_k']}",
+            f"{result[meaning.iwae_key]:.2f} nats/image "
             f"(± {result.get('iwae_standard_error_nats', 0.0):.2f} standard error over images)",
         ),
-        ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}"),
+        ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}" if "iwae_bits_per_dim" in result else "none"),
         ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
     ]
     if "bottom_active_units" in result:
@@ -126,6 +139,8 @@ def format_table(result: dict[str, Any]) -> str:
         ]
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} images, seed {result['seed']}"
+    if result.get("figure_description"):
+        header += f"\n  figures: {result['figure_description']}"
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])
 
 

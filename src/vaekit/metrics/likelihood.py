@@ -15,9 +15,8 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.transforms import model_batches
-from vaekit.metrics.elbo import log_bin_width
+from vaekit.metrics.meaning import figure_meaning
 from vaekit.models import VAE
-from vaekit.objectives import bits_per_dim
 
 # Decoder outputs held at once while estimating: K_c * B * C*H*W floats. 2^23 floats = 32 MiB
 # keeps memory bounded whatever K and the batch size are.
@@ -26,11 +25,12 @@ MAX_DECODED_VALUES = 1 << 23
 
 @dataclass(frozen=True)
 class IwaeSummary:
-    nll_nats: float  # -log p(x) estimate, nats per image (an upper bound in expectation)
-    bits_per_dim: float
+    nll_nats: float  # -log p(x) estimate, nats per image (an upper bound in expectation); see `figure`
+    bits_per_dim: float | None  # None where the nats are not a likelihood (meaning.py)
     k: int
     images: int
     standard_error_nats: float = 0.0  # of the mean over images (the spread between images)
+    figure: str = "likelihood"  # meaning.Kind: what the nats are
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -76,5 +76,6 @@ def iwae_over(
     )
     nll = -float(per_image.mean())
     spread = float(per_image.std()) / math.sqrt(len(per_image)) if len(per_image) > 1 else 0.0
-    num_dims = math.prod(model.image_shape)
-    return IwaeSummary(nll, bits_per_dim(nll, num_dims, log_bin_width(model, data)), k, len(images), spread)
+    meaning = figure_meaning(model.likelihood, data)
+    bits = meaning.bits_per_dim(nll, math.prod(model.image_shape))
+    return IwaeSummary(nll, bits, k, len(images), spread, meaning.kind)

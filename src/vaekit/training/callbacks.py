@@ -157,10 +157,8 @@ class ConsoleReport:
         self.epochs = epochs
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
-        val = report.val
         tqdm.write(
-            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
-            f"val -ELBO {val.nelbo_nats:.2f} nats/image (recon {val.recon_nats:.2f} + KL {val.kl_nats:.2f}), "
-            f"{val.bits_per_dim:.4f} bits/dim  beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
+            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  val {report.val.line()}  "
+            f"beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
             file=sys.stderr,
         )

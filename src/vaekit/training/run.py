@@ -38,6 +38,7 @@ from vaekit.data.builtin import BUILTINS
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import ElboSummary, elbo_over
+from vaekit.metrics.meaning import figure_meaning
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -147,6 +148,9 @@ def train_run(
             f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} images {splits.shape}, "
             f"device {device.type}{processes}): run folder {run_dir}"
         )
+        advice = figure_meaning(model.likelihood, config.data).advice
+        if advice is not None:
+            announce(f"note: {advice}")
     return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster)
 
 
@@ -255,7 +259,8 @@ def _train_and_summarise(
                 "best_epoch": info["epoch"],
                 "wall_seconds": wall,
                 "device": str(device),
-                "units": "nats per image; bits per dimension",
+                "figure_description": figure_meaning(best.likelihood, config.data).description,
+                "units": "nats per image" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },
         )
         return TrainResult(run_dir, test, wall)

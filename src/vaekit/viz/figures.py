@@ -49,7 +49,7 @@ def training_curves(rows: Sequence[dict[str, Any]]) -> Figure:
         (axes[0, 0], "objective (nats/image)", [("train loss", "train_loss_nats"), ("val -ELBO", "val_nelbo_nats")]),
         (
             axes[0, 1],
-            "reconstruction -log p(x|z) (nats/image)",
+            "reconstruction term (nats/image)",
             [("train", "train_recon_nats"), ("val", "val_recon_nats")],
         ),
         (axes[1, 0], "KL(q(z|x) || p(z)) (nats/image)", [("train", "train_kl_nats"), ("val", "val_kl_nats")]),

@@ -77,7 +77,8 @@ def build_report(run_dir: Path, config: RunConfig, evaluation: dict[str, Any], p
 <h2>Evaluation</h2>
 {f'<p class="warning">{html.escape(warning)}</p>' if warning else ""}
 <pre id="evaluation">{html.escape(format_table(evaluation))}</pre>
-<p>Negative ELBO and the importance-weighted estimate are in nats per image (bits per dimension alongside).
+<p>Figures: {html.escape(evaluation.get("figure_description") or "negative ELBO and -log p(x) in nats per image")}.
+Bits per dimension are given only where the figure is a likelihood of the data's own values.
 The Frechet distance uses the features of a small classifier vaekit trains on this dataset's labels:
 it compares models on this dataset, and is not the Inception FID.</p>
 <h2>Pictures</h2>

@@ -1,0 +1,112 @@
+"""What a figure in nats is, and whether it may be given in bits per dimension.
+
+A number is a likelihood only when the model is a normalised distribution over the values the
+data takes (Loaiza-Ganem & Cunningham 2019):
+- a Bernoulli on binary pixels (`--binarize`) and the discretised logistics on 8-bit pixels are:
+  their nats are -log p(x), and bits/dim = nats / (D ln 2);
+- a Bernoulli on grey pixels (the tutorials' binary cross-entropy) is a cross-entropy: nats only;
+- a continuous density (Gaussian, continuous Bernoulli) at the pixel values is a density, not a
+  probability: nats only. With uniformly dequantised pixels (`--dequantize`: level k drawn
+  uniformly from its bin of width w, the 256 bins tiling the range) Jensen's inequality gives
+      -log P(k) <= E_u[-log p((k + u) w)] - D log w,
+  so the dequantised nats, minus D log w, bound the 8-bit image's -log P and give bits/dim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from vaekit.config import DataConfig
+from vaekit.data.transforms import pixel_bin_width
+from vaekit.distributions import Likelihood
+from vaekit.objectives import bits_per_dim
+
+Kind = Literal["likelihood", "cross-entropy", "density", "dequantized-density"]
+
+# The word eval.json keys use for each kind: iwae_<word>_nats, elbo_<word>_nats.
+KEY_WORDS: dict[Kind, tuple[str, str]] = {
+    "likelihood": ("nelbo", "nll"),
+    "cross-entropy": ("cross_entropy", "cross_entropy"),
+    "density": ("neg_log_density", "neg_log_density"),
+    "dequantized-density": ("neg_log_density", "neg_log_density"),
+}
+
+
+@dataclass(frozen=True)
+class FigureMeaning:
+    kind: Kind
+    description: str  # what the nats measure, for tables, files and the report
+    log_bin_width: float  # per dimension, subtracted before bits/dim (dequantised densities), else 0
+    advice: str | None = None  # how to get a likelihood instead, where this is none
+
+    @property
+    def has_bits_per_dim(self) -> bool:
+        return self.kind in ("likelihood", "dequantized-density")
+
+    @property
+    def label(self) -> str:
+        """What to call the figure in a table or a one-line report."""
+        return {
+            "likelihood": "-log p(x)",
+            "cross-entropy": "cross-entropy",
+            "density": "-log density",
+            "dequantized-density": "-log density (dequantised)",
+        }[self.kind]
+
+    @property
+    def elbo_key(self) -> str:
+        return f"elbo_{KEY_WORDS[self.kind][0]}_nats"
+
+    @property
+    def iwae_key(self) -> str:
+        return f"iwae_{KEY_WORDS[self.kind][1]}_nats"
+
+    def bits_per_dim(self, nats: float, num_dims: int) -> float | None:
+        """Bits per dimension of a figure in nats per image, or None where they would mislead."""
+        return bits_per_dim(nats, num_dims, self.log_bin_width) if self.has_bits_per_dim else None
+
+
+LIKELIHOOD_ADVICE = (
+    "for a likelihood, train on binarised pixels (--binarize) or model the 8-bit levels "
+    "(--likelihood logistic --pixel-range symmetric)"
+)
+
+
+def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
+    """What the nats of `likelihood` on data prepared by `data` are."""
+    title = likelihood.title
+    if likelihood.support == "binary":
+        if data.binarize:
+            return FigureMeaning("likelihood", f"-log p(x) of the binarised image under a {title}, nats/image", 0.0)
+        return FigureMeaning(
+            "cross-entropy",
+            f"{title} cross-entropy on grey pixels, nats/image (not a likelihood: no bits/dim)",
+            0.0,
+            f"a {title} on grey pixels is a cross-entropy, not a likelihood; {LIKELIHOOD_ADVICE}",
+        )
+    if likelihood.support == "levels":
+        return FigureMeaning("likelihood", f"-log p(x) of the 8-bit image under a {title}, nats/image", 0.0)
+    if data.dequantize:
+        return FigureMeaning(
+            "dequantized-density",
+            f"-log density of the dequantised image under a {title}, nats/image; its bits/dim bound the 8-bit "
+            "image's -log P",
+            math.log(pixel_bin_width(data)),
+        )
+    return FigureMeaning(
+        "density",
+        f"-log density at the pixel values under a {title}, nats/image (a density, not a probability: no bits/dim)",
+        0.0,
+        f"a {title} density at the pixel values is not the probability of the 8-bit image; add --dequantize for a "
+        "bound on it with bits/dim, or use --likelihood logistic --pixel-range symmetric",
+    )
+
+
+def meaning_of_kind(kind: str) -> FigureMeaning:
+    """The meaning stored in a result file by kind alone (for reading eval.json back); files from
+    before figures had kinds hold likelihood keys."""
+    known: tuple[Kind, ...] = ("likelihood", "cross-entropy", "density", "dequantized-density")
+    chosen: Kind = next((k for k in known if k == kind), "likelihood")
+    return FigureMeaning(chosen, "", 0.0)
