@@ -159,3 +159,47 @@ def test_early_stopping_waits_patience_epochs_and_stays_stopped(
     assert [r.epoch for r in reports] == [1, 2, 3, 4]  # best at 2, then two epochs without improvement
     assert snapshots[-1][1]["stopped"] is True
     assert fit(model, splits, config, progress=False, resume=snapshots[-1]) == []  # resuming does not train on
+
+
+def kept_epoch(run_dir: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "checkpoints" / "best.safetensors"), framework="pt") as handle:
+        return int(json.loads(handle.metadata()["info"])["epoch"])
+
+
+@pytest.mark.parametrize(("val_size", "kept"), [(1000, 1), (40, 3)])
+def test_validation_chooses_the_kept_epoch_only_when_it_can_tell_epochs_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, val_size: int, kept: int
+) -> None:
+    """Validation that gets worse after epoch 1: 1,000 images keep epoch 1; 40 keep the last."""
+    import numpy as np
+
+    from tests.conftest import blob_images
+    from vaekit.metrics.elbo import ElboSummary
+
+    images, labels = blob_images(1400, side=8)
+    np.savez(tmp_path / "b.npz", x=images[:, 0], y=labels)
+    values = iter([5.0, 9.0, 10.0])
+    monkeypatch.setattr("vaekit.training.loop.elbo_over", lambda *a, **k: ElboSummary(next(values), 0, 0, 0, 1))
+    config = dataclasses.replace(
+        tiny_config(tmp_path / "b.npz", epochs=3, batch_size=100),
+        data=DataConfig(str(tmp_path / "b.npz"), val_size=val_size),
+    )
+    result = train_run(config, tmp_path / "run", progress=False)
+    assert kept_epoch(result.run_dir) == kept
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert ("too few to tell epochs apart" in summary["kept"]) == (kept == 3)
+
+
+def test_without_a_validation_set_training_uses_every_image_and_keeps_the_last_epoch(blob_npz: Path) -> None:
+    config = dataclasses.replace(tiny_config(blob_npz, epochs=2), data=DataConfig(str(blob_npz), val_size=0))
+    splits = load_dataset(config.data, progress=False)
+    assert len(splits.val) == 0 and len(splits.train) == 240 - 24  # everything but the test set
+    result = train_run(config, blob_npz.parent / "run", progress=False)
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and not [key for key in lines[0] if key.startswith("val_")]
+    assert kept_epoch(result.run_dir) == 2
+    assert "no validation set" in json.loads((result.run_dir / "summary.json").read_text())["kept"]
+    with pytest.raises(VaekitError, match="--early-stopping watches the validation set"):
+        dataclasses.replace(config, train=dataclasses.replace(config.train, early_stopping=2))

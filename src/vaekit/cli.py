@@ -276,9 +276,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.images is not None and args.images < 1:
         raise VaekitError(f"--images {args.images} must be at least 1")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device)
-    result = evaluate_run(
-        run, run.load_data(), args.split, args.k, args.seed, quality=not args.no_quality, limit=args.images
-    )
+    splits = run.load_data()
+    if len(getattr(splits, args.split)) == 0:
+        raise VaekitError(f"{args.run} was trained with no {args.split} set (--val-size 0): evaluate --split test")
+    result = evaluate_run(run, splits, args.split, args.k, args.seed, quality=not args.no_quality, limit=args.images)
     print(format_table(result))
     warning = collapse_warning(result)
     if warning:

@@ -48,7 +48,11 @@ class DataConfig:
     image_size: int | None = field(default=None, metadata=_help("resize/crop images to this square size"))
     channels: int | None = field(default=None, metadata=_help("1 (grey) or 3 (RGB); default: as stored"))
     val_size: int | None = field(
-        default=None, metadata=_help("images held out of training for validation (default 5000, or 10%% of own data)")
+        default=None,
+        metadata=_help(
+            "images held out of training for validation (default 5000, or 10%% of own data); 0: none, train on all "
+            "and keep the last epoch (as papers report); under 1000 the last epoch is kept too"
+        ),
     )
     binarize: bool = field(default=False, metadata=_help("dynamically binarise pixels (sampled per batch)"))
     dequantize: bool = field(
@@ -69,7 +73,7 @@ class DataConfig:
             f"--image-size {self.image_size} is out of range: use a size from 4 to 1024",
         )
         _require(self.channels in (None, 1, 3), f"--channels {self.channels} is not supported: use 1 or 3")
-        _require(self.val_size is None or self.val_size >= 1, f"--val-size {self.val_size} must be at least 1")
+        _require(self.val_size is None or self.val_size >= 0, f"--val-size {self.val_size} must be 0 or more")
         _require(
             self.train_limit is None or self.train_limit >= 1, f"--train-limit {self.train_limit} must be at least 1"
         )
@@ -253,6 +257,10 @@ class RunConfig:
             not self.data.dequantize or self.model.likelihood in ("gaussian", "continuous-bernoulli"),
             f"--dequantize is for continuous likelihoods (gaussian, continuous-bernoulli); --likelihood "
             f"{self.model.likelihood} already models the pixels' values: leave --dequantize out",
+        )
+        _require(
+            self.data.val_size != 0 or self.train.early_stopping == 0,
+            "--early-stopping watches the validation set: give --val-size N (N >= 1) or leave --early-stopping out",
         )
         _require(
             self.model.prior == "standard" or self.train.free_bits == 0.0,

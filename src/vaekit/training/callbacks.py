@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,10 +40,10 @@ class EpochReport:
     train_loss: float  # mean objective per image (nats when beta = 1)
     train_recon_nats: float
     train_kl_nats: float
-    val: ElboSummary
-    is_best: bool  # val is the lowest validation -ELBO of the run so far
-    best_val_nats: float  # the lowest validation -ELBO so far, this epoch's included
-    epochs_since_best: int  # 0 when is_best
+    val: ElboSummary | None  # None without a validation set
+    keep: bool  # these are the weights to keep: the best validation so far, or the last epoch (loop.kept_weights)
+    best_val_nats: float | None  # the lowest validation -ELBO so far, this epoch's included
+    epochs_since_best: int
     epoch_seconds: float
     images_per_second: float
     skipped_steps: int  # steps skipped this epoch because the loss or a gradient was not finite
@@ -67,6 +68,7 @@ class EarlyStopping:
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         if not self.patience or report.epochs_since_best < self.patience or report.epoch >= self.epochs:
             return
+        assert report.best_val_nats is not None  # config: early stopping needs a validation set
         self.triggered = True
         self.say(
             f"early stopping after epoch {report.epoch}: validation -ELBO has not improved for {self.patience} "
@@ -113,7 +115,8 @@ class RunWriter:
         self.run_dir = run_dir
         self.config = config
         # The same originals, and prior draws from the same seed, every epoch: the pictures show progress.
-        self.fixed_images = torch.from_numpy(splits.val.images[:PICTURE_ORIGINALS]).to(device)
+        shown = splits.val if len(splits.val) else splits.train  # --val-size 0: the first training images
+        self.fixed_images = torch.from_numpy(np.asarray(shown.images[:PICTURE_ORIGINALS])).to(device)
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         line = {
@@ -123,15 +126,16 @@ class RunWriter:
             "train_loss_nats": report.train_loss,
             "train_recon_nats": report.train_recon_nats,
             "train_kl_nats": report.train_kl_nats,
-            **report.val.to_dict(prefix="val_"),
+            **(report.val.to_dict(prefix="val_") if report.val is not None else {}),
             "epoch_seconds": report.epoch_seconds,
             "train_images_per_second": report.images_per_second,
             "skipped_steps": report.skipped_steps,  # steps with a non-finite loss or gradient
         }
         append_line(self.run_dir / "metrics.jsonl", json.dumps(line))
-        info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": report.val.nelbo_nats}
+        val = None if report.val is None else report.val.nelbo_nats
+        info = {"epoch": report.epoch, "step": report.step, "val_nelbo_nats": val}
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", model, self.config, info)
-        if report.is_best:
+        if report.keep:
             save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", model, self.config, info)
         self.save_pictures(model, report.epoch)
 
@@ -158,7 +162,8 @@ class ConsoleReport:
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         tqdm.write(
-            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  val {report.val.line()}  "
+            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
+            f"{'no validation set' if report.val is None else 'val ' + report.val.line()}  "
             f"beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
             file=sys.stderr,
         )

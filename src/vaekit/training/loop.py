@@ -36,6 +36,23 @@ from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, Ep
 from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, shard, shard_rows
 from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpointer, Snapshot, TrainerState
 
+# Fewer validation images cannot tell one epoch's -ELBO from the next (the standard error of a
+# mean over n images is tens of nats / sqrt(n), late epochs differ by tenths): keep the last.
+MIN_SELECTION_IMAGES = 1000
+
+
+def kept_weights(val_images: int) -> str | None:
+    """Why the last epoch's weights are kept rather than the best on validation, or None when
+    validation chooses."""
+    if val_images == 0:
+        return "no validation set (--val-size 0): the last epoch's weights are kept"
+    if val_images < MIN_SELECTION_IMAGES:
+        return (
+            f"the validation set has {val_images} images, too few to tell epochs apart: the last epoch's weights "
+            f"are kept (validate on at least {MIN_SELECTION_IMAGES} to choose the best epoch)"
+        )
+    return None
+
 
 class TrainingInterrupted(VaekitError):
     """Ctrl-C or SIGTERM: a resumable snapshot was saved (when a checkpointer was given)."""
@@ -145,6 +162,7 @@ class Trainer:
         device = model.device
         self.gather = batch_reader(splits.train.images, device)
         self.val_images = torch.from_numpy(shard(splits.val.array, cluster)).to(device)  # this rank's share
+        self.val_count = len(splits.val)  # on every rank, whatever its share
         self.state = TrainerState(model, config, len(splits.train), cluster)
         if resume is not None:
             self.state.restore(model, *resume)
@@ -243,9 +261,11 @@ class Trainer:
         self.progress.end()
         return started
 
-    def validate(self) -> ElboSummary:
-        """Validation -ELBO of the whole validation set (each rank scores its share)."""
+    def validate(self) -> ElboSummary | None:
+        """Validation -ELBO of the whole validation set (each rank scores its share); None without one."""
         train, cluster = self.config.train, self.cluster
+        if self.val_count == 0:
+            return None
         seed = train.seed + EVAL_SEED_OFFSET + RANK_SEED_STRIDE * cluster.rank
         val = elbo_over(self.model, self.val_images, self.config.data, train.eval_batch_size, seed=seed)
         return across_ranks(val, self.model, self.config) if cluster.active else val
@@ -257,7 +277,7 @@ class Trainer:
         epoch_sums = all_sum(torch.cat([state.totals, state.totals.new_tensor([state.counted])]))
         loss_mean, recon_mean, kl_mean = (epoch_sums[:3] / max(1.0, float(epoch_sums[3]))).tolist()
         val = self.validate()
-        is_best = state.record_validation(val.nelbo_nats)
+        improved = val is not None and state.record_validation(val.nelbo_nats)
         return EpochReport(
             epoch=state.epoch,
             step=state.step,
@@ -266,8 +286,8 @@ class Trainer:
             train_recon_nats=recon_mean,
             train_kl_nats=kl_mean,
             val=val,
-            is_best=is_best,
-            best_val_nats=state.best_val,
+            keep=improved or kept_weights(self.val_count) is not None,
+            best_val_nats=state.best_val if val is not None else None,
             epochs_since_best=state.epochs_since_best,
             epoch_seconds=time.perf_counter() - started,
             images_per_second=state.n_images / train_seconds

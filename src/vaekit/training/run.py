@@ -42,7 +42,7 @@ from vaekit.metrics.meaning import figure_meaning
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
-from vaekit.training.loop import fit
+from vaekit.training.loop import fit, kept_weights
 from vaekit.training.state import Checkpointer, Snapshot
 
 
@@ -148,9 +148,9 @@ def train_run(
             f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} images {splits.shape}, "
             f"device {device.type}{processes}): run folder {run_dir}"
         )
-        advice = figure_meaning(model.likelihood, config.data).advice
-        if advice is not None:
-            announce(f"note: {advice}")
+        for note in (figure_meaning(model.likelihood, config.data).advice, kept_weights(len(splits.val))):
+            if note is not None:
+                announce(f"note: {note}")
     return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster)
 
 
@@ -257,6 +257,7 @@ def _train_and_summarise(
                 **test.to_dict(prefix="test_"),
                 "checkpoint": "best",
                 "best_epoch": info["epoch"],
+                "kept": kept_weights(len(splits.val)) or "the epoch with the lowest validation -ELBO",
                 "wall_seconds": wall,
                 "device": str(device),
                 "figure_description": figure_meaning(best.likelihood, config.data).description,

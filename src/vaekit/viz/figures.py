@@ -57,7 +57,8 @@ def training_curves(rows: Sequence[dict[str, Any]]) -> Figure:
     ]
     for ax, title, series in panels:
         for label, key in series:
-            ax.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=label)
+            if key in rows[0]:  # no val_* keys in a run without a validation set
+                ax.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

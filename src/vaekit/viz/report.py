@@ -64,7 +64,8 @@ def build_report(run_dir: Path, config: RunConfig, evaluation: dict[str, Any], p
     if summary:
         training = (
             f"<p>Trained for {config.train.epochs} epochs in {summary.get('wall_seconds', 0):.0f} s on "
-            f"{html.escape(str(summary.get('device', '?')))}; best validation epoch {summary.get('best_epoch')}.</p>"
+            f"{html.escape(str(summary.get('device', '?')))}; kept epoch {summary.get('best_epoch')}: "
+            f"{html.escape(str(summary.get('kept', 'the epoch with the lowest validation -ELBO')))}.</p>"
         )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vaekit report: {html.escape(run_dir.name)}</title>
