@@ -86,6 +86,7 @@ def test_info_describes_the_latent_space(base_url: str) -> None:
     # the map's axes are orthonormal directions in latent space
     axes = np.array(info["map"]["axes"])
     assert np.allclose(axes @ axes.T, np.eye(2), atol=1e-4)
+    assert "cross-entropy on grey pixels" in info["figure"]  # a Bernoulli on grey blobs: not a likelihood
 
 
 def test_decode_returns_the_image_of_that_latent_vector(base_url: str) -> None:

@@ -294,6 +294,12 @@ def _draw_all(ctx: PictureContext, names: list[str], out_dir: Path) -> dict[str,
     return {name: draw(ctx, name, out_dir / f"{name}.png") for name in names}
 
 
+def _every_picture(ctx: PictureContext) -> list[str]:
+    from vaekit.viz.gallery import drawable
+
+    return drawable(ctx, list(PICTURE_NAMES))
+
+
 def _load_for_pictures(args: argparse.Namespace) -> PictureContext:
     from vaekit.loading import load_run
     from vaekit.viz.gallery import PictureContext
@@ -303,9 +309,10 @@ def _load_for_pictures(args: argparse.Namespace) -> PictureContext:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    names = list(PICTURE_NAMES) if "all" in args.what else list(dict.fromkeys(args.what))
+    ctx = _load_for_pictures(args)
+    names = _every_picture(ctx) if "all" in args.what else list(dict.fromkeys(args.what))
     out_dir = args.out_dir or _run_folder(args.run) / "plots"
-    for name, path in _draw_all(_load_for_pictures(args), names, out_dir).items():
+    for name, path in _draw_all(ctx, names, out_dir).items():
         print(f"{name:16s} {path}")
     return 0
 
@@ -322,7 +329,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no {eval_path} yet: evaluating with K={args.k} first", file=sys.stderr)
         evaluation = evaluate_run(ctx.run, ctx.splits, "test", args.k, args.seed)
         save_evaluation(args.run, evaluation)
-    pictures = _draw_all(ctx, list(PICTURE_NAMES), args.run / "plots")
+    pictures = _draw_all(ctx, _every_picture(ctx), args.run / "plots")
     out = args.out or args.run / "report.html"
     write_report(out, build_report(args.run, ctx.run.config, evaluation, pictures))
     print(f"wrote {out}")
@@ -337,6 +344,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise VaekitError(f"--port {args.port} is not a port number: use 1 to 65535 (or 0 for any free port)")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    if run.model.latent_dim == 0:
+        raise VaekitError(f"{args.run} has no latent space to explore (--latent-dim 0)")
     explorer = LatentExplorer(run, run.load_data(), args.seed)
     try:
         server = make_server(explorer, args.host, args.port)

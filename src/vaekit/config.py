@@ -87,7 +87,13 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: Architecture = field(default="mlp", metadata=_help("encoder/decoder family"))
-    latent_dim: int = field(default=20, metadata=_help("size Z of the latent code"))
+    latent_dim: int = field(
+        default=20,
+        metadata=_help(
+            "size Z of the latent code; 0: no latent at all, the decoder a learned constant (with "
+            "--pixel-context-layers, a pixel-by-pixel model alone: the baseline that shows what a latent adds)"
+        ),
+    )
     hidden_sizes: tuple[int, ...] = field(default=(400,), metadata=_help("mlp hidden layer sizes, e.g. 400 or 512,256"))
     conv_channels: tuple[int, ...] = field(
         default=(32, 64), metadata=_help("conv encoder channels per layer, e.g. 8,16,32")
@@ -136,7 +142,11 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _require(self.latent_dim >= 1, f"--latent-dim {self.latent_dim} must be at least 1")
+        _require(self.latent_dim >= 0, f"--latent-dim {self.latent_dim} must be 0 or more")
+        _require(
+            self.latent_dim > 0 or (self.stochastic_layers == 1 and self.prior == "standard"),
+            "--latent-dim 0 has no latent to stack or give a prior: use --stochastic-layers 1 and --prior standard",
+        )
         _require(all(size >= 1 for size in self.hidden_sizes), f"--hidden-sizes {self.hidden_sizes} must all be >= 1")
         _require(len(self.conv_channels) >= 1, "--conv-channels needs at least one layer")
         _require(all(c >= 1 for c in self.conv_channels), f"--conv-channels {self.conv_channels} must all be >= 1")

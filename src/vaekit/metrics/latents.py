@@ -76,7 +76,7 @@ def latent_usage(
         means.append(posterior.mu.double().cpu())
         kls.append(posterior.kl_per_dim().double().sum(0).cpu())
     mu = torch.cat(means)  # (N, Z)
-    variance = mu.var(dim=0, unbiased=False)  # Cov_x(E_q[z_j]) for each j
+    variance = mu.var(dim=0, unbiased=False) if mu.shape[1] else mu.new_zeros(0)  # Cov_x(E_q[z_j]) for each j
     kl_per_dim = torch.stack(kls).sum(0) / len(images)
     return LatentUsage(
         kl_per_dim_nats=kl_per_dim.tolist(),

@@ -3,6 +3,8 @@ stochastic layers."""
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 
 from vaekit.config import ModelConfig
@@ -36,6 +38,14 @@ def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> 
 
 
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+    with warnings.catch_warnings():
+        # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
+        # PyTorch warns that initialising them does nothing, which is what is meant.
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        return _build(config, image_shape)
+
+
+def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     encoder: nn.Module
     decoder: nn.Module
     z, act = config.latent_dim, config.activation

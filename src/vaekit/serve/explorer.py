@@ -20,6 +20,7 @@ from vaekit.data import DatasetSplits
 from vaekit.latent import latent_plane, lerp, slerp
 from vaekit.loading import TrainedRun
 from vaekit.metrics.latents import latent_means, latent_usage
+from vaekit.metrics.meaning import figure_meaning
 from vaekit.viz.grid import make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
@@ -132,6 +133,7 @@ class LatentExplorer:
             "map": self.map.to_json(),
             "class_names": self.class_names,
             "run": str(self.run.path),
+            "figure": figure_meaning(self.model.likelihood, self.run.config.data).description,
         }
 
     def decode(self, z: Any) -> dict[str, Any]:

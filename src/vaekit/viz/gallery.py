@@ -124,7 +124,18 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
 }
 
 
+# Pictures of the latent space itself: a model without one (--latent-dim 0) has none of them.
+LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold")
+
+
+def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
+    """The pictures of `names` this run has (all of them, but the latent ones for --latent-dim 0)."""
+    return [name for name in names if ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES]
+
+
 def draw(ctx: PictureContext, what: str, path: Path) -> Path:
+    if what not in drawable(ctx, [what]):
+        raise VaekitError(f"{what} pictures the latent space, and this model has none (--latent-dim 0)")
     picture = PICTURES[what](ctx)
     if isinstance(picture, Figure):
         save_figure(picture, path)

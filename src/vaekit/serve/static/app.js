@@ -167,7 +167,7 @@ async function start() {
     return;
   }
   const info = state.info;
-  $("run-info").textContent = `${info.run} · ${info.latent_dim} latent dimensions · images ${info.image_shape.join("×")} · ${info.test_images} test images`;
+  $("run-info").textContent = `${info.run} · ${info.latent_dim} latent dimensions · images ${info.image_shape.join("×")} · ${info.test_images} test images · figures: ${info.figure}`;
   const last = info.test_images - 1;
   for (const id of ["index-a", "index-b"]) $(id).max = last;
   buildSliders();
