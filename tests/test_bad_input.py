@@ -108,7 +108,11 @@ DATA_FAULTS = {
 SETTING_FAULTS = {
     "unknown dataset": (["--dataset", "cifar-100"], "unknown dataset 'cifar-100'"),
     "unknown preset": (["--preset", "vq-vae"], "unknown preset 'vq-vae'"),
-    "latent size 0": (["--latent-dim", "0"], "--latent-dim 0 must be at least 1"),
+    "negative latent size": (["--latent-dim", "-1"], "--latent-dim -1 must be 0 or more"),
+    "no latent with two layers": (
+        ["--latent-dim", "0", "--stochastic-layers", "2"],
+        "--latent-dim 0 has no latent to stack",
+    ),
     "negative epochs": (["--epochs", "-2"], "--epochs -2 must be at least 1"),
     "batch larger than data": (["--dataset", "ok.npy", "--batch-size", "999"], "--batch-size 999 is larger"),
     "image too small for conv": (

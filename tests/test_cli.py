@@ -115,7 +115,7 @@ def test_existing_run_folder_needs_force(trained_run: Path) -> None:
     [
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
         (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["train", "--latent-dim", "0"], "--latent-dim 0 must be at least 1"),
+        (["train", "--latent-dim", "-1"], "--latent-dim -1 must be 0 or more"),
         (["train", "--epochs", "-3"], "--epochs -3 must be at least 1"),
         (["train", "--epochs", "three"], "invalid int value"),
         (["train", "--activation", "swish"], "invalid choice"),

@@ -34,7 +34,7 @@ def test_configs_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"model": {"latent_dim": 0}}, "--latent-dim 0 must be at least 1"),
+        ({"model": {"latent_dim": -1}}, "--latent-dim -1 must be 0 or more"),
         ({"train": {"epochs": -1}}, "--epochs -1 must be at least 1"),
         ({"train": {"lr": 0.0}}, "--lr"),
         ({"model": {"kernel_size": 4}}, "odd"),

@@ -11,19 +11,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
+from vaekit.cli import PICTURE_NAMES
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.training.run import train_run
 
-PICTURES = [
-    "curves",
-    "reconstructions",
-    "samples",
-    "samples-drawn",
-    "interpolations",
-    "traversals",
-    "latent-map",
-    "manifold",
-]
+PICTURES = list(PICTURE_NAMES)  # every picture `vaekit plot all` offers
 
 
 @pytest.fixture(scope="module")
