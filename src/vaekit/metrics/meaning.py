@@ -107,6 +107,5 @@ def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
 def meaning_of_kind(kind: str) -> FigureMeaning:
     """The meaning stored in a result file by kind alone (for reading eval.json back); files from
     before figures had kinds hold likelihood keys."""
-    known: tuple[Kind, ...] = ("likelihood", "cross-entropy", "density", "dequantized-density")
-    chosen: Kind = next((k for k in known if k == kind), "likelihood")
+    chosen: Kind = next((known for known in KEY_WORDS if known == kind), "likelihood")
     return FigureMeaning(chosen, "", 0.0)

@@ -163,6 +163,7 @@ class Trainer:
         self.gather = batch_reader(splits.train.images, device)
         self.val_images = torch.from_numpy(shard(splits.val.array, cluster)).to(device)  # this rank's share
         self.val_count = len(splits.val)  # on every rank, whatever its share
+        self.keeps_last_epoch = kept_weights(self.val_count) is not None  # else validation picks the epoch
         self.state = TrainerState(model, config, len(splits.train), cluster)
         if resume is not None:
             self.state.restore(model, *resume)
@@ -286,7 +287,7 @@ class Trainer:
             train_recon_nats=recon_mean,
             train_kl_nats=kl_mean,
             val=val,
-            keep=improved or kept_weights(self.val_count) is not None,
+            keep=improved or self.keeps_last_epoch,
             best_val_nats=state.best_val if val is not None else None,
             epochs_since_best=state.epochs_since_best,
             epoch_seconds=time.perf_counter() - started,
