@@ -101,6 +101,22 @@ def test_windowed_generation_equals_the_whole_image_loop() -> None:
     assert torch.allclose(torch.sigmoid(head(windowed, decoded)), windowed, atol=1e-12)
 
 
+def test_k_decodings_of_one_image_match_the_image_repeated() -> None:
+    """Importance sampling decodes each image K times; the head sees the image once and must give
+    what it gives for the image repeated beside each decoding (sample-major order)."""
+    head = random_head(channels=1, params=1, layers=2)
+    k, batch = 3, 4
+    x = (torch.rand(batch, 1, 7, 7) > 0.5).double()
+    decoded = torch.randn(k * batch, 1 + CONTEXT_FEATURES, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        shared = head(x, decoded)
+        repeated = head(x.repeat(k, 1, 1, 1), decoded)
+    assert torch.allclose(shared, repeated, atol=1e-12)
+    # and a wrong pairing (images in the other order) gives something else, so the check can fail
+    with torch.no_grad():
+        assert not torch.allclose(shared, head(x.flip(0).repeat(k, 1, 1, 1), decoded))
+
+
 def test_a_new_head_is_the_plain_decoder() -> None:
     config = ModelConfig(architecture="conv", conv_channels=(4, 8), latent_dim=3, pixel_context_layers=2)
     model = build_model(config, (1, 12, 12))

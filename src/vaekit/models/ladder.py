@@ -145,7 +145,7 @@ class LadderVAE(VAE):
         eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
         z2, prior1, posterior1, z1 = self._descend(posterior, eps2, eps1)  # (K, B, Z2), ..., (K, B, Z1)
         decoded = self.decode_bottom(z1.flatten(0, 1))  # (K * B, C, H, W)
-        log_px = self.log_likelihood(x.expand(k, *x.shape).flatten(0, 1), decoded).view(k, batch)  # (K, B)
+        log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
         log_pz = standard_normal_log_prob(z2) + prior1.log_prob(z1)
         log_qz = posterior.log_prob(z2) + posterior1.log_prob(z1)
         return log_importance_weights(log_px, log_pz, log_qz), log_px

@@ -78,8 +78,13 @@ class PixelContextHead(nn.Module):
         return FIRST_KERNEL // 2 + self.layers - 1
 
     def forward(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        # (B, C, H, W), (B, P + F, H, W) -> (B, P, H, W)
-        h = self.act(self.first(x) + self.condition(decoded))  # (B, width, H, W)
+        """(B, C, H, W), (K * B, P + F, H, W) -> (K * B, P, H, W): decoded may hold K decodings
+        of each image (importance samples, sample-major); the layer that sees x runs once per image."""
+        batch = x.shape[0]
+        seen = self.first(x.contiguous(memory_format=torch.channels_last))  # (B, width, H, W)
+        # oneDNN runs these small convolutions markedly faster on NHWC tensors, whatever the decoder emits.
+        conditioned = self.condition(decoded.contiguous(memory_format=torch.channels_last))  # (K * B, width, H, W)
+        h = self.act((conditioned.unflatten(0, (-1, batch)) + seen).flatten(0, 1))  # (K * B, width, H, W)
         for layer in self.hidden:
             h = h + self.act(layer(h))  # residual: each layer refines, none must relearn the rest
         return decoded[:, : self.param_channels] + self.out(h)

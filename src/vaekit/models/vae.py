@@ -64,9 +64,13 @@ class VAE(nn.Module):
         return self.decoder(z).float()  # (B, Z) -> (B, C, H, W)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per decoding: x (B, C, H, W), decoded (K * B, P(+F), H, W) for K decodings of
+        each image, sample-major (K = 1 but for importance sampling) -> (K * B,)."""
         if self.pixel_context is not None:
-            decoded = self.pixel_context(x, decoded).float()  # (B, P + F, H, W) -> (B, P, H, W)
-        return self.likelihood.log_prob(x, decoded)  # (B,)
+            decoded = self.pixel_context(x, decoded).float()  # (K * B, P + F, H, W) -> (K * B, P, H, W)
+        k = decoded.shape[0] // x.shape[0]
+        x_rep = x.expand(k, *x.shape).flatten(0, 1) if k > 1 else x  # (K * B, C, H, W)
+        return self.likelihood.log_prob(x_rep, decoded)  # (K * B,)
 
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """E[x|z] in model scale, for pictures. With a pixel-context head, each pixel is the mean
@@ -110,8 +114,7 @@ class VAE(nn.Module):
             eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
         z = posterior.mu + posterior.std * eps  # (K, B, Z)
         decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
-        x_rep = x.expand(k, *x.shape).flatten(0, 1)  # (K * B, C, H, W), a view
-        log_px = self.log_likelihood(x_rep, decoded).view(k, batch)  # (K, B)
+        log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
         return log_importance_weights(log_px, self.prior.log_prob(z, self.encode), posterior.log_prob(z)), log_px
 
     def iwae(
