@@ -102,7 +102,7 @@ DATA_FAULTS = {
     "one-image": "need at least 3",
     "wrong-dtype": "save it as uint8",
     "out-of-range": "floats must lie in [0, 1]",
-    "wrong-shape": "expected (N, H, W) or (N, H, W, C)",
+    "wrong-shape": "expected images (N, H, W) or (N, H, W, C)",
 }
 
 SETTING_FAULTS = {

@@ -184,7 +184,8 @@ def test_npz_and_npy(tmp_path: Path, blob_npz: Path) -> None:
         (np.full((4, 5, 5), np.nan, dtype=np.float32), "NaN"),
         (np.zeros((4, 5, 5), dtype=np.int32), "dtype int32"),
         (np.zeros((4, 5, 5, 2), dtype=np.uint8), "C = 1 or 3"),
-        (np.zeros((5, 5), dtype=np.uint8), "expected"),
+        (np.zeros(5, dtype=np.uint8), "expected"),
+        (np.zeros((5, 5), dtype=np.uint8), "constant"),  # 2-D is a table of vectors
     ],
 )
 def test_bad_arrays(tmp_path: Path, array: np.ndarray, message: str) -> None:

@@ -76,6 +76,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(f"{section} settings (override the preset and --config)")
         types_by_name = field_types(section)
         for f in dataclasses.fields(cls):
+            if f.metadata.get("flag", True) is False:  # set by vaekit itself (fitted), not by the user
+                continue
             flag = "--" + f.name.replace("_", "-")
             kwargs = _flag_kwargs(types_by_name[f.name])
             if "metavar" not in kwargs and "choices" not in kwargs and "action" not in kwargs:
@@ -204,16 +206,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not cluster.is_main:  # rank 0 reports
         return 0
     test = result.test
-    print(f"test {test.line()}, {test.images} images, wall time {result.wall_seconds:.1f} s")
+    print(f"test {test.line()}, {test.images} {test.item}s, wall time {result.wall_seconds:.1f} s")
     print(f"run folder: {result.run_dir}  (metrics.jsonl, summary.json, images/, checkpoints/)")
     return 0
 
 
-def _check_output(path: Path, force: bool) -> None:
+ROW_SUFFIXES = (".csv", ".npy")  # what rows of a table are written as
+
+
+def _check_output(path: Path, force: bool, suffixes: tuple[str, ...] = (".png",)) -> None:
     if path.exists() and not force:
         raise VaekitError(f"{path} already exists: choose another --out or pass --force to replace it")
-    if path.suffix.lower() != ".png":
-        raise VaekitError(f"--out {path} must end in .png")
+    if path.suffix.lower() not in suffixes:
+        what = "this run's data is a table, so " if suffixes == ROW_SUFFIXES else ""
+        raise VaekitError(f"{what}--out {path} must end in {' or '.join(suffixes)}")
 
 
 def _check_count(n: int) -> None:
@@ -224,17 +230,21 @@ def _check_count(n: int) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
+    from vaekit.data.tables import write_rows
     from vaekit.loading import load_run
     from vaekit.viz.grid import sample_grid, save_png
 
     _check_count(args.n)
-    _check_output(args.out, args.force)
     run = load_run(args.run, args.checkpoint, args.device)
+    _check_output(args.out, args.force, ROW_SUFFIXES if run.is_table else (".png",))
     generator = torch.Generator(run.model.device).manual_seed(args.seed)
-    images = run.to_display(run.model.sample(args.n, generator, draw=args.draw))
-    save_png(args.out, sample_grid(images), scale=2)
+    drawn = run.model.sample(args.n, generator, draw=args.draw)
+    if run.is_table:
+        write_rows(args.out, run.to_rows(drawn), run.feature_names)
+    else:
+        save_png(args.out, sample_grid(run.to_display(drawn)), scale=2)
     what = "prior samples drawn from p(x|z)" if args.draw else "prior samples (E[x|z])"
-    print(f"wrote {args.n} {what} to {args.out}")
+    print(f"wrote {args.n} {what} to {args.out}" + (" (in the table's units)" if run.is_table else ""))
     return 0
 
 
@@ -247,6 +257,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _check_count(args.n)
     _check_output(args.out, args.force)
     run = load_run(args.run, args.checkpoint, args.device)
+    if run.is_table:
+        raise VaekitError(f"{args.run} was trained on a table: reconstruct draws images (evaluate gives its figures)")
     images = getattr(run.load_data(progress=False), args.split).images[: args.n]
     x = run.prepare(images, torch.Generator(run.model.device).manual_seed(args.seed))
     save_png(args.out, reconstruction_grid(run.to_display(x), run.to_display(run.model.reconstruct(x))), scale=2)

@@ -65,6 +65,14 @@ class DataConfig:
     pixel_range: PixelRange = field(default="unit", metadata=_help("unit: [0,1]; symmetric: [-1,1]"))
     train_limit: int | None = field(default=None, metadata=_help("use only the first N training images"))
     split_seed: int = field(default=0, metadata=_help("seed of the train/validation split (fixed across runs)"))
+    label_column: str | None = field(
+        default=None, metadata=_help("tables only: the column that holds each row's label (integers or class names)")
+    )
+    # A table's per-feature standardisation, fitted on the training split when the run starts and
+    # stored with it, so encode, sample and serve read and write the user's units. Not flags.
+    feature_mean: tuple[float, ...] | None = field(default=None, metadata={"flag": False})
+    feature_std: tuple[float, ...] | None = field(default=None, metadata={"flag": False})
+    feature_names: tuple[str, ...] | None = field(default=None, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         _require(bool(self.dataset), "--dataset is empty: give a built-in name or a path")
@@ -82,6 +90,27 @@ class DataConfig:
             "--binarize needs --pixel-range unit: binary pixels are 0 or 1",
         )
         _require(not (self.binarize and self.dequantize), "--binarize and --dequantize exclude each other: choose one")
+        _require(
+            (self.feature_mean is None) == (self.feature_std is None)
+            and len(self.feature_mean or ()) == len(self.feature_std or ()),
+            "data.feature_mean and data.feature_std go together, one value per feature",
+        )
+        _require(
+            self.feature_std is None or all(math.isfinite(s) and s > 0 for s in self.feature_std),
+            "data.feature_std must be positive numbers",
+        )
+
+    @property
+    def image_settings(self) -> list[str]:
+        """The image-only settings this config uses (a table refuses them)."""
+        flags = {
+            "--binarize": self.binarize,
+            "--dequantize": self.dequantize,
+            "--pixel-range symmetric": self.pixel_range == "symmetric",
+            "--image-size": self.image_size is not None,
+            "--channels": self.channels is not None,
+        }
+        return [flag for flag, used in flags.items() if used]
 
 
 @dataclass(frozen=True)
@@ -309,13 +338,15 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
         _require(value in args, f"{where} = {value!r} is not one of {', '.join(map(str, args))}")
         return value
     if origin is tuple:
+        element = args[0]  # tuple[int, ...], tuple[float, ...] or tuple[str, ...]
+        kind = {int: "integers, e.g. 400,200", float: "numbers, e.g. 0.5,1.5", str: "names"}[element]
         if isinstance(value, str):
             value = [part for part in value.replace(" ", "").split(",") if part]
-        _require(isinstance(value, (list, tuple)), f"{where} must be a list of integers, e.g. 400,200")
+        _require(isinstance(value, (list, tuple)), f"{where} must be a list of {kind}")
         try:
-            return tuple(int(v) for v in value)
+            return tuple(element(v) for v in value)
         except (TypeError, ValueError):
-            raise VaekitError(f"{where} = {value!r} must be a list of integers, e.g. 400,200") from None
+            raise VaekitError(f"{where} = {value!r} must be a list of {kind}") from None
     if annotation is bool:
         _require(isinstance(value, bool), f"{where} must be true or false")
         return value

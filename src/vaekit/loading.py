@@ -16,7 +16,8 @@ import torch
 from vaekit.checkpoint import load_checkpoint
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
-from vaekit.data.transforms import to_model_input, to_unit_range
+from vaekit.data.tables import default_columns
+from vaekit.data.transforms import to_model_input, to_unit_range, to_user_units
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.models import VAE
@@ -38,6 +39,21 @@ class TrainedRun:
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
         return to_unit_range(x, self.config.data)
+
+    @property
+    def is_table(self) -> bool:
+        """Trained on vectors (a table) rather than images."""
+        return self.config.data.feature_mean is not None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """A table's column names (x0, x1, ... for a run without them)."""
+        names = self.config.data.feature_names
+        return names if names is not None else default_columns(self.model.image_shape[-1])
+
+    def to_rows(self, x: torch.Tensor) -> np.ndarray:
+        """Model-scale items (B, 1, 1, D) of a table -> rows (B, D) in the user's units."""
+        return to_user_units(x, self.config.data).flatten(1).cpu().numpy()
 
     def load_data(self, progress: bool = False) -> DatasetSplits:
         return load_dataset(self.config.data, progress=progress)

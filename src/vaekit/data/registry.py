@@ -1,4 +1,4 @@
-"""Turn a `DataConfig` into train / validation / test splits of uint8 images.
+"""Turn a `DataConfig` into train / validation / test splits of uint8 images or float vectors.
 
 Validation and test sets are always in memory; the training set of a converted (on-disk) image
 set stays on disk and is read batch by batch."""
@@ -14,6 +14,7 @@ from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, how_to_get, lo
 from vaekit.data.disk import DiskImages, is_converted, open_converted
 from vaekit.data.folders import load_folder
 from vaekit.data.splits import DatasetSplits, ImageSet, hold_out
+from vaekit.data.tables import Table, read_csv_table
 from vaekit.data.transforms import convert_channels, resize_images
 from vaekit.errors import VaekitError
 
@@ -24,6 +25,8 @@ MAX_OWN_HOLDOUT = 10_000
 
 
 def _conform(images: ImageSet, config: DataConfig) -> ImageSet:
+    if images.is_table:
+        return images  # load_dataset has refused image settings for a table
     if isinstance(images.images, DiskImages):
         if config.image_size is not None and images.shape[1:] != (config.image_size, config.image_size):
             raise VaekitError(
@@ -41,9 +44,38 @@ def _conform(images: ImageSet, config: DataConfig) -> ImageSet:
     return dataclasses.replace(images, images=array)
 
 
+def _read_own(path: Path, config: DataConfig) -> tuple[ImageSet, tuple[str, ...] | None, tuple[str, ...] | None]:
+    """A user's file or folder -> (everything, class names, a table's column names)."""
+    data: ImageSet | Table
+    if is_converted(path):
+        disk_images, labels, class_names = open_converted(path)
+        return ImageSet(disk_images, labels), class_names, None
+    if path.is_dir():
+        images, class_names = load_folder(path, config.image_size, config.channels)
+        return images, class_names, None
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        data = read_csv_table(path, config.label_column)
+    elif suffix in (".npy", ".npz"):
+        data = load_array_file(path)
+    else:
+        raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
+    if config.label_column is not None and suffix != ".csv":
+        raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
+    if isinstance(data, ImageSet):
+        return data, None, None
+    if config.image_settings:
+        raise VaekitError(
+            f"{path} is a table of {data.features.shape[1]} features: {', '.join(config.image_settings)} "
+            "apply to images only, leave them out"
+        )
+    return ImageSet(data.as_items(), data.labels), data.class_names, data.columns
+
+
 def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
     name = config.dataset
     class_names: tuple[str, ...] | None
+    columns: tuple[str, ...] | None = None
     if name in BUILTINS:
         train_all, test, source = load_builtin(name, config.data_dir, progress=progress)
         val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
@@ -54,15 +86,7 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
             raise VaekitError(
                 f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
             )
-        if is_converted(path):
-            disk_images, labels, class_names = open_converted(path)
-            everything = ImageSet(disk_images, labels)
-        elif path.is_dir():
-            everything, class_names = load_folder(path, config.image_size, config.channels)
-        elif path.suffix.lower() in (".npy", ".npz"):
-            everything, class_names = load_array_file(path), None
-        else:
-            raise VaekitError(f"dataset {path} is neither a folder of images nor a .npy/.npz file")
+        everything, class_names, columns = _read_own(path, config)
         if len(everything) < 3:
             raise VaekitError(
                 f"dataset {path} has {len(everything)} image(s): need at least 3 (train, validation, test)"
@@ -83,6 +107,7 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
         val=_conform(val, config),
         test=_conform(test, config),
         class_names=class_names,
+        columns=columns,
     )
 
 

@@ -1,4 +1,5 @@
-"""In-memory datasets: uint8 images (N, C, H, W) with optional integer labels, split three ways."""
+"""In-memory datasets: uint8 images (N, C, H, W), or float32 feature vectors stored as (N, 1, 1, D)
+(see tables.py), with optional integer labels, split three ways."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ from vaekit.errors import VaekitError
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images as uint8 (N, C, H, W), in memory or on disk, and labels as int64 (N,) or None."""
+    """Images as uint8 (N, C, H, W), in memory or on disk, or feature vectors as float32
+    (N, 1, 1, D) in memory; labels as int64 (N,) or None."""
 
     images: np.ndarray | DiskImages
     labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise VaekitError(f"ImageSet needs uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
+        vectors = self.images.dtype == np.float32 and self.images.ndim == 4 and self.images.shape[1:3] == (1, 1)
+        if (self.images.dtype != np.uint8 and not vectors) or self.images.ndim != 4:
+            raise VaekitError(
+                "ImageSet needs uint8 (N, C, H, W) or float32 (N, 1, 1, D), "
+                f"got {self.images.dtype} {self.images.shape}"
+            )
         if self.labels is not None and len(self.labels) != len(self.images):
             raise VaekitError(
                 f"ImageSet has {len(self.labels)} labels for {len(self.images)} images: give one label per image"
@@ -27,6 +33,11 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def is_table(self) -> bool:
+        """Feature vectors (float32) rather than images (uint8)."""
+        return bool(self.images.dtype == np.float32)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -60,10 +71,15 @@ class DatasetSplits:
     val: ImageSet
     test: ImageSet
     class_names: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None  # a table's feature names; None for images
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.train.shape
+
+    @property
+    def is_table(self) -> bool:
+        return self.train.is_table
 
 
 def hold_out(images: ImageSet, count: int, seed: int, what: str) -> tuple[ImageSet, ImageSet]:

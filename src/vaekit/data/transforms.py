@@ -14,8 +14,29 @@ import torch.nn.functional as F
 from vaekit.config import DataConfig
 
 
+def standardise(features: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """A table's features in the user's units (B, 1, 1, D) -> standardised, as the model sees them."""
+    if config.feature_mean is None or config.feature_std is None:
+        return features.float()
+    mean = torch.tensor(config.feature_mean, device=features.device)
+    std = torch.tensor(config.feature_std, device=features.device)
+    return (features.float() - mean) / std
+
+
+def to_user_units(x: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """Inverse of `standardise`: model-scale features -> the user's units, (B, 1, 1, D)."""
+    if config.feature_mean is None or config.feature_std is None:
+        return x
+    mean = torch.tensor(config.feature_mean, device=x.device)
+    std = torch.tensor(config.feature_std, device=x.device)
+    return x * std + mean
+
+
 def to_model_input(batch: torch.Tensor, config: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 pixels -> float in [0,1], optionally binarised or dequantised (sampled), or scaled to [-1,1]."""
+    """uint8 pixels -> float in [0,1], optionally binarised or dequantised (sampled), or scaled to [-1,1];
+    a table's float features -> standardised."""
+    if batch.is_floating_point():
+        return standardise(batch, config)
     if config.dequantize:
         # Uniform dequantisation (Theis et al. 2016): level k becomes a uniform draw from its bin
         # [k/256, (k+1)/256), and the 256 bins tile [0, 1], so a density's integral over a bin is
@@ -40,7 +61,8 @@ def model_batches(
     device: torch.device,
     generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Stored uint8 images (N, C, H, W) as model inputs on `device`, batch by batch, in order."""
+    """Stored uint8 images (N, C, H, W) or float vectors (N, 1, 1, D) as model inputs on `device`, batch
+    by batch, in order."""
     stored = torch.as_tensor(images)
     for start in range(0, len(stored), batch_size):
         yield to_model_input(stored[start : start + batch_size].to(device, non_blocking=True), config, generator)

@@ -14,7 +14,7 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.transforms import model_batches
-from vaekit.metrics.meaning import figure_meaning, meaning_of_kind
+from vaekit.metrics.meaning import figure_meaning, item_word, meaning_of_kind
 from vaekit.models import VAE
 
 
@@ -26,17 +26,18 @@ class ElboSummary:
     bits_per_dim: float | None  # None where the nats are not a likelihood (meaning.py)
     images: int
     figure: str = "likelihood"  # meaning.Kind: what the nats are
+    item: str = "image"  # what the nats are per: an image, or an item (row) of a table
 
     def to_dict(self, prefix: str = "") -> dict[str, float | int | str]:
-        return {f"{prefix}{key}": value for key, value in asdict(self).items() if value is not None}
+        return {f"{prefix}{key}": value for key, value in asdict(self).items() if value is not None and key != "item"}
 
     def line(self) -> str:
         """One line for the console: the figure, its parts, and bits/dim where they are honest."""
         kind = "" if self.figure == "likelihood" else f" [{meaning_of_kind(self.figure).label}]"
         bits = "no bits/dim" if self.bits_per_dim is None else f"{self.bits_per_dim:.4f} bits/dim"
         return (
-            f"-ELBO{kind} {self.nelbo_nats:.2f} nats/image (recon {self.recon_nats:.2f} + KL {self.kl_nats:.2f}), "
-            f"{bits}"
+            f"-ELBO{kind} {self.nelbo_nats:.2f} nats/{self.item} "
+            f"(recon {self.recon_nats:.2f} + KL {self.kl_nats:.2f}), {bits}"
         )
 
 
@@ -65,4 +66,4 @@ def summarise(model: VAE, data: DataConfig, recon_nats: float, kl_nats: float, i
     nelbo = recon_nats + kl_nats
     meaning = figure_meaning(model.likelihood, data)
     bits = meaning.bits_per_dim(nelbo, math.prod(model.image_shape))
-    return ElboSummary(nelbo, recon_nats, kl_nats, bits, images, meaning.kind)
+    return ElboSummary(nelbo, recon_nats, kl_nats, bits, images, meaning.kind, item_word(data))

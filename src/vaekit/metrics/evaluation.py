@@ -12,7 +12,7 @@ from vaekit.loading import TrainedRun
 from vaekit.metrics.elbo import elbo_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
-from vaekit.metrics.meaning import figure_meaning, meaning_of_kind
+from vaekit.metrics.meaning import figure_meaning, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.models.ladder import LadderVAE
 
@@ -50,7 +50,7 @@ def evaluate_run(
             "bottom_latent_dim": run.model.bottom_dim,
         }
     scores = None
-    if quality:
+    if quality and not splits.is_table:  # the quality figures use vaekit's image classifier
         started = time.perf_counter()
         scores = sample_quality(run.model, splits, data, seed=seed)
         seconds["quality"] = time.perf_counter() - started
@@ -68,6 +68,7 @@ def evaluate_run(
         "checkpoint_epoch": run.info.get("epoch"),
         "figure": meaning.kind,
         "figure_description": meaning.description,
+        "per": item_word(run.config.data),
         meaning.elbo_key: elbo.nelbo_nats,
         "elbo_recon_nats": elbo.recon_nats,
         "elbo_kl_nats": elbo.kl_nats,
@@ -81,9 +82,9 @@ def evaluate_run(
         "quality": None if scores is None else scores.to_dict(),
         "seconds": seconds,
         "units": {
-            "*_nats": "nats per image",
+            "*_nats": f"nats per {item_word(run.config.data)}",
             "*_bits_per_dim": "bits per dimension",
-            "kl_per_dim_nats": "nats per image, per latent dimension",
+            "kl_per_dim_nats": f"nats per {item_word(run.config.data)}, per latent dimension",
             "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
         },
     }
@@ -111,15 +112,16 @@ def collapse_warning(result: dict[str, Any]) -> str | None:
 def format_table(result: dict[str, Any]) -> str:
     meaning = meaning_of_kind(result.get("figure", "likelihood"))
     bound = meaning.label
+    per = f"nats/{result.get('per', 'image')}"
     rows = [
-        (f"negative ELBO ({bound})", f"{result[meaning.elbo_key]:.2f} nats/image"),
-        ("  reconstruction", f"{result['elbo_recon_nats']:.2f} nats/image"),
-        ("  KL", f"{result['elbo_kl_nats']:.2f} nats/image"),
+        (f"negative ELBO ({bound})", f"{result[meaning.elbo_key]:.2f} {per}"),
+        ("  reconstruction", f"{result['elbo_recon_nats']:.2f} {per}"),
+        ("  KL", f"{result['elbo_kl_nats']:.2f} {per}"),
         ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}" if "elbo_bits_per_dim" in result else "none"),
         (
             f"{bound}, IWAE K={result['iwae_k']}",
-            f"{result[meaning.iwae_key]:.2f} nats/image "
-            f"(± {result.get('iwae_standard_error_nats', 0.0):.2f} standard error over images)",
+            f"{result[meaning.iwae_key]:.2f} {per} "
+            f"(± {result.get('iwae_standard_error_nats', 0.0):.2f} standard error over {result.get('per', 'image')}s)",
         ),
         ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}" if "iwae_bits_per_dim" in result else "none"),
         ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
@@ -138,7 +140,7 @@ def format_table(result: dict[str, Any]) -> str:
             ),
         ]
     width = max(len(name) for name, _ in rows)
-    header = f"{result['split']} set, {result['images']} images, seed {result['seed']}"
+    header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
     if result.get("figure_description"):
         header += f"\n  figures: {result['figure_description']}"
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])

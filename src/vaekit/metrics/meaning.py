@@ -74,9 +74,22 @@ LIKELIHOOD_ADVICE = (
 )
 
 
+def item_word(data: DataConfig) -> str:
+    """What one data item is called next to a figure: nats per image, or per item of a table."""
+    return "item" if data.feature_mean is not None else "image"
+
+
 def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
     """What the nats of `likelihood` on data prepared by `data` are."""
     title = likelihood.title
+    if data.feature_mean is not None:  # a table (tables.py): an item is a row of features
+        if likelihood.support == "binary":
+            return FigureMeaning("likelihood", f"-log p(x) of the 0/1 features under a {title}, nats/item", 0.0)
+        return FigureMeaning(
+            "density",
+            f"-log density of the standardised features under a {title}, nats/item (a density: no bits/dim)",
+            0.0,
+        )
     if likelihood.support == "binary":
         if data.binarize:
             return FigureMeaning("likelihood", f"-log p(x) of the binarised image under a {title}, nats/image", 0.0)

@@ -21,7 +21,7 @@ from vaekit.latent import latent_plane, lerp, slerp
 from vaekit.loading import TrainedRun
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import figure_meaning
-from vaekit.viz.grid import make_grid, png_bytes
+from vaekit.viz.grid import feature_bars, make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
 MAX_SAMPLES = 64
@@ -100,8 +100,10 @@ class LatentExplorer:
             return torch.from_numpy(latent_means(self.model, images, self.run.config.data)).float()  # (N, Z)
 
     def _image_data(self, x: torch.Tensor) -> str:
-        """Model-scale images (N, C, H, W) -> one data URI (a row of N images)."""
-        picture = make_grid(self.run.to_display(x).clamp(0.0, 1.0), columns=len(x), padding=0 if len(x) == 1 else 2)
+        """Model-scale images (N, C, H, W) -> one data URI (a row of N images); a table's rows
+        (N, 1, 1, D) are drawn as bars of their standardised features."""
+        shown = feature_bars(x) if self.run.is_table else self.run.to_display(x).clamp(0.0, 1.0)
+        picture = make_grid(shown, columns=len(x), padding=0 if len(x) == 1 else 2)
         return "data:image/png;base64," + base64.b64encode(png_bytes(picture, DISPLAY_SCALE)).decode("ascii")
 
     @torch.inference_mode()
@@ -137,7 +139,14 @@ class LatentExplorer:
         }
 
     def decode(self, z: Any) -> dict[str, Any]:
-        return {"image": self._image_data(self._decode(self.check_z(z)[None]))}
+        x = self._decode(self.check_z(z)[None])
+        if self.run.is_table:  # the row itself too, in the table's own units
+            row = self.run.to_rows(x)[0]
+            return {
+                "image": self._image_data(x),
+                "values": dict(zip(self.run.feature_names, row.tolist(), strict=True)),
+            }
+        return {"image": self._image_data(x)}
 
     def encode(self, index: Any) -> dict[str, Any]:
         i = _integer(index, "index", 0, len(self.test_images) - 1)

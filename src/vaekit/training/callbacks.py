@@ -141,6 +141,8 @@ class RunWriter:
 
     @torch.no_grad()
     def save_pictures(self, model: VAE, epoch: int) -> None:
+        if self.config.data.feature_mean is not None:
+            return  # a table's rows are not pictures
         model.eval()
         data = self.config.data
         originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))

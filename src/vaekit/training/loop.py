@@ -41,14 +41,14 @@ from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpoint
 MIN_SELECTION_IMAGES = 1000
 
 
-def kept_weights(val_images: int) -> str | None:
+def kept_weights(val_images: int, item: str = "image") -> str | None:
     """Why the last epoch's weights are kept rather than the best on validation, or None when
-    validation chooses."""
+    validation chooses. `item` names what the set holds (image, or a table's item)."""
     if val_images == 0:
         return "no validation set (--val-size 0): the last epoch's weights are kept"
     if val_images < MIN_SELECTION_IMAGES:
         return (
-            f"the validation set has {val_images} images, too few to tell epochs apart: the last epoch's weights "
+            f"the validation set has {val_images} {item}s, too few to tell epochs apart: the last epoch's weights "
             f"are kept (validate on at least {MIN_SELECTION_IMAGES} to choose the best epoch)"
         )
     return None

@@ -35,10 +35,11 @@ from vaekit.checkpoint import (
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.builtin import BUILTINS
+from vaekit.data.tables import with_table_scaling
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import ElboSummary, elbo_over
-from vaekit.metrics.meaning import figure_meaning
+from vaekit.metrics.meaning import figure_meaning, item_word
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -112,6 +113,8 @@ def train_run(
     from_main(lambda: check_out_free(out, force), cluster)
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
     config = with_absolute_paths(config)
+    if splits.is_table:
+        config = with_table_scaling(config, splits.train.array, splits.columns or ())
     if config.train.batch_size > len(splits.train):
         raise VaekitError(
             f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
@@ -144,11 +147,13 @@ def train_run(
     run_dir = from_main(claim, cluster)
     if announce is not None and cluster.is_main:
         processes = f", {cluster.world_size} processes" if cluster.active else ""
+        item = item_word(config.data)
+        what = f"{splits.shape[-1]} features" if splits.is_table else str(splits.shape)
         announce(
-            f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} images {splits.shape}, "
+            f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} {item}s of {what}, "
             f"device {device.type}{processes}): run folder {run_dir}"
         )
-        for note in (figure_meaning(model.likelihood, config.data).advice, kept_weights(len(splits.val))):
+        for note in (figure_meaning(model.likelihood, config.data).advice, kept_weights(len(splits.val), item)):
             if note is not None:
                 announce(f"note: {note}")
     return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster)
@@ -257,11 +262,11 @@ def _train_and_summarise(
                 **test.to_dict(prefix="test_"),
                 "checkpoint": "best",
                 "best_epoch": info["epoch"],
-                "kept": kept_weights(len(splits.val)) or "the epoch with the lowest validation -ELBO",
+                "kept": kept_weights(len(splits.val), test.item) or "the epoch with the lowest validation -ELBO",
                 "wall_seconds": wall,
                 "device": str(device),
                 "figure_description": figure_meaning(best.likelihood, config.data).description,
-                "units": "nats per image" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
+                "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },
         )
         return TrainResult(run_dir, test, wall)

@@ -128,13 +128,27 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
 LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold")
 
 
+# What a table's run can show: its rows are not images, so only the curves and the latent map.
+TABLE_PICTURES = ("curves", "latent-map")
+
+
 def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
-    """The pictures of `names` this run has (all of them, but the latent ones for --latent-dim 0)."""
-    return [name for name in names if ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES]
+    """The pictures of `names` this run has (all of them, but the latent ones for --latent-dim 0
+    and the image ones for a table)."""
+    return [
+        name
+        for name in names
+        if (ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES)
+        and (not ctx.splits.is_table or name in TABLE_PICTURES)
+    ]
 
 
 def draw(ctx: PictureContext, what: str, path: Path) -> Path:
     if what not in drawable(ctx, [what]):
+        if ctx.splits.is_table:
+            raise VaekitError(
+                f"{what} shows images, and this run's data is a table: plot {' or '.join(TABLE_PICTURES)}"
+            )
         raise VaekitError(f"{what} pictures the latent space, and this model has none (--latent-dim 0)")
     picture = PICTURES[what](ctx)
     if isinstance(picture, Figure):

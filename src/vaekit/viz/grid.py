@@ -70,3 +70,24 @@ def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor) 
 def sample_grid(images: torch.Tensor) -> np.ndarray:
     """Samples (N, C, H, W) in [0, 1] as a square grid (ceil(sqrt(N)) columns: 8 for 64)."""
     return make_grid(images, math.ceil(math.sqrt(len(images))))
+
+
+BAR_HEIGHT = 41  # pixels; odd, so the zero line is one row
+BAR_WIDTH = 3  # pixels per feature, then a one-pixel gap
+BAR_CLIP = 3.0  # standard deviations shown above and below the zero line
+
+
+def feature_bars(standardised: torch.Tensor) -> torch.Tensor:
+    """A table's rows as pictures: one vertical bar per feature, up for above the training mean,
+    down for below, full height at +-3 standard deviations. (N, 1, 1, D) -> (N, 1, H, 4 D) in [0, 1]."""
+    values = standardised.flatten(1).clamp(-BAR_CLIP, BAR_CLIP).cpu()  # (N, D)
+    middle = BAR_HEIGHT // 2
+    reach = (values / BAR_CLIP * middle).round().long()  # (N, D) rows above (+) or below (-) the zero line
+    rows = torch.arange(BAR_HEIGHT)[None, :, None]  # (1, H, 1)
+    top = (middle - reach.clamp(min=0))[:, None, :]  # (N, 1, D)
+    bottom = (middle - reach.clamp(max=0))[:, None, :]
+    bars = ((rows >= top) & (rows <= bottom)).float()  # (N, H, D)
+    bars[:, middle, :] = bars[:, middle, :].clamp(min=0.5)  # the zero line, grey where no bar leaves it
+    wide = bars.repeat_interleave(BAR_WIDTH + 1, dim=2)  # (N, H, D * (width + 1))
+    wide[:, :, BAR_WIDTH :: BAR_WIDTH + 1] = 0.0  # a dark gap after each bar
+    return wide[:, None]  # (N, 1, H, D * (width + 1))
