@@ -18,7 +18,7 @@ from vaekit.data.disk import DiskImages, is_converted, open_converted, write_con
 from vaekit.data.folders import load_folder
 from vaekit.errors import VaekitError
 from vaekit.models import build_model
-from vaekit.training.loop import fit
+from vaekit.training.loop import train_model
 
 
 def converted(tmp_path: Path, n: int = 300) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def _train(config: RunConfig) -> dict[str, torch.Tensor]:
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
     model = build_model(config.model, splits.shape)
-    fit(model, splits, config, progress=False)
+    train_model(model, splits, config, progress=False)
     return model.state_dict()
 
 
@@ -110,5 +110,5 @@ def test_a_large_folder_streams_from_disk(tmp_path: Path, monkeypatch: pytest.Mo
         model=ModelConfig(hidden_sizes=(8,), latent_dim=2),
         train=TrainConfig(epochs=1, batch_size=8, checkpoint_every=0),
     )
-    reports = fit(build_model(config.model, splits.shape), splits, config, progress=False)
+    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
     assert np.isfinite(reports[0].val.nelbo_nats)

@@ -23,7 +23,7 @@ from vaekit.metrics.likelihood import iwae_over, iwae_per_image
 from vaekit.models import VAE, build_model
 from vaekit.objectives import iwae_bound
 from vaekit.presets import resolve
-from vaekit.training.loop import fit
+from vaekit.training.loop import train_model
 
 DATA = DataConfig()
 
@@ -141,7 +141,7 @@ def test_training_with_the_iwae_objective(tmp_path: Path) -> None:
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
     model = build_model(config.model, splits.shape)
-    reports = fit(model, splits, config, progress=False)
+    reports = train_model(model, splits, config, progress=False)
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
     # The training loss is the IWAE bound, never above the ELBO estimate from the same samples.
     assert reports[-1].train_loss <= reports[-1].train_recon_nats + reports[-1].train_kl_nats + 1.0

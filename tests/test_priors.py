@@ -17,7 +17,7 @@ from vaekit.errors import VaekitError
 from vaekit.models import build_model
 from vaekit.presets import resolve
 from vaekit.priors import MixturePrior, monte_carlo_kl
-from vaekit.training.loop import fit
+from vaekit.training.loop import train_model
 
 
 def standard_normal_as_mixture(latent_dim: int) -> MixturePrior:
@@ -74,7 +74,7 @@ def test_training_with_a_mixture_prior_learns_the_prior(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(config.model, splits.shape)
     before = model.prior.means.detach().clone()
-    reports = fit(model, splits, config, progress=False)
+    reports = train_model(model, splits, config, progress=False)
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
     assert not torch.equal(before, model.prior.means)  # the prior's parameters are trained
     assert model.sample(5).shape == (5, 1, 12, 12)

@@ -22,7 +22,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.data import transforms as transforms_module
 from vaekit.models import build_model
-from vaekit.training.loop import TrainingDiverged, fit
+from vaekit.training.loop import TrainingDiverged, train_model
 from vaekit.training.run import train_run
 
 TRAIN_FLAGS = [
@@ -163,7 +163,7 @@ def test_a_nan_batch_is_skipped_and_training_goes_on(dataset: Path, monkeypatch:
         return torch.full_like(x, float("nan")) if calls["n"] == 5 else x
 
     monkeypatch.setattr("vaekit.training.loop.to_model_input", poisoned)
-    reports = fit(model, splits, config, progress=False)
+    reports = train_model(model, splits, config, progress=False)
     assert [r.skipped_steps for r in reports] == [1, 0]
     assert reports[-1].step == 2 * 20 - 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -215,7 +215,7 @@ def test_gradient_clipping_saves_adam_from_one_huge_gradient(dataset: Path, monk
         config = small_config(dataset, lr=1e-3, clip_grad_norm=clip)
         splits = load_dataset(config.data, progress=False)
         torch.manual_seed(0)
-        reports = fit(build_model(config.model, splits.shape), splits, config, progress=False)
+        reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
         assert all(report.skipped_steps == 0 for report in reports)  # the spike is finite: it is applied
         return [report.val.nelbo_nats for report in reports]
 

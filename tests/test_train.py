@@ -13,7 +13,7 @@ from vaekit.loading import load_run
 from vaekit.metrics.elbo import elbo_over
 from vaekit.models import build_model
 from vaekit.objectives import lr_factor
-from vaekit.training.loop import fit
+from vaekit.training.loop import train_model
 from vaekit.training.run import train_run
 
 
@@ -32,7 +32,7 @@ def test_a_train_step_changes_weights_and_evaluation_does_not(blob_npz: Path) ->
     before = {k: v.clone() for k, v in model.state_dict().items()}
     elbo_over(model, splits.val.images, config.data, batch_size=16)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    fit(model, splits, config, progress=False)
+    train_model(model, splits, config, progress=False)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
     assert set(changed) == set(before)
 
@@ -45,7 +45,7 @@ def test_training_lowers_validation_loss_and_is_reproducible(blob_npz: Path) -> 
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, splits.shape)
         untrained = elbo_over(model, splits.val.images, config.data, 64).nelbo_nats
-        reports = fit(model, splits, config, progress=False)
+        reports = train_model(model, splits, config, progress=False)
         assert reports[-1].val.nelbo_nats < untrained - 50
         assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
         weights.append(model.state_dict())
@@ -57,7 +57,7 @@ def test_warmup_and_cosine_schedule_reach_the_optimizer(blob_npz: Path) -> None:
     config = tiny_config(blob_npz, epochs=2, warmup_steps=1000, lr_schedule="cosine")
     splits = load_dataset(config.data, progress=False)
     model = build_model(config.model, splits.shape)
-    reports = fit(model, splits, config, progress=False)
+    reports = train_model(model, splits, config, progress=False)
     steps = reports[-1].step
     assert reports[-1].beta == pytest.approx(steps / 1000)
     assert lr_factor(0, 10, "cosine") == 1.0 and lr_factor(10, 10, "cosine") == pytest.approx(0.0)
@@ -155,10 +155,10 @@ def test_early_stopping_waits_patience_epochs_and_stays_stopped(
     splits = load_dataset(config.data, progress=False)
     model = build_model(config.model, splits.shape)
     snapshots: list = []
-    reports = fit(model, splits, config, progress=False, checkpointer=lambda t, i: snapshots.append((t, i)))
+    reports = train_model(model, splits, config, progress=False, checkpointer=lambda t, i: snapshots.append((t, i)))
     assert [r.epoch for r in reports] == [1, 2, 3, 4]  # best at 2, then two epochs without improvement
     assert snapshots[-1][1]["stopped"] is True
-    assert fit(model, splits, config, progress=False, resume=snapshots[-1]) == []  # resuming does not train on
+    assert train_model(model, splits, config, progress=False, resume=snapshots[-1]) == []  # resuming does not train on
 
 
 def kept_epoch(run_dir: Path) -> int:

@@ -1,11 +1,15 @@
 """vaekit: Variational Autoencoders with correct math, from Python or one command.
 
-from vaekit import load_run
-run = load_run("runs/mlp")
-z = run.model.encode(run.prepare(images)).mode()
+import vaekit
+run = vaekit.fit(images, labels, epochs=20)          # arrays, tensors, Datasets; or vectors (N, D)
+z = run.model.encode(run.prepare(images)).mode()     # posterior means
+run = vaekit.load_run("runs/mlp")                    # any run folder, from the CLI or from fit
 
-Names are imported on first use (PEP 562), so `import vaekit` is cheap and code that only loads
-runs (metrics, pictures, the web app) never imports the trainer.
+What a library user needs is here: `fit` and `resume`, the callbacks they receive, the
+likelihoods and priors, `load_run`, the metrics (negative ELBO, IWAE, latent usage), and the
+contracts of their own networks (`NetworkSpec`, `Encoder`, `Decoder`). Names are imported on
+first use (PEP 562), so `import vaekit` is cheap and code that only loads runs (metrics,
+pictures, the web app) never imports the trainer.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ __version__ = "0.1.0"
 
 # exported name -> the module that defines it
 _EXPORTS = {
+    "fit": "vaekit.training.api",
+    "resume": "vaekit.training.api",
+    "Callback": "vaekit.training.callbacks",
+    "EpochReport": "vaekit.training.callbacks",
+    "EarlyStopping": "vaekit.training.callbacks",
+    "train_run": "vaekit.training.run",
+    "TrainedRun": "vaekit.loading",
+    "load_run": "vaekit.loading",
     "DataConfig": "vaekit.config",
     "ModelConfig": "vaekit.config",
     "RunConfig": "vaekit.config",
@@ -27,33 +39,80 @@ _EXPORTS = {
     "VaekitError": "vaekit.errors",
     "VAE": "vaekit.models",
     "build_model": "vaekit.models",
-    "TrainedRun": "vaekit.loading",
-    "load_run": "vaekit.loading",
-    "train_run": "vaekit.training.run",
+    "NetworkSpec": "vaekit.models.custom",
+    "Encoder": "vaekit.models.custom",
+    "Decoder": "vaekit.models.custom",
+    "Likelihood": "vaekit.distributions",
+    "BernoulliLikelihood": "vaekit.distributions",
+    "ContinuousBernoulliLikelihood": "vaekit.distributions",
+    "GaussianLikelihood": "vaekit.distributions",
+    "DiscretizedLogisticLikelihood": "vaekit.distributions",
+    "MixtureOfLogisticsLikelihood": "vaekit.distributions",
+    "StandardNormalPrior": "vaekit.priors",
+    "MixturePrior": "vaekit.priors",
+    "VampPrior": "vaekit.priors",
+    "elbo_over": "vaekit.metrics.elbo",
+    "iwae_over": "vaekit.metrics.likelihood",
+    "latent_usage": "vaekit.metrics.latents",
 }
 
 __all__ = [
     "PRESETS",
     "VAE",
+    "BernoulliLikelihood",
+    "Callback",
+    "ContinuousBernoulliLikelihood",
     "DataConfig",
+    "Decoder",
+    "DiscretizedLogisticLikelihood",
+    "EarlyStopping",
+    "Encoder",
+    "EpochReport",
+    "GaussianLikelihood",
+    "Likelihood",
+    "MixtureOfLogisticsLikelihood",
+    "MixturePrior",
     "ModelConfig",
+    "NetworkSpec",
     "RunConfig",
+    "StandardNormalPrior",
     "TrainConfig",
     "TrainedRun",
     "VaekitError",
+    "VampPrior",
     "build_model",
+    "elbo_over",
+    "fit",
+    "iwae_over",
+    "latent_usage",
     "load_run",
     "preset_config",
     "resolve",
+    "resume",
     "train_run",
 ]
 
 if TYPE_CHECKING:
     from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from vaekit.distributions import (
+        BernoulliLikelihood,
+        ContinuousBernoulliLikelihood,
+        DiscretizedLogisticLikelihood,
+        GaussianLikelihood,
+        Likelihood,
+        MixtureOfLogisticsLikelihood,
+    )
     from vaekit.errors import VaekitError
     from vaekit.loading import TrainedRun, load_run
+    from vaekit.metrics.elbo import elbo_over
+    from vaekit.metrics.latents import latent_usage
+    from vaekit.metrics.likelihood import iwae_over
     from vaekit.models import VAE, build_model
+    from vaekit.models.custom import Decoder, Encoder, NetworkSpec
     from vaekit.presets import PRESETS, preset_config, resolve
+    from vaekit.priors import MixturePrior, StandardNormalPrior, VampPrior
+    from vaekit.training.api import fit, resume
+    from vaekit.training.callbacks import Callback, EarlyStopping, EpochReport
     from vaekit.training.run import train_run
 
 

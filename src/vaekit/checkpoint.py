@@ -93,11 +93,14 @@ def weights_mismatch(model: VAE, tensors: dict[str, torch.Tensor], prefix: str =
     return "; ".join(part for part in parts if part)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig, dict[str, Any]]:
-    """Rebuild the model from the checkpoint's own config and load its weights strictly."""
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", trust_code: bool = False
+) -> tuple[VAE, RunConfig, dict[str, Any]]:
+    """Rebuild the model from the checkpoint's own config and load its weights strictly. A
+    network made by user code is built only with `trust_code` (models/custom.py)."""
     tensors, metadata = read_checkpoint(path)
     config, image_shape, info = parse_header(path, metadata)
-    model = build_model(config.model, image_shape)
+    model = build_model(config.model, image_shape, trust_code=trust_code, source=f"checkpoint {path}")
     mismatch = weights_mismatch(model, tensors)
     if mismatch is not None:
         raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", type=Path, metavar="RUN", help="continue an interrupted run exactly where it stopped"
     )
+    _add_trust_code(train)
     add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--checkpoint", choices=["best", "last"], default="best")
         sub.add_argument("--device", default="auto")
         sub.add_argument("--force", action="store_true", help="replace an existing output file")
+        _add_trust_code(sub)
         if name == "reconstruct":
             sub.add_argument("--split", choices=["val", "test"], default="test")
         else:
@@ -190,7 +192,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.out or Path("runs") / f"{config.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         if args.resume is not None:
-            result = resume_run(run_dir, progress=not args.quiet, announce=announce, cluster=cluster)
+            result = resume_run(
+                run_dir, progress=not args.quiet, announce=announce, cluster=cluster, trust_code=args.trust_code
+            )
         else:
             result = train_run(
                 config, run_dir, force=args.force, progress=not args.quiet, announce=announce, cluster=cluster
@@ -235,7 +239,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from vaekit.viz.grid import sample_grid, save_png
 
     _check_count(args.n)
-    run = load_run(args.run, args.checkpoint, args.device)
+    run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     _check_output(args.out, args.force, ROW_SUFFIXES if run.is_table else (".png",))
     generator = torch.Generator(run.model.device).manual_seed(args.seed)
     drawn = run.model.sample(args.n, generator, draw=args.draw)
@@ -256,7 +260,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     _check_count(args.n)
     _check_output(args.out, args.force)
-    run = load_run(args.run, args.checkpoint, args.device)
+    run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     if run.is_table:
         raise VaekitError(f"{args.run} was trained on a table: reconstruct draws images (evaluate gives its figures)")
     images = getattr(run.load_data(progress=False), args.split).images[: args.n]
@@ -266,11 +270,21 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_trust_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a run whose network is built by user code (--architecture module:function) to import it; "
+        "only for runs whose origin you trust",
+    )
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, type=Path, help="run folder written by `vaekit train`")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
+    _add_trust_code(parser)
 
 
 def _run_folder(path: Path) -> Path:
@@ -287,7 +301,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
     if args.images is not None and args.images < 1:
         raise VaekitError(f"--images {args.images} must be at least 1")
-    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     splits = run.load_data()
     if len(getattr(splits, args.split)) == 0:
         raise VaekitError(f"{args.run} was trained with no {args.split} set (--val-size 0): evaluate --split test")
@@ -316,7 +330,7 @@ def _load_for_pictures(args: argparse.Namespace) -> PictureContext:
     from vaekit.loading import load_run
     from vaekit.viz.gallery import PictureContext
 
-    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     return PictureContext(run, run.load_data(), args.seed)
 
 
@@ -355,7 +369,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise VaekitError(f"--port {args.port} is not a port number: use 1 to 65535 (or 0 for any free port)")
-    run = load_run(_run_folder(args.run), args.checkpoint, args.device)
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     if run.model.latent_dim == 0:
         raise VaekitError(f"{args.run} has no latent space to explore (--latent-dim 0)")
     explorer = LatentExplorer(run, run.load_data(), args.seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from typing import Any, Literal
 
 from vaekit.errors import VaekitError
 
-Architecture = Literal["mlp", "conv", "resnet"]
+Architecture = Literal["mlp", "conv", "resnet"]  # built in; or a factory's name, see FACTORY_NAME
+# A user's network factory, module.path:function (models/custom.py builds it, with consent).
+FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
@@ -115,7 +118,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: Architecture = field(default="mlp", metadata=_help("encoder/decoder family"))
+    architecture: str = field(
+        default="mlp",
+        metadata=_help(
+            "encoder/decoder family: mlp, conv, resnet, or your own factory as module.path:function "
+            "(see vaekit.models.custom for its contract; loading such a run needs --trust-code)"
+        ),
+    )
     latent_dim: int = field(
         default=20,
         metadata=_help(
@@ -171,6 +180,11 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        _require(
+            self.architecture in typing.get_args(Architecture) or FACTORY_NAME.fullmatch(self.architecture) is not None,
+            f"--architecture {self.architecture!r} is not known: use mlp, conv, resnet, or your own factory as "
+            "module.path:function",
+        )
         _require(self.latent_dim >= 0, f"--latent-dim {self.latent_dim} must be 0 or more")
         _require(
             self.latent_dim > 0 or (self.stochastic_layers == 1 and self.prior == "standard"),

@@ -6,6 +6,8 @@ app) stays free of the trainer and of torch.distributed's process groups.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import torch
 from vaekit.checkpoint import load_checkpoint
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
+from vaekit.data.memory import OWN_DATA_FILE
 from vaekit.data.tables import default_columns
 from vaekit.data.transforms import to_model_input, to_unit_range, to_user_units
 from vaekit.devices import resolve_device
@@ -32,13 +35,35 @@ class TrainedRun:
     config: RunConfig
     info: dict[str, Any]
 
-    def prepare(self, images: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 images (N, C, H, W) -> model inputs on the model's device."""
-        batch = torch.as_tensor(images).to(self.model.device)
+    def prepare(self, items: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Data as the user holds it -> model inputs on the model's device: images (N, C, H, W) or
+        (N, H, W), uint8 or float in [0, 1] (floats are stored as 8-bit levels, as training saw them);
+        a table's rows (N, D) in its own units."""
+        batch = torch.as_tensor(items).to(self.model.device)
+        expected = self.model.image_shape
+        if self.is_table:
+            batch = batch.float().reshape(len(batch), 1, 1, -1)  # (N, D) -> (N, 1, 1, D)
+        else:
+            if batch.is_floating_point():
+                batch = (batch * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+            if batch.dim() == 3:
+                batch = batch[:, None]  # (N, H, W) -> (N, 1, H, W)
+        if tuple(batch.shape[1:]) != expected:
+            raise VaekitError(
+                f"this run takes items of shape {expected} ((1, 1, D) is a table row of D features), "
+                f"got {tuple(batch.shape[1:])}"
+            )
         return to_model_input(batch, self.config.data, generator)
 
     def to_display(self, x: torch.Tensor) -> torch.Tensor:
         return to_unit_range(x, self.config.data)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary.json: its test-set figures after training (empty before it ends)."""
+        run_dir = self.path if self.path.is_dir() else self.path.parent.parent
+        file = run_dir / "summary.json"
+        return json.loads(file.read_text()) if file.is_file() else {}
 
     @property
     def is_table(self) -> bool:
@@ -56,11 +81,26 @@ class TrainedRun:
         return to_user_units(x, self.config.data).flatten(1).cpu().numpy()
 
     def load_data(self, progress: bool = False) -> DatasetSplits:
-        return load_dataset(self.config.data, progress=progress)
+        run_dir = self.path if self.path.is_dir() else self.path.parent.parent  # run/checkpoints/x.safetensors
+        return load_dataset(with_data_in_run(self.config, run_dir).data, progress=progress)
 
 
-def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu") -> TrainedRun:
-    """Load a run folder (or a .safetensors checkpoint file) for encoding, decoding and sampling."""
+def with_data_in_run(config: RunConfig, run_dir: Path) -> RunConfig:
+    """A run trained on data from Python keeps it as RUN/data.npz, and its config names that file
+    by absolute path; when the run folder has moved since, the copy inside it is the one to read."""
+    named = Path(config.data.dataset)
+    inside = run_dir / OWN_DATA_FILE
+    if named.name == OWN_DATA_FILE and not named.exists() and inside.is_file():
+        return dataclasses.replace(config, data=dataclasses.replace(config.data, dataset=str(inside.absolute())))
+    return config
+
+
+def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu", trust_code: bool = False) -> TrainedRun:
+    """Load a run folder (or a .safetensors checkpoint file) for encoding, decoding and sampling.
+
+    A run whose network a user's factory builds (--architecture module:function) is loaded only
+    with `trust_code=True`: building it imports that module, which runs its code.
+    """
     path = Path(path)
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.safetensors"
@@ -72,6 +112,6 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu") ->
         file = path
     else:
         raise VaekitError(f"run {path} does not exist: give a run folder written by `vaekit train`")
-    model, config, info = load_checkpoint(file, resolve_device(device))
+    model, config, info = load_checkpoint(file, resolve_device(device), trust_code=trust_code)
     model.eval()
     return TrainedRun(path, model, config, info)

@@ -16,6 +16,8 @@ from vaekit.errors import VaekitError
 IMAGE_KEYS = ("x", "images", "x_train", "data", "arr_0")
 LABEL_KEYS = ("y", "labels", "y_train", "targets")
 COLUMNS_KEY = "columns"  # a table's feature names, as a 1-D array of strings
+CLASS_NAMES_KEY = "class_names"  # label k's name at position k, as a 1-D array of strings
+NAME_KEYS = (COLUMNS_KEY, CLASS_NAMES_KEY)  # arrays of names, never the data
 
 
 def to_uint8_images(array: np.ndarray, source: str) -> np.ndarray:
@@ -65,7 +67,8 @@ def _from_array(array: np.ndarray, source: str, columns: tuple[str, ...] | None 
     return ImageSet(to_uint8_images(array, source))
 
 
-def load_array_file(path: str | Path) -> ImageSet | Table:
+def load_array_file(path: str | Path) -> tuple[ImageSet | Table, tuple[str, ...] | None]:
+    """An .npy/.npz file -> (images or a table, class names or None)."""
     path = Path(path)
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -77,20 +80,21 @@ def load_array_file(path: str | Path) -> ImageSet | Table:
         ) from None
     try:
         if isinstance(loaded, np.ndarray):
-            return _from_array(loaded, str(path))
+            return _from_array(loaded, str(path)), None
         with loaded:
-            names = [k for k in loaded.files if k != COLUMNS_KEY]
+            names = [k for k in loaded.files if k not in NAME_KEYS]
             image_key = _pick(loaded, IMAGE_KEYS) or (names[0] if len(names) == 1 else None)
             if image_key is None:
                 raise VaekitError(
                     f"{path} holds arrays {loaded.files}: name the images one of {', '.join(IMAGE_KEYS[:3])}"
                 )
             columns = tuple(str(c) for c in loaded[COLUMNS_KEY]) if COLUMNS_KEY in loaded.files else None
+            class_names = tuple(str(c) for c in loaded[CLASS_NAMES_KEY]) if CLASS_NAMES_KEY in loaded.files else None
             data = _from_array(loaded[image_key], f"{path}[{image_key}]", columns)
             labels = _labels(loaded, len(data.features) if isinstance(data, Table) else len(data), path)
             if isinstance(data, Table):
-                return Table(data.features, data.columns, labels)
-            return ImageSet(data.images, labels)
+                return Table(data.features, data.columns, labels, class_names), class_names
+            return ImageSet(data.images, labels), class_names
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise VaekitError(f"{path} is damaged ({exc}): re-save it with numpy.savez") from None
 
@@ -117,7 +121,7 @@ def is_table_source(dataset: str) -> bool:
             with open(path, "rb") as handle:
                 return _npy_ndim(handle) == 2
         with zipfile.ZipFile(path) as archive:
-            names = [n.removesuffix(".npy") for n in archive.namelist() if n != f"{COLUMNS_KEY}.npy"]
+            names = [n.removesuffix(".npy") for n in archive.namelist() if n.removesuffix(".npy") not in NAME_KEYS]
             key = next((k for k in IMAGE_KEYS if k in names), names[0] if len(names) == 1 else None)
             if key is None:
                 return False

@@ -54,22 +54,29 @@ def _read_own(path: Path, config: DataConfig) -> tuple[ImageSet, tuple[str, ...]
         images, class_names = load_folder(path, config.image_size, config.channels)
         return images, class_names, None
     suffix = path.suffix.lower()
+    class_names = None
     if suffix == ".csv":
         data = read_csv_table(path, config.label_column)
+        class_names = data.class_names
     elif suffix in (".npy", ".npz"):
-        data = load_array_file(path)
+        data, class_names = load_array_file(path)
     else:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
     if config.label_column is not None and suffix != ".csv":
         raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
+    return as_item_set(data, config, str(path)), class_names, data.columns if isinstance(data, Table) else None
+
+
+def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> ImageSet:
+    """Images as they are; a table as its stored (N, 1, 1, D) items, refusing image-only settings."""
     if isinstance(data, ImageSet):
-        return data, None, None
+        return data
     if config.image_settings:
         raise VaekitError(
-            f"{path} is a table of {data.features.shape[1]} features: {', '.join(config.image_settings)} "
+            f"{source} is a table of {data.features.shape[1]} features: {', '.join(config.image_settings)} "
             "apply to images only, leave them out"
         )
-    return ImageSet(data.as_items(), data.labels), data.class_names, data.columns
+    return ImageSet(data.as_items(), data.labels)
 
 
 def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
@@ -87,15 +94,39 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
                 f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
             )
         everything, class_names, columns = _read_own(path, config)
-        if len(everything) < 3:
-            raise VaekitError(
-                f"dataset {path} has {len(everything)} image(s): need at least 3 (train, validation, test)"
-            )
-        holdout = max(1, min(MAX_OWN_HOLDOUT, round(OWN_DATA_HOLDOUT_FRACTION * len(everything))))
-        train_all, test = hold_out(everything, holdout, config.split_seed, "test")
-        test = test.in_memory()
-        val_size = config.val_size if config.val_size is not None else holdout
-        source = str(path)
+        return split_own_data(everything, config, name, str(path), class_names, columns)
+    return _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
+
+
+def split_own_data(
+    everything: ImageSet,
+    config: DataConfig,
+    name: str,
+    source: str,
+    class_names: tuple[str, ...] | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> DatasetSplits:
+    """A user's whole data set -> splits: a seeded 10% (at most 10,000) for test, as many for
+    validation unless --val-size says otherwise. Data from a file and the same data from Python
+    split alike."""
+    if len(everything) < 3:
+        raise VaekitError(f"dataset {source} has {len(everything)} item(s): need at least 3 (train, validation, test)")
+    holdout = max(1, min(MAX_OWN_HOLDOUT, round(OWN_DATA_HOLDOUT_FRACTION * len(everything))))
+    train_all, test = hold_out(everything, holdout, config.split_seed, "test")
+    val_size = config.val_size if config.val_size is not None else holdout
+    return _finish_splits(train_all, test.in_memory(), val_size, config, name, source, class_names, columns)
+
+
+def _finish_splits(
+    train_all: ImageSet,
+    test: ImageSet,
+    val_size: int,
+    config: DataConfig,
+    name: str,
+    source: str,
+    class_names: tuple[str, ...] | None,
+    columns: tuple[str, ...] | None,
+) -> DatasetSplits:
     train, val = hold_out(train_all, val_size, config.split_seed + 1, "validation")
     val = val.in_memory()
     if config.train_limit is not None:
@@ -123,4 +154,4 @@ def describe_builtins(data_dir: str | None = None) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["FILE_NAMES", "FILE_ROLES", "describe_builtins", "load_dataset"]
+__all__ = ["FILE_NAMES", "FILE_ROLES", "as_item_set", "describe_builtins", "load_dataset", "split_own_data"]

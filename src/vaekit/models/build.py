@@ -16,7 +16,9 @@ from vaekit.distributions import (
     Likelihood,
     MixtureOfLogisticsLikelihood,
 )
+from vaekit.errors import VaekitError
 from vaekit.models.conv import ConvDecoder, ConvEncoder
+from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name, untrusted_message
 from vaekit.models.ladder import LadderVAE
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
@@ -37,7 +39,14 @@ def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> 
     return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
 
 
-def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+def build_model(
+    config: ModelConfig, image_shape: tuple[int, int, int], trust_code: bool = False, source: str = "this config"
+) -> VAE:
+    """The model `config` describes. A user's factory (module:function) is imported only with
+    `trust_code`; otherwise the build is refused before anything is imported (`source` names
+    where the config came from, for that message)."""
+    if is_factory_name(config.architecture) and not trust_code:
+        raise VaekitError(untrusted_message(config.architecture, source))
     with warnings.catch_warnings():
         # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
         # PyTorch warns that initialising them does nothing, which is what is meant.
@@ -60,7 +69,9 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             c, param_channels, config.pixel_context_channels, config.pixel_context_layers, act
         )
     decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context is not None else 0), h, w)
-    if config.architecture == "mlp":
+    if is_factory_name(config.architecture):
+        encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, z, decoded_shape))
+    elif config.architecture == "mlp":
         encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
         decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
     elif config.architecture == "resnet":

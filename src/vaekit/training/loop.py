@@ -306,7 +306,7 @@ class Trainer:
             gc.collect()
 
 
-def fit(
+def train_model(
     model: VAE,
     splits: DatasetSplits,
     config: RunConfig,
@@ -321,7 +321,7 @@ def fit(
     `checkpointer` receives a resumable snapshot every `checkpoint_every` steps, at the end of
     every epoch and on Ctrl-C; `resume` is such a snapshot to continue from.
 
-    With several ranks (`cluster`, process group started), every rank calls fit with the same
+    With several ranks (`cluster`, process group started), every rank calls train_model with the same
     config: each global batch of `batch_size` images is split between the ranks, gradients are
     averaged by DistributedDataParallel, metrics are summed over ranks, and only rank 0 calls the
     checkpointer (pass callbacks on rank 0 only).

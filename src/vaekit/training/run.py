@@ -16,7 +16,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +33,20 @@ from vaekit.checkpoint import (
     write_checkpoint,
 )
 from vaekit.config import RunConfig
-from vaekit.data import DatasetSplits, load_dataset
+from vaekit.data import DatasetSplits, ImageSet, load_dataset
 from vaekit.data.builtin import BUILTINS
-from vaekit.data.tables import with_table_scaling
+from vaekit.data.memory import OWN_DATA_FILE, save_own_data
+from vaekit.data.registry import as_item_set, split_own_data
+from vaekit.data.tables import Table, with_table_scaling
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
+from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, elbo_over
 from vaekit.metrics.meaning import figure_meaning, item_word
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
-from vaekit.training.loop import fit, kept_weights
+from vaekit.training.loop import kept_weights, train_model
 from vaekit.training.state import Checkpointer, Snapshot
 
 
@@ -94,6 +97,14 @@ def _snapshot_writer(run_dir: Path, config: RunConfig, image_shape: tuple[int, i
     return write
 
 
+@dataclass(frozen=True)
+class OwnData:
+    """Data handed over from Python (data/memory.py), written into the run folder when it is made."""
+
+    data: ImageSet | Table
+    class_names: tuple[str, ...] | None = None
+
+
 def train_run(
     config: RunConfig,
     out: str | Path,
@@ -101,17 +112,29 @@ def train_run(
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
     cluster: Cluster = SINGLE,
+    own_data: OwnData | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Everything `vaekit train` does: load data, build, train, evaluate on test, write the run.
 
     All input is checked (data loaded, model built) before the run folder is touched, so a bad
     setting leaves nothing behind and never replaces an existing run. In a distributed run every
     rank calls this; rank 0 alone writes the folder, and every rank returns its result.
+    `own_data` replaces config.data.dataset: it is split like a file of the user's and saved as
+    the run's data.npz, which the config then names. `callbacks` are called after vaekit's own.
     """
     started = time.perf_counter()
     device = start(cluster, config.train.device)
     from_main(lambda: check_out_free(out, force), cluster)
-    splits = load_dataset(config.data, progress=progress and cluster.is_main)
+    if own_data is not None:
+        data_file = str((Path(out) / OWN_DATA_FILE).expanduser().absolute())
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, dataset=data_file))
+        data = own_data.data
+        columns = data.columns if isinstance(data, Table) else None
+        items = as_item_set(data, config.data, "the data")
+        splits = split_own_data(items, config.data, "data from Python", data_file, own_data.class_names, columns)
+    else:
+        splits = load_dataset(config.data, progress=progress and cluster.is_main)
     config = with_absolute_paths(config)
     if splits.is_table:
         config = with_table_scaling(config, splits.train.array, splits.columns or ())
@@ -126,10 +149,12 @@ def train_run(
             "processes: make it at least the number of processes"
         )
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
-    model = build_model(config.model, splits.shape).to(device)
+    model = build_model(config.model, splits.shape, trust_code=True).to(device)  # the user named its network
 
     def claim() -> Path:
         run_dir = claim_run_dir(out, force)
+        if own_data is not None:
+            save_own_data(run_dir / OWN_DATA_FILE, own_data.data, own_data.class_names)
         write_json(
             run_dir / "config.json",
             {
@@ -156,7 +181,7 @@ def train_run(
         for note in (figure_meaning(model.likelihood, config.data).advice, kept_weights(len(splits.val), item)):
             if note is not None:
                 announce(f"note: {note}")
-    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster)
+    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
 
 
 def _read_snapshot(run_dir: Path) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
@@ -188,8 +213,11 @@ def resume_run(
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
     cluster: Cluster = SINGLE,
+    callbacks: Sequence[Callback] = (),
+    trust_code: bool = False,
 ) -> TrainResult:
     """Continue an interrupted run from its last resumable snapshot, exactly where it stopped.
+    A network built by user code needs `trust_code` (the snapshot alone imports nothing).
 
     Distributed: rank 0 reads the snapshot and hands it to the others, so only rank 0 needs the
     run folder. With the same number of processes the run continues bit for bit.
@@ -207,8 +235,9 @@ def resume_run(
             f"{run_dir} trained with --device {config.train.device} but these processes use {device.type}: "
             'resume on the same kind of device (CUDA_VISIBLE_DEVICES="" hides the GPUs)'
         )
+    config = with_data_in_run(config, run_dir)
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
-    model = build_model(config.model, splits.shape).to(device)
+    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}").to(device)
     mismatch = weights_mismatch(model, tensors, prefix="model.")
     if mismatch is not None:
         raise VaekitError(
@@ -219,7 +248,7 @@ def resume_run(
     if announce is not None and cluster.is_main:
         announce(f"resuming {run_dir} at epoch {info['epoch']}, step {info['step']}")
     return _train_and_summarise(
-        model, splits, config, run_dir, progress, started, resume=(tensors, info), cluster=cluster
+        model, splits, config, run_dir, progress, started, resume=(tensors, info), cluster=cluster, extra=callbacks
     )
 
 
@@ -232,6 +261,7 @@ def _train_and_summarise(
     started: float,
     resume: Snapshot | None = None,
     cluster: Cluster = SINGLE,
+    extra: Sequence[Callback] = (),
 ) -> TrainResult:
     device = model.device
     callbacks: list[Callback] = []
@@ -239,8 +269,9 @@ def _train_and_summarise(
         callbacks.append(RunWriter(run_dir, config, splits, device))
         if progress:
             callbacks.append(ConsoleReport(config.train.epochs))
-    checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # fit calls it on rank 0 only
-    fit(
+    callbacks.extend(extra)
+    checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # train_model calls it on rank 0 only
+    train_model(
         model,
         splits,
         config,
@@ -253,7 +284,8 @@ def _train_and_summarise(
 
     def evaluate_and_summarise() -> TrainResult:
         # Report the test set with the weights that did best on validation.
-        best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device)
+        # trusted: this process built the network itself a moment ago
+        best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
         test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)
         wall = time.perf_counter() - started
         write_json(

@@ -1,0 +1,94 @@
+"""Training from Python: `fit` a VAE to arrays, tensors, Datasets or DataLoaders already in
+memory, and `resume` a run that stopped. Both write an ordinary run folder, so everything the CLI
+does with a run (evaluate, sample, plot, serve, resume) works on it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import SECTIONS, RunConfig, with_overrides
+from vaekit.data.memory import from_memory
+from vaekit.data.tables import Table
+from vaekit.errors import VaekitError
+from vaekit.loading import TrainedRun, load_run
+from vaekit.models.custom import factory_name
+from vaekit.presets import TABLE_PRESET, resolve
+from vaekit.training.callbacks import Callback
+from vaekit.training.run import OwnData, resume_run, train_run
+
+# setting name -> its config section ("epochs" -> "train"); names are unique across sections
+_SECTION_OF = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+_NOT_SETTINGS = {"dataset", "feature_mean", "feature_std", "feature_names"}  # given by the data itself
+
+
+def _settings_by_section(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for name, value in settings.items():
+        if name not in _SECTION_OF or name in _NOT_SETTINGS:
+            known = ", ".join(sorted(set(_SECTION_OF) - _NOT_SETTINGS))
+            raise VaekitError(f"fit() has no setting {name!r}: give one of {known}")
+        grouped[_SECTION_OF[name]][name] = value
+    return grouped
+
+
+def fit(
+    data: Any,
+    labels: Any = None,
+    *,
+    out: str | Path | None = None,
+    preset: str | None = None,
+    config: RunConfig | str | Path | None = None,
+    columns: Sequence[str] | None = None,
+    callbacks: Sequence[Callback] = (),
+    force: bool = False,
+    progress: bool = False,
+    **settings: Any,
+) -> TrainedRun:
+    """Train a VAE on data in memory and return the trained run, loaded.
+
+    data: images (N, C, H, W) or (N, H, W), uint8 (0..255) or float in [0, 1]; or vectors (N, D),
+        any numbers (a table: standardised on the training split, the `table` preset by default);
+        as a numpy array, torch tensor, pandas DataFrame, or a torch Dataset / DataLoader that
+        yields x or (x, label). Arrays and tensors are converted whole (no per-item Python).
+    labels: optional, one per item (integers, or names that become class names).
+    out: the run folder to create (default runs/<preset>-<time>); an existing non-empty one
+        needs force=True.
+    preset, config: start from a named preset, and/or a RunConfig or a TOML file.
+    settings: any config setting by name, e.g. epochs=20, latent_dim=8, lr=3e-4, val_size=0;
+        architecture= also takes your own factory (a function, or its "module:function" name):
+        factory(spec: NetworkSpec) -> (encoder, decoder), see vaekit.models.custom.
+    callbacks: objects with on_epoch_end(model, report), called after each epoch.
+
+    The data is split as a file of the user's would be (10% test, 10% validation, seeded) and
+    kept in the run folder as data.npz, so the run resumes, evaluates and serves from the CLI.
+    """
+    if callable(settings.get("architecture")):
+        settings["architecture"] = factory_name(settings["architecture"])  # what the run stores
+    own, class_names = from_memory(data, labels, columns)
+    chosen = preset if preset is not None or config is not None else (TABLE_PRESET if isinstance(own, Table) else None)
+    flags = _settings_by_section(settings)
+    if isinstance(config, RunConfig):
+        resolved = with_overrides(config, flags, preset=preset)
+    else:
+        resolved = resolve(preset=chosen, config_file=config, flags=flags)
+    if out is None:
+        out = Path("runs") / f"{resolved.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train_run(
+        resolved, out, force=force, progress=progress, own_data=OwnData(own, class_names), callbacks=callbacks
+    )
+    return load_run(result.run_dir, trust_code=True)  # its network is the one just trained
+
+
+def resume(
+    run: str | Path, callbacks: Sequence[Callback] = (), progress: bool = False, trust_code: bool = False
+) -> TrainedRun:
+    """Continue a run that was interrupted (Ctrl-C, a crash, a lost machine) exactly where its
+    last snapshot left it, and return it loaded. Data given to `fit` is read from the run folder.
+    A run with a network from user code needs `trust_code=True` (see `load_run`)."""
+    result = resume_run(run, progress=progress, callbacks=callbacks, trust_code=trust_code)
+    return load_run(result.run_dir, trust_code=trust_code)
