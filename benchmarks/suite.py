@@ -4,6 +4,7 @@ evaluation cost and scaling with data, side by side with the classic tutorial lo
     python benchmarks/suite.py                 # everything, about 15 minutes on 2 cores
     python benchmarks/suite.py --quick         # fewer repeats and epochs, a few minutes
     python benchmarks/suite.py --only throughput --models mlp
+    python benchmarks/suite.py --only memory    # vaekit.fit on a tensor vs the built-in set
 
 Every measurement runs in a fresh subprocess (so peak resident memory is its own and runs never
 overlap) and the suite prints ratios vaekit / baseline with the median of the repeats, then
@@ -66,7 +67,7 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
     from vaekit.config import with_overrides
     from vaekit.metrics.elbo import elbo_over
     from vaekit.models import build_model
-    from vaekit.training.loop import fit
+    from vaekit.training.loop import train_model
 
     config, splits = _splits_and_config(model, fraction, epochs)
     if overrides:
@@ -85,7 +86,7 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
             )
 
     recorder = TestEveryEpoch()
-    fit(net, splits, dataclasses.replace(config), callbacks=[recorder], progress=False)
+    train_model(net, splits, dataclasses.replace(config), callbacks=[recorder], progress=False)
     return {"epochs": recorder.rows, "train_images": len(splits.train), "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -124,7 +125,7 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
     from vaekit.data.disk import write_converted
     from vaekit.models import build_model
     from vaekit.presets import preset_config
-    from vaekit.training.loop import fit
+    from vaekit.training.loop import train_model
 
     rng = np.random.default_rng(0)
 
@@ -145,7 +146,7 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
     started = time.perf_counter()
-    reports = fit(build_model(config.model, splits.shape), splits, config, progress=False)
+    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
     return {
         "images": count,
         "train_images": len(splits.train),
@@ -198,6 +199,36 @@ def child_serve(requests: int) -> dict[str, Any]:
         "http_median_ms": 1000 * http[len(http) // 2],
         "http_p95_ms": 1000 * http[int(0.95 * len(http))],
         "decode_median_ms": 1000 * direct[len(direct) // 2],
+    }
+
+
+def child_memory(source: str, workdir: str) -> dict[str, Any]:
+    """Two epochs of the mlp preset from the built-in set (`vaekit train`'s path) or from the same
+    images handed over as a float tensor (`vaekit.fit`); the second epoch's throughput."""
+    from vaekit.data import load_dataset
+    from vaekit.presets import preset_config
+    from vaekit.training.api import fit
+    from vaekit.training.run import train_run
+
+    config = preset_config("mlp")
+    settings = {"epochs": 2, "checkpoint_every": 0}
+    started = time.perf_counter()
+    if source == "builtin":
+        from vaekit.config import with_overrides
+
+        config = with_overrides(config, {"data": {"dataset": FASHION}, "train": settings})
+        train_run(config, Path(workdir) / "run", progress=False)
+    else:
+        images = load_dataset(config.data, progress=False).train.array  # uint8 (55000, 1, 28, 28)
+        tensor = torch.from_numpy(images).float().div_(255.0)  # what a user holds: float in [0, 1]
+        handed_over = time.perf_counter()
+        fit(tensor, out=Path(workdir) / "run", preset="mlp", **settings)
+        started = handed_over
+    lines = [json.loads(line) for line in (Path(workdir) / "run" / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "images_per_second": lines[-1]["train_images_per_second"],
+        "wall_seconds": time.perf_counter() - started,
+        "peak_rss_mb": _peak_rss_mb(),
     }
 
 
@@ -390,13 +421,41 @@ def serve_latency() -> dict[str, Any]:
     return result
 
 
+def from_memory(repeats: int) -> dict[str, Any]:
+    """Training from a tensor in memory (vaekit.fit) against the built-in set's path, same images
+    and model, interleaved; the ratio of training throughput (second epochs)."""
+    import tempfile
+
+    runs: dict[str, list[dict[str, Any]]] = {"builtin": [], "tensor": []}
+    for _ in range(repeats):
+        for source in runs:
+            with tempfile.TemporaryDirectory() as workdir:
+                runs[source].append(run_child(["memory", source, workdir]))
+    out = {
+        source: {
+            "images_per_second": median([r["images_per_second"] for r in results]),
+            "wall_seconds": median([r["wall_seconds"] for r in results]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        }
+        for source, results in runs.items()
+    }
+    out["throughput_ratio_tensor_vs_builtin"] = out["tensor"]["images_per_second"] / out["builtin"]["images_per_second"]
+    tensor, builtin, ratio = out["tensor"], out["builtin"], out["throughput_ratio_tensor_vs_builtin"]
+    print(
+        f"mlp from a float tensor (vaekit.fit) vs the built-in set: {tensor['images_per_second']:.0f} vs "
+        f"{builtin['images_per_second']:.0f} images/s in training ({ratio:.2f}x); "
+        f"whole run {tensor['wall_seconds']:.1f} vs {builtin['wall_seconds']:.1f} s"
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parts = ["throughput", "target", "scaling", "iwae", "disk", "serve"]
+    parts = ["throughput", "target", "scaling", "iwae", "disk", "serve", "memory"]
     parser.add_argument("--only", nargs="+", default=parts, choices=parts)
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -410,6 +469,8 @@ def main() -> None:
             result = child_disk(int(rest[0]), rest[1])
         elif kind == "serve":
             result = child_serve(int(rest[0]))
+        elif kind == "memory":
+            result = child_memory(rest[0], rest[1])
         else:
             result = child_iwae(int(rest[0]))
         print(json.dumps(result))
@@ -433,6 +494,8 @@ def main() -> None:
         results["disk"] = disk_scaling()
     if "serve" in args.only:
         results["serve"] = serve_latency()
+    if "memory" in args.only:
+        results["memory"] = from_memory(repeats)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
