@@ -4,12 +4,15 @@ same data in a file, and the run works from the CLI afterwards (it keeps its dat
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tests.conftest import blob_images
@@ -19,7 +22,8 @@ from vaekit.data import load_dataset
 from vaekit.data.memory import from_memory
 from vaekit.data.tables import Table
 from vaekit.errors import VaekitError
-from vaekit.training.api import fit
+from vaekit.training.api import fit, resume
+from vaekit.training.loop import TrainingInterrupted
 
 FAST = {"epochs": 1, "batch_size": 16, "latent_dim": 3, "hidden_sizes": (32,)}
 
@@ -130,3 +134,50 @@ def test_fit_refuses_unknown_settings_and_never_replaces_a_run(tmp_path: Path) -
     with pytest.raises(VaekitError, match="already exists"):
         fit(images, out=tmp_path / "b", **FAST)  # type: ignore[arg-type]
     assert (tmp_path / "b" / "keep.txt").read_text() == "mine"
+
+
+class InterruptAfterEpoch:
+    """Ctrl-C as the user would press it, at the end of the given epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, model: torch.nn.Module, report: object) -> None:
+        if getattr(report, "epoch") == self.epoch:  # noqa: B009  # the report is EpochReport
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    features = np.random.default_rng(3).normal(size=(300, 5)) * [1.0, 2.0, 3.0, 4.0, 5.0]
+    settings = {"epochs": 3, "batch_size": 32, "checkpoint_every": 0}
+    fit(features, out=tmp_path / "reference", **settings)  # type: ignore[arg-type]
+    with pytest.raises(TrainingInterrupted):
+        fit(features, out=tmp_path / "run", callbacks=[InterruptAfterEpoch(1)], **settings)  # type: ignore[arg-type]
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = resume(tmp_path / "run")
+    assert resumed.summary["best_epoch"] == 3
+    expected = load_file(str(tmp_path / "reference" / "checkpoints" / "last.safetensors"))
+    got = load_file(str(tmp_path / "run" / "checkpoints" / "last.safetensors"))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_the_cli_trains_on_a_float_npy_of_images_and_uses_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vaekit.loading import load_run
+    from vaekit.serve.explorer import LatentExplorer
+
+    sklearn = pytest.importorskip("sklearn.datasets")
+    digits = sklearn.load_digits()
+    np.save(tmp_path / "digits.npy", (digits.images / 16.0).astype(np.float32))  # (1797, 8, 8) in [0, 1]
+    run = tmp_path / "run"
+    flags = ["--epochs", "2", "--latent-dim", "4", "--batch-size", "64", "--quiet", "--out", str(run)]
+    assert main(["train", "--dataset", str(tmp_path / "digits.npy"), *flags]) == 0
+    assert json.loads((run / "config.json").read_text())["image_shape"] == [1, 8, 8]
+    assert main(["evaluate", "--run", str(run), "--k", "10", "--no-quality"]) == 0
+    assert main(["sample", "--run", str(run), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    loaded = load_run(run)
+    decoded = LatentExplorer(loaded, loaded.load_data()).decode([0.0] * 4)
+    assert decoded["image"].startswith("data:image/png") and "values" not in decoded
+    capsys.readouterr()
