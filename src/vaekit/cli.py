@@ -142,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", type=int, help="only the first N images of the split (a quicker estimate)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    encode = commands.add_parser(
+        "encode",
+        help="latent codes of data: per item its index, label, posterior mean and standard deviation",
+        description="Write the posterior q(z|x) of every item: its mean and standard deviation per latent dimension "
+        "(z2 and z1 for a two-layer model), with the item's index and label. Use the mean downstream (features, "
+        "retrieval, plots): it is the posterior's best single estimate and the same on every call; the standard "
+        "deviation says how sure the encoder is. A draw from q(z|x) would only add noise.",
+    )
+    _add_run_arguments(encode)
+    encode.add_argument("--dataset", help="data to encode, every item in order (default: the run's own test split)")
+    encode.add_argument("--out", required=True, type=Path, help="codes.npz (arrays) or codes.csv (one row per item)")
+    encode.add_argument("--force", action="store_true", help="replace an existing output file")
+    encode.set_defaults(handler=cmd_encode)
+
     plot = commands.add_parser("plot", help="PNG pictures of what a run learned")
     _add_run_arguments(plot)
     plot.add_argument("what", nargs="+", choices=[*PICTURE_NAMES, "all"], help="which pictures")
@@ -311,6 +325,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     print(f"wrote {save_evaluation(args.run, result)}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from vaekit.codes import CODE_SUFFIXES, encode_items, write_codes
+    from vaekit.loading import load_run
+
+    _check_output(args.out, args.force, CODE_SUFFIXES)
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
+    if run.model.latent_dim == 0:
+        raise VaekitError(f"{args.run} has no latent space to encode into (--latent-dim 0)")
+    items, labels = run.items_of(args.dataset)
+    codes = encode_items(run.model, items, run.config.data, seed=args.seed)
+    write_codes(args.out, codes, labels)
+    what = args.dataset or "the run's test split"
+    layers = " and ".join(f"{name} ({array.shape[1]})" for name, array in codes.arrays().items() if "mean" in name)
+    print(f"wrote the codes of {len(items)} items of {what} to {args.out}: {layers} with their standard deviations")
     return 0
 
 

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import load_checkpoint
+from vaekit.codes import Codes, encode_batch
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.memory import OWN_DATA_FILE
+from vaekit.data.registry import load_items
 from vaekit.data.tables import default_columns
 from vaekit.data.transforms import to_model_input, to_unit_range, to_user_units
 from vaekit.devices import resolve_device
@@ -79,6 +81,33 @@ class TrainedRun:
     def to_rows(self, x: torch.Tensor) -> np.ndarray:
         """Model-scale items (B, 1, 1, D) of a table -> rows (B, D) in the user's units."""
         return to_user_units(x, self.config.data).flatten(1).cpu().numpy()
+
+    def encode(self, items: np.ndarray | torch.Tensor, batch_size: int = 1000) -> Codes:
+        """Posterior codes of data as the user holds it (see `prepare`): `.mean` (N, Z) is what to
+        use downstream, `.std` how sure the encoder is; z1's too for a two-layer model."""
+        generator = torch.Generator(self.model.device).manual_seed(0)
+        parts = [
+            [
+                t.float().cpu().numpy()
+                for t in encode_batch(self.model, self.prepare(items[start : start + batch_size], generator))
+            ]
+            for start in range(0, len(items), batch_size)
+        ]
+        return Codes(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+    def items_of(self, dataset: str | None, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stored items and labels to encode or score: the run's own test split by default, else
+        every item of `dataset`, in order, read with the run's data settings."""
+        if dataset is None:
+            test = self.load_data(progress).test
+            return test.array, test.labels
+        items, _ = load_items(dataclasses.replace(self.config.data, dataset=dataset), progress)
+        if items.shape != self.model.image_shape:
+            raise VaekitError(
+                f"--dataset {dataset} holds items of shape {items.shape}, this run takes {self.model.image_shape}: "
+                "give data like the run's own"
+            )
+        return items.array, items.labels
 
     def load_data(self, progress: bool = False) -> DatasetSplits:
         run_dir = self.path if self.path.is_dir() else self.path.parent.parent  # run/checkpoints/x.safetensors

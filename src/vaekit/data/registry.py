@@ -98,6 +98,19 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
     return _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
 
 
+def load_items(config: DataConfig, progress: bool = False) -> tuple[ImageSet, tuple[str, ...] | None]:
+    """Every item of `config.dataset` in its own order, unsplit, prepared as training prepared it
+    (size, channels): a user's file or folder whole, a built-in set's official test images."""
+    if config.dataset in BUILTINS:
+        _, test, _ = load_builtin(config.dataset, config.data_dir, progress=progress)
+        return _conform(test, config), BUILTINS[config.dataset].class_names
+    path = Path(config.dataset).expanduser()
+    if not path.exists():
+        raise VaekitError(f"--dataset {config.dataset} does not exist: give a built-in name, a file or a folder")
+    everything, class_names, _ = _read_own(path, config)
+    return _conform(everything.in_memory(), config), class_names
+
+
 def split_own_data(
     everything: ImageSet,
     config: DataConfig,
@@ -154,4 +167,12 @@ def describe_builtins(data_dir: str | None = None) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["FILE_NAMES", "FILE_ROLES", "as_item_set", "describe_builtins", "load_dataset", "split_own_data"]
+__all__ = [
+    "FILE_NAMES",
+    "FILE_ROLES",
+    "as_item_set",
+    "describe_builtins",
+    "load_dataset",
+    "load_items",
+    "split_own_data",
+]

@@ -42,23 +42,33 @@ class ElboSummary:
 
 
 @torch.inference_mode()
-def elbo_over(
+def elbo_terms_per_item(
     model: VAE, images: np.ndarray | torch.Tensor, data: DataConfig, batch_size: int, seed: int = 0
-) -> ElboSummary:
-    """Mean single-sample negative ELBO over `images` (uint8, (N, C, H, W)), with a fixed seed
-    so that the same model on the same data always gets the same number."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-sample reconstruction term and KL of every stored item, float64 (N,) each, with a
+    fixed seed, so the same model on the same data always gets the same numbers."""
     was_training = model.training
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    recon, kl = [], []
     for x in model_batches(images, data, batch_size, device, generator):
         terms = model.elbo(x, generator=generator)
-        totals += torch.stack([terms.recon_nats.sum(), terms.kl_nats.sum()]).double()
+        recon.append(terms.recon_nats.double().cpu())
+        kl.append(terms.kl_nats.double().cpu())
     model.train(was_training)
+    empty = torch.zeros(0, dtype=torch.float64)
+    return (torch.cat(recon) if recon else empty), (torch.cat(kl) if kl else empty)
+
+
+def elbo_over(
+    model: VAE, images: np.ndarray | torch.Tensor, data: DataConfig, batch_size: int, seed: int = 0
+) -> ElboSummary:
+    """Mean single-sample negative ELBO over `images` (uint8, (N, C, H, W)); the mean of
+    `elbo_terms_per_item` with the same seed and batch size."""
+    recon, kl = elbo_terms_per_item(model, images, data, batch_size, seed)
     n = len(images)
-    recon, kl = (totals / max(1, n)).tolist()
-    return summarise(model, data, recon, kl, n)
+    return summarise(model, data, float(recon.sum()) / max(1, n), float(kl.sum()) / max(1, n), n)
 
 
 def summarise(model: VAE, data: DataConfig, recon_nats: float, kl_nats: float, images: int) -> ElboSummary:

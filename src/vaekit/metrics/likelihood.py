@@ -61,19 +61,27 @@ def iwae_per_image(model: VAE, x: torch.Tensor, k: int, generator: torch.Generat
 
 
 @torch.inference_mode()
-def iwae_over(
+def iwae_per_item(
     model: VAE, images: np.ndarray, data: DataConfig, k: int, batch_size: int = 100, seed: int = 0
-) -> IwaeSummary:
-    """Mean importance-weighted -log p(x) over uint8 images (N, C, H, W)."""
+) -> torch.Tensor:
+    """The IWAE estimate of log p(x) for every stored item (N, C, H, W), float64 (N,). The same
+    seed and batch size give the same numbers as `iwae_over` (which averages these)."""
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    per_image = torch.cat(
+    return torch.cat(
         [
             iwae_per_image(model, x, k, generator).double().cpu()
             for x in model_batches(images, data, batch_size, device, generator)
         ]
     )
+
+
+def iwae_over(
+    model: VAE, images: np.ndarray, data: DataConfig, k: int, batch_size: int = 100, seed: int = 0
+) -> IwaeSummary:
+    """Mean importance-weighted -log p(x) over uint8 images (N, C, H, W)."""
+    per_image = iwae_per_item(model, images, data, k, batch_size, seed)
     nll = -float(per_image.mean())
     spread = float(per_image.std()) / math.sqrt(len(per_image)) if len(per_image) > 1 else 0.0
     meaning = figure_meaning(model.likelihood, data)
