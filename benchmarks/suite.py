@@ -5,6 +5,7 @@ evaluation cost and scaling with data, side by side with the classic tutorial lo
     python benchmarks/suite.py --quick         # fewer repeats and epochs, a few minutes
     python benchmarks/suite.py --only throughput --models mlp
     python benchmarks/suite.py --only memory    # vaekit.fit on a tensor vs the built-in set
+    python benchmarks/suite.py --only one-class # one-class Fashion-MNIST AUROC (benchmarks/one_class.py)
 
 Every measurement runs in a fresh subprocess (so peak resident memory is its own and runs never
 overlap) and the suite prints ratios vaekit / baseline with the median of the repeats, then
@@ -456,7 +457,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parts = ["throughput", "target", "scaling", "iwae", "disk", "serve", "memory"]
-    parser.add_argument("--only", nargs="+", default=parts, choices=parts)
+    # one-class anomaly detection trains ten models (about 10 minutes): asked for by name only
+    parser.add_argument("--only", nargs="+", default=parts, choices=[*parts, "one-class"])
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     if args.child:
@@ -496,6 +498,8 @@ def main() -> None:
         results["serve"] = serve_latency()
     if "memory" in args.only:
         results["memory"] = from_memory(repeats)
+    if "one-class" in args.only:  # its own script and results file (benchmarks/one_class.json)
+        subprocess.run([sys.executable, str(HERE / "one_class.py")], check=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
