@@ -89,3 +89,15 @@ def test_bad_score_requests_are_one_line(
     assert main(["score", "--run", str(run_dir), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_the_report_pictures_of_scores_exist(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    out = run_dir.parent / "plots"
+    assert main(["plot", "--run", str(run_dir), "scores", "anomalies", "--out-dir", str(out)]) == 0
+    picture = Image.open(out / "anomalies.png")
+    # 8 items in three rows (items, reconstructions, error maps) of 12x12 images with 2-pixel padding, scaled 2x
+    assert picture.size == (2 * (8 * 14 + 2), 2 * (3 * 14 + 2))
+    assert (out / "scores.png").stat().st_size > 0
+    capsys.readouterr()

@@ -36,6 +36,8 @@ PICTURE_NAMES = (
     "traversals",
     "latent-map",
     "manifold",
+    "scores",
+    "anomalies",
 )
 
 

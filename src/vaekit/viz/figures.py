@@ -66,3 +66,18 @@ def training_curves(rows: Sequence[dict[str, Any]]) -> Figure:
             ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def score_histogram(scores: np.ndarray, label: str, threshold: float | None = None) -> Figure:
+    """Histogram of per-item anomaly scores (higher: less typical), with an optional threshold."""
+    figure = Figure(figsize=(7.0, 3.5))
+    ax = figure.subplots()
+    ax.hist(scores, bins=60, color="#4c72b0")
+    if threshold is not None:
+        ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:.4g}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(label)
+    ax.set_ylabel("items")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

@@ -19,8 +19,10 @@ from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
 from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
 from vaekit.loading import TrainedRun
+from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.latents import latent_means, latent_usage
-from vaekit.viz.figures import latent_map, save_figure, training_curves
+from vaekit.metrics.meaning import item_word
+from vaekit.viz.figures import latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
 
@@ -112,6 +114,33 @@ def curves(ctx: PictureContext) -> Figure:
     return training_curves(rows)
 
 
+ANOMALIES_SHOWN = 8
+SCORED_ITEMS = 2000  # test items scored for the histogram and the anomalies (-ELBO is cheap)
+
+
+def _test_scores(ctx: PictureContext) -> np.ndarray:
+    """-ELBO per test item, the first SCORED_ITEMS (nats, as `vaekit score` computes them)."""
+    recon, kl = elbo_terms_per_item(ctx.run.model, ctx.splits.test.array[:SCORED_ITEMS], ctx.run.config.data, 1000)
+    return (recon + kl).numpy()
+
+
+def score_distribution(ctx: PictureContext) -> Figure:
+    word = item_word(ctx.run.config.data)
+    return score_histogram(_test_scores(ctx), f"-ELBO per test {word} (nats/{word}); higher is less typical")
+
+
+def anomalies(ctx: PictureContext) -> np.ndarray:
+    """The test items with the highest -ELBO: a row of them, their reconstructions, and the
+    per-pixel squared error (white: large)."""
+    worst = np.argsort(_test_scores(ctx))[::-1][:ANOMALIES_SHOWN].copy()
+    x = ctx.run.prepare(ctx.splits.test.array[worst], ctx.generator)
+    recon = ctx.run.model.reconstruct(x)
+    shown, rebuilt = ctx.run.to_display(x), ctx.run.to_display(recon)
+    error = (shown - rebuilt).pow(2).mean(1, keepdim=True)  # (N, 1, H, W)
+    error = (error / error.flatten(1).amax(1).clamp(min=1e-12)[:, None, None, None]).expand_as(shown)
+    return make_grid(torch.cat([shown, rebuilt, error]), len(worst))
+
+
 PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "reconstructions": reconstructions,
     "samples": samples,
@@ -121,6 +150,8 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "latent-map": latent_space_map,
     "manifold": manifold,
     "curves": curves,
+    "scores": score_distribution,
+    "anomalies": anomalies,
 }
 
 
@@ -128,8 +159,8 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
 LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold")
 
 
-# What a table's run can show: its rows are not images, so only the curves and the latent map.
-TABLE_PICTURES = ("curves", "latent-map")
+# What a table's run can show: its rows are not images, so no grids of them.
+TABLE_PICTURES = ("curves", "latent-map", "scores")
 
 
 def drawable(ctx: PictureContext, names: list[str]) -> list[str]:

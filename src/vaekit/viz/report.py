@@ -22,6 +22,8 @@ PICTURE_TITLES = {
     "traversals": "Latent traversals (one row per dimension, largest KL first; -3 to +3)",
     "latent-map": "Latent space of the test set",
     "manifold": "Decoded manifold (2-D latent, or the top two principal directions)",
+    "scores": "Anomaly scores: -ELBO of test items (vaekit score gives them per item, with a threshold)",
+    "anomalies": "The least typical test items (highest -ELBO): the items, their reconstructions, the per-pixel error",
 }
 
 STYLE = """
