@@ -30,8 +30,8 @@ demo: setup data
 	$(BIN)/vaekit train --dataset fashion-mnist --preset mlp --out runs/demo-mlp --force
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src
 
 test: setup data lint

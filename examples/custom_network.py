@@ -13,9 +13,9 @@ import torch
 from sklearn.datasets import load_digits
 
 sys.path.insert(0, str(Path(__file__).parent))  # so that `nets` imports when run from anywhere
-from nets import small_conv  # noqa: E402
+from nets import small_conv
 
-import vaekit  # noqa: E402
+import vaekit
 
 digits = load_digits()
 images = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]  # (1797, 1, 8, 8)

@@ -65,6 +65,8 @@ def test_presets_build_with_the_documented_layouts() -> None:
         "conv-32px": (1, 32, 32),
         "best": (1, 28, 28),
         "binarized-mnist": (1, 28, 28),
+        "best-binarized": (1, 28, 28),
+        "table": (1, 1, 30),  # a row of 30 features
     }
     assert set(shapes) == set(PRESETS)
     models = {name: build_model(preset_config(name).model, shape) for name, shape in shapes.items()}
@@ -73,6 +75,10 @@ def test_presets_build_with_the_documented_layouts() -> None:
     assert math.prod(models["conv-small"].encoder.feature_shape) == 512
     assert models["conv-small"].encoder.feature_shape == (32, 4, 4)
     assert math.prod(models["conv-fashion"].encoder.feature_shape) == 3136
+    # the table preset: 30 features -> 128 -> 128 -> 2 x 8, and a learned variance per feature
+    assert [tuple(p.shape) for p in models["table"].encoder.parameters()][::2] == [(128, 30), (128, 128), (16, 128)]
+    assert tuple(models["table"].likelihood.logvar.shape) == (1, 1, 30)
+    assert models["best-binarized"].pixel_context is not None and models["best-binarized"].latent_dim == 32
     assert models["conv-32px"].latent_dim == 128
     best = models["best"]
     assert isinstance(best, LadderVAE) and (best.bottom_dim, best.latent_dim) == (64, 32)

@@ -3,7 +3,8 @@ then a TOML config file, then command-line flags, each later layer naming only t
 changes.
 
 The four classic tutorial VAEs are presets (`mlp`, `conv-small`, `conv-fashion`, `conv-32px`),
-beside vaekit's own (`mlp-fast`, `best`, `binarized-mnist`) and `table`, the one for vectors.
+beside vaekit's own (`mlp-fast`, `best`, `binarized-mnist`, `best-binarized`) and `table`, the one
+for vectors.
 """
 
 from __future__ import annotations
@@ -181,6 +182,36 @@ PRESETS: dict[str, Preset] = {
                 "data": {"dataset": "mnist", "binarize": True},
                 "model": {"architecture": "mlp", "hidden_sizes": (200, 200), "latent_dim": 50, "activation": "tanh"},
                 "train": {"lr": 1e-3, "lr_schedule": "cosine", "batch_size": 100, "epochs": 100},
+            },
+        ),
+        Preset(
+            "best-binarized",
+            "vaekit's strongest dynamically binarised MNIST model within 60 minutes on 2 CPU cores: an MLP "
+            "(512-512, LeakyReLU) around z1 (64) under z2 (32) with ladder inference, a 3-layer pixel-context head "
+            "(32 channels), KL warm-up over 5,000 steps, 0.15 free nats per latent dimension, Adam 2e-3 with cosine "
+            "decay, fp32, batch 100, 36 epochs on all 60,000 training images (test -log p(x) 81.43 nats by IWAE at "
+            "K = 100)",
+            {
+                "data": {"dataset": "mnist", "binarize": True, "val_size": 0},
+                "model": {
+                    "architecture": "mlp",
+                    "hidden_sizes": (512, 512),
+                    "activation": "leaky_relu",
+                    "latent_dim": 64,
+                    "stochastic_layers": 2,
+                    "top_latent_dim": 32,
+                    "pixel_context_layers": 3,
+                    "pixel_context_channels": 32,
+                },
+                "train": {
+                    "lr": 2e-3,
+                    "lr_schedule": "cosine",
+                    "warmup_steps": 5000,
+                    "free_bits": 0.15,
+                    "precision": "fp32",
+                    "batch_size": 100,
+                    "epochs": 36,
+                },
             },
         ),
     ]

@@ -81,6 +81,11 @@ def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float 
     return make_grid(ctx.decode_to_display(codes), steps)
 
 
+TSNE_POINTS = 2000
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default
+TSNE_MIN_PERPLEXITY = 5.0  # below this (under 16 points) the panel is left out
+
+
 def latent_space_map(ctx: PictureContext, max_points: int = 5000) -> Figure:
     """Test-set latent means in 2-D: PCA (or the latent itself when Z = 2), and t-SNE when
     scikit-learn is installed."""
@@ -93,8 +98,12 @@ def latent_space_map(ctx: PictureContext, max_points: int = 5000) -> Figure:
     except ImportError:
         pass
     else:
-        embedded = TSNE(n_components=2, init="pca", random_state=ctx.seed).fit_transform(means[:2000].numpy())
-        panels.append(("latent means, t-SNE (2,000 points)", embedded))
+        shown = means[:TSNE_POINTS].numpy()
+        # t-SNE needs more points than 3 x its perplexity; a small test split gets a smaller one.
+        perplexity = min(TSNE_PERPLEXITY, (len(shown) - 1) / 3)
+        if perplexity >= TSNE_MIN_PERPLEXITY:
+            tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=ctx.seed)
+            panels.append((f"latent means, t-SNE ({len(shown):,} points)", tsne.fit_transform(shown)))
     names = ctx.splits.class_names
     return latent_map(panels, None if labels is None else labels[: len(panels[0][1])], names)
 
