@@ -116,11 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
-    for name, what in (("sample", "decode draws from the prior"), ("reconstruct", "originals over reconstructions")):
-        sub = commands.add_parser(name, help=f"PNG grid: {what}")
+    for name, what in (
+        ("sample", "decode draws from the prior (a PNG grid; for a table's run, .csv or .npy rows)"),
+        ("reconstruct", "a PNG grid of originals over their reconstructions"),
+    ):
+        sub = commands.add_parser(name, help=what)
         sub.add_argument("--run", required=True, type=Path, help="run folder (or .safetensors checkpoint)")
         sub.add_argument("-n", type=int, default=64, help="number of images (default 64)")
-        sub.add_argument("--out", required=True, type=Path, help="PNG file to write")
+        out_help = "file to write (.png; a table's samples .csv or .npy)" if name == "sample" else "PNG file to write"
+        sub.add_argument("--out", required=True, type=Path, help=out_help)
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--checkpoint", choices=["best", "last"], default="best")
         sub.add_argument("--device", default="auto")
