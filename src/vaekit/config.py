@@ -257,6 +257,13 @@ class TrainConfig:
     max_bad_steps: int = field(
         default=20, metadata=_help("stop after this many non-finite steps in a row (each one is skipped)")
     )
+    tensorboard: str | None = field(
+        default=None,
+        metadata=_help(
+            "also write TensorBoard event files to this folder: per-step loss and its parts, per-epoch KL per "
+            "dimension, active units, pictures (needs: pip install tensorboard)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs {self.epochs} must be at least 1")

@@ -49,7 +49,22 @@ class EpochReport:
     skipped_steps: int  # steps skipped this epoch because the loss or a gradient was not finite
 
 
+@dataclass(frozen=True)
+class StepReport:
+    """One optimiser step, for callbacks that also have `on_step` (this rank's share of the batch)."""
+
+    step: int  # optimiser steps so far, this one included
+    loss: float  # mean objective per image of the batch
+    recon_nats: float
+    kl_nats: float
+    beta: float
+    lr: float
+
+
 class Callback(Protocol):
+    """Called after every epoch; a callback may also define on_step(report: StepReport), called
+    after every optimiser step that was taken (skipped ones are not reported)."""
+
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None: ...
 
 
@@ -117,6 +132,7 @@ class RunWriter:
         # The same originals, and prior draws from the same seed, every epoch: the pictures show progress.
         shown = splits.val if len(splits.val) else splits.train  # --val-size 0: the first training images
         self.fixed_images = torch.from_numpy(np.asarray(shown.images[:PICTURE_ORIGINALS])).to(device)
+        self.latest_pictures: dict[str, np.ndarray] = {}
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         line = {
@@ -140,20 +156,26 @@ class RunWriter:
         self.save_pictures(model, report.epoch)
 
     @torch.no_grad()
-    def save_pictures(self, model: VAE, epoch: int) -> None:
+    def picture_grids(self, model: VAE) -> dict[str, np.ndarray]:
+        """This epoch's pictures, uint8 (H, W, C): the fixed originals over their reconstructions,
+        and prior samples from a fixed seed; none for a table, whose rows are not pictures."""
         if self.config.data.feature_mean is not None:
-            return  # a table's rows are not pictures
+            return {}
         model.eval()
         data = self.config.data
         originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))
         recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
         grid = reconstruction_grid(to_unit_range(originals, data), to_unit_range(recon, data))
-        save_png(self.run_dir / "images" / f"recon_epoch{epoch:03d}.png", grid, scale=2)
         # From the model's own prior (a learned one included; ancestral for two layers), as E[x|z].
         generator = torch.Generator(model.device).manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
         samples = to_unit_range(model.sample(PICTURE_SAMPLES, generator), data)
-        save_png(self.run_dir / "images" / f"samples_epoch{epoch:03d}.png", sample_grid(samples), scale=2)
         model.train()
+        return {"recon": grid, "samples": sample_grid(samples)}
+
+    def save_pictures(self, model: VAE, epoch: int) -> None:
+        self.latest_pictures = self.picture_grids(model)  # kept for other callbacks of this epoch (TensorBoard)
+        for name, grid in self.latest_pictures.items():
+            save_png(self.run_dir / "images" / f"{name}_epoch{epoch:03d}.png", grid, scale=2)
 
 
 class ConsoleReport:

@@ -32,7 +32,7 @@ from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import ElboSummary, elbo_over, summarise
 from vaekit.models import VAE
 from vaekit.objectives import beta_at
-from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport
+from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport, StepReport
 from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, shard, shard_rows
 from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpointer, Snapshot, TrainerState
 
@@ -157,8 +157,10 @@ class Trainer:
         checkpointer: Checkpointer | None = None,
         progress: bool = True,
         resume: Snapshot | None = None,
+        step_listeners: Sequence[Callable[[StepReport], None]] = (),
     ) -> None:
         self.model, self.config, self.cluster, self.checkpointer = model, config, cluster, checkpointer
+        self.step_listeners = list(step_listeners)
         device = model.device
         self.gather = batch_reader(splits.train.images, device)
         self.val_images = torch.from_numpy(shard(splits.val.array, cluster)).to(device)  # this rank's share
@@ -208,6 +210,7 @@ class Trainer:
             flags = all_max(torch.tensor([not finite, pressed], dtype=torch.int32)).tolist()
             finite, pressed = not flags[0], bool(flags[1])
         if finite:
+            lr = float(state.optimizer.param_groups[0]["lr"])  # this step's, before the schedule moves it
             state.optimizer.step()
             state.scheduler.step()
             state.step += 1
@@ -215,6 +218,11 @@ class Trainer:
             with torch.no_grad():
                 state.totals += torch.stack([per_image.sum(), recon.sum(), kl.sum()]).double()
             state.counted += len(x)
+            if self.step_listeners:  # a device sync per step, paid only when someone listens
+                loss_mean, recon_mean, kl_mean = torch.stack([per_image.mean(), recon.mean(), kl.mean()]).tolist()
+                report = StepReport(state.step, loss_mean, recon_mean, kl_mean, beta, lr)
+                for listener in self.step_listeners:
+                    listener(report)
         else:
             self._skip(loss, grad_norm)
         return pressed
@@ -326,7 +334,8 @@ def train_model(
     averaged by DistributedDataParallel, metrics are summed over ranks, and only rank 0 calls the
     checkpointer (pass callbacks on rank 0 only).
     """
-    trainer = Trainer(model, splits, config, cluster, checkpointer, progress, resume)
+    step_listeners = [callback.on_step for callback in callbacks if hasattr(callback, "on_step")]
+    trainer = Trainer(model, splits, config, cluster, checkpointer, progress, resume, step_listeners)
     state = trainer.state
     early_stopping = EarlyStopping(config.train.early_stopping, config.train.epochs, trainer.say)
     reports = []

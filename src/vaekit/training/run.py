@@ -48,6 +48,7 @@ from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
 from vaekit.training.loop import kept_weights, train_model
 from vaekit.training.state import Checkpointer, Snapshot
+from vaekit.training.tensorboard import TensorBoardLogger, require_tensorboard
 
 
 def claim_run_dir(out: str | Path, force: bool) -> Path:
@@ -73,11 +74,16 @@ def check_out_free(out: str | Path, force: bool) -> None:
 
 
 def with_absolute_paths(config: RunConfig) -> RunConfig:
-    """Dataset paths made absolute, so a saved config loads its data from any working directory."""
-    data = config.data
+    """Dataset and TensorBoard paths made absolute, so a saved config works from any directory."""
+    data, train = config.data, config.train
     dataset = data.dataset if data.dataset in BUILTINS else str(Path(data.dataset).expanduser().absolute())
     data_dir = None if data.data_dir is None else str(Path(data.data_dir).expanduser().absolute())
-    return dataclasses.replace(config, data=dataclasses.replace(data, dataset=dataset, data_dir=data_dir))
+    board = None if train.tensorboard is None else str(Path(train.tensorboard).expanduser().absolute())
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(data, dataset=dataset, data_dir=data_dir),
+        train=dataclasses.replace(train, tensorboard=board),
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ def train_run(
     the run's data.npz, which the config then names. `callbacks` are called after vaekit's own.
     """
     started = time.perf_counter()
+    if config.train.tensorboard is not None:
+        require_tensorboard()
     device = start(cluster, config.train.device)
     from_main(lambda: check_out_free(out, force), cluster)
     if own_data is not None:
@@ -236,6 +244,8 @@ def resume_run(
             'resume on the same kind of device (CUDA_VISIBLE_DEVICES="" hides the GPUs)'
         )
     config = with_data_in_run(config, run_dir)
+    if config.train.tensorboard is not None:
+        require_tensorboard()
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
     model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}").to(device)
     mismatch = weights_mismatch(model, tensors, prefix="model.")
@@ -266,9 +276,16 @@ def _train_and_summarise(
     device = model.device
     callbacks: list[Callback] = []
     if cluster.is_main:
-        callbacks.append(RunWriter(run_dir, config, splits, device))
+        writer = RunWriter(run_dir, config, splits, device)
+        callbacks.append(writer)
         if progress:
             callbacks.append(ConsoleReport(config.train.epochs))
+        if config.train.tensorboard is not None:
+            first_step = 0 if resume is None else int(resume[1]["step"])
+            board = TensorBoardLogger(
+                config.train.tensorboard, config, splits, lambda: writer.latest_pictures, first_step
+            )
+            callbacks.append(board)
     callbacks.extend(extra)
     checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # train_model calls it on rank 0 only
     train_model(
