@@ -251,7 +251,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     test = result.test
     print(f"test {test.line()}, {test.images} {test.item}s, wall time {result.wall_seconds:.1f} s")
-    print(f"run folder: {result.run_dir}  (metrics.jsonl, summary.json, images/, checkpoints/)")
+    pictures = "" if test.item == "item" else "images/, "  # a table's run draws no pictures
+    print(f"run folder: {result.run_dir}  (metrics.jsonl, summary.json, {pictures}checkpoints/)")
     return 0
 
 
