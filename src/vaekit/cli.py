@@ -156,10 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retrieval, plots): it is the posterior's best single estimate and the same on every call; the standard "
         "deviation says how sure the encoder is. A draw from q(z|x) would only add noise.",
     )
-    _add_run_arguments(encode)
-    encode.add_argument("--dataset", help="data to encode, every item in order (default: the run's own test split)")
-    encode.add_argument("--out", required=True, type=Path, help="codes.npz (arrays) or codes.csv (one row per item)")
-    encode.add_argument("--force", action="store_true", help="replace an existing output file")
+    _add_item_arguments(encode, "encode", "codes.npz (arrays) or codes.csv (one row per item)")
     encode.set_defaults(handler=cmd_encode)
 
     score = commands.add_parser(
@@ -171,15 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         "of normal items is flagged, and marks each item. Likelihoods can rank unfamiliar data as more likely than "
         "familiar data (a known failure of likelihood-based detectors): check on data you know before trusting one.",
     )
-    _add_run_arguments(score)
-    score.add_argument("--dataset", help="data to score, every item in order (default: the run's own test split)")
-    score.add_argument("--out", required=True, type=Path, help="scores.csv: one row per item")
+    _add_item_arguments(score, "score", "scores.csv: one row per item")
     score.add_argument("--k", type=int, default=100, help="importance samples for the IWAE score (default 100)")
     score.add_argument(
         "--threshold-fpr", type=float, metavar="P", help="flag items above the validation split's 1-P quantile"
     )
     score.add_argument("--by", choices=["nelbo", "iwae", "recon"], default="nelbo", help="the score a threshold uses")
-    score.add_argument("--force", action="store_true", help="replace an existing output file")
     score.set_defaults(handler=cmd_score)
 
     plot = commands.add_parser("plot", help="PNG pictures of what a run learned")
@@ -328,6 +322,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     _add_trust_code(parser)
 
 
+def _add_item_arguments(parser: argparse.ArgumentParser, verb: str, out_help: str) -> None:
+    """What the per-item commands (encode, score) take besides the run."""
+    _add_run_arguments(parser)
+    parser.add_argument("--dataset", help=f"data to {verb}, every item in order (default: the run's own test split)")
+    parser.add_argument("--out", required=True, type=Path, help=out_help)
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= 100_000:
+        raise VaekitError(f"--k {k} is out of range: use 1 to 100000 importance samples")
+
+
 def _run_folder(path: Path) -> Path:
     if not path.is_dir():
         raise VaekitError(f"--run {path} is not a run folder: give the folder `vaekit train --out` created")
@@ -338,8 +345,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
     from vaekit.metrics.evaluation import collapse_warning, evaluate_run, format_table, save_evaluation
 
-    if not 1 <= args.k <= 100_000:
-        raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
+    _check_k(args.k)
     if args.images is not None and args.images < 1:
         raise VaekitError(f"--images {args.images} must be at least 1")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
@@ -374,18 +380,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
-    from vaekit.metrics.scores import score_items, threshold_at_fpr, write_scores
+    from vaekit.metrics.scores import check_fpr, score_by, score_items, threshold_at_fpr, write_scores
 
     _check_output(args.out, args.force, (".csv",))
-    if not 1 <= args.k <= 100_000:
-        raise VaekitError(f"--k {args.k} is out of range: use 1 to 100000 importance samples")
+    _check_k(args.k)
+    if args.threshold_fpr is not None:
+        check_fpr(args.threshold_fpr)  # before any work
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     threshold = None
     if args.threshold_fpr is not None:
-        if not 0.0 < args.threshold_fpr < 1.0:
-            raise VaekitError(f"--threshold-fpr {args.threshold_fpr} must lie strictly between 0 and 1, e.g. 0.01")
-        validation = run.load_data().val.array
-        val_scores = score_items(run.model, validation, run.config.data, args.k, args.seed).by(args.by)
+        validation = run.load_data().val.array  # only the score the threshold is on
+        val_scores = score_by(args.by, run.model, validation, run.config.data, args.k, args.seed)
         threshold = threshold_at_fpr(val_scores, args.threshold_fpr)
     items, labels = run.items_of(args.dataset)
     scores = score_items(run.model, items, run.config.data, args.k, args.seed)

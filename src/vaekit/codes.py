@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,17 +55,18 @@ def encode_batch(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return posterior.mu, posterior.std, bottom.mu, bottom.std
 
 
+def codes_of(model: VAE, batches: Iterable[torch.Tensor]) -> Codes:
+    """The codes of model inputs given batch by batch, in order."""
+    model.eval()
+    parts = [[t.float().cpu().numpy() for t in encode_batch(model, x)] for x in batches]
+    return Codes(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
 def encode_items(model: VAE, items: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0) -> Codes:
     """The codes of stored items (uint8 images or a table's float rows, (N, C, H, W)), in order.
     The seed fixes the noise of data prepared stochastically (--binarize, --dequantize)."""
-    model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    parts = [
-        [t.float().cpu().numpy() for t in encode_batch(model, x)]
-        for x in model_batches(items, data, batch_size, model.device, generator)
-    ]
-    columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
-    return Codes(*columns)
+    return codes_of(model, model_batches(items, data, batch_size, model.device, generator))
 
 
 def write_codes(path: str | Path, codes: Codes, labels: np.ndarray | None) -> None:

@@ -104,6 +104,11 @@ class DataConfig:
         )
 
     @property
+    def is_table(self) -> bool:
+        """The data is a table of vectors: its standardisation has been fitted (data/tables.py)."""
+        return self.feature_mean is not None
+
+    @property
     def image_settings(self) -> list[str]:
         """The image-only settings this config uses (a table refuses them)."""
         flags = {

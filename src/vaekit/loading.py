@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vaekit.checkpoint import load_checkpoint
-from vaekit.codes import Codes, encode_batch
+from vaekit.codes import Codes, codes_of
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.memory import OWN_DATA_FILE
@@ -61,16 +61,20 @@ class TrainedRun:
         return to_unit_range(x, self.config.data)
 
     @property
+    def run_dir(self) -> Path:
+        """The run folder, also when a checkpoint file (RUN/checkpoints/x.safetensors) was loaded."""
+        return self.path if self.path.is_dir() else self.path.parent.parent
+
+    @property
     def summary(self) -> dict[str, Any]:
         """The run's summary.json: its test-set figures after training (empty before it ends)."""
-        run_dir = self.path if self.path.is_dir() else self.path.parent.parent
-        file = run_dir / "summary.json"
+        file = self.run_dir / "summary.json"
         return json.loads(file.read_text()) if file.is_file() else {}
 
     @property
     def is_table(self) -> bool:
         """Trained on vectors (a table) rather than images."""
-        return self.config.data.feature_mean is not None
+        return self.config.data.is_table
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -86,14 +90,10 @@ class TrainedRun:
         """Posterior codes of data as the user holds it (see `prepare`): `.mean` (N, Z) is what to
         use downstream, `.std` how sure the encoder is; z1's too for a two-layer model."""
         generator = torch.Generator(self.model.device).manual_seed(0)
-        parts = [
-            [
-                t.float().cpu().numpy()
-                for t in encode_batch(self.model, self.prepare(items[start : start + batch_size], generator))
-            ]
-            for start in range(0, len(items), batch_size)
-        ]
-        return Codes(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+        batches = (
+            self.prepare(items[start : start + batch_size], generator) for start in range(0, len(items), batch_size)
+        )
+        return codes_of(self.model, batches)
 
     def items_of(self, dataset: str | None, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored items and labels to encode or score: the run's own test split by default, else
@@ -110,8 +110,7 @@ class TrainedRun:
         return items.array, items.labels
 
     def load_data(self, progress: bool = False) -> DatasetSplits:
-        run_dir = self.path if self.path.is_dir() else self.path.parent.parent  # run/checkpoints/x.safetensors
-        return load_dataset(with_data_in_run(self.config, run_dir).data, progress=progress)
+        return load_dataset(with_data_in_run(self.config, self.run_dir).data, progress=progress)
 
 
 def with_data_in_run(config: RunConfig, run_dir: Path) -> RunConfig:

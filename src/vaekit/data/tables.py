@@ -217,7 +217,7 @@ def with_table_scaling(config: RunConfig, train_items: np.ndarray, columns: tupl
             f"--likelihood {model.likelihood} models pixels; a table takes gaussian (learned variance per feature, "
             "the `table` preset) or bernoulli for 0/1 columns"
         )
-    if config.data.feature_mean is not None:
+    if config.data.is_table:  # fitted already (a resumed run)
         return config
     if model.likelihood == "bernoulli":
         check_binary(train_items, columns)

@@ -14,22 +14,23 @@ import torch.nn.functional as F
 from vaekit.config import DataConfig
 
 
+def _scaling(config: DataConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A table's per-feature mean and standard deviation (D,) each, or None when none is fitted."""
+    if config.feature_mean is None or config.feature_std is None:
+        return None
+    return torch.tensor(config.feature_mean, device=device), torch.tensor(config.feature_std, device=device)
+
+
 def standardise(features: torch.Tensor, config: DataConfig) -> torch.Tensor:
     """A table's features in the user's units (B, 1, 1, D) -> standardised, as the model sees them."""
-    if config.feature_mean is None or config.feature_std is None:
-        return features.float()
-    mean = torch.tensor(config.feature_mean, device=features.device)
-    std = torch.tensor(config.feature_std, device=features.device)
-    return (features.float() - mean) / std
+    scaling = _scaling(config, features.device)
+    return features.float() if scaling is None else (features.float() - scaling[0]) / scaling[1]
 
 
 def to_user_units(x: torch.Tensor, config: DataConfig) -> torch.Tensor:
     """Inverse of `standardise`: model-scale features -> the user's units, (B, 1, 1, D)."""
-    if config.feature_mean is None or config.feature_std is None:
-        return x
-    mean = torch.tensor(config.feature_mean, device=x.device)
-    std = torch.tensor(config.feature_std, device=x.device)
-    return x * std + mean
+    scaling = _scaling(config, x.device)
+    return x if scaling is None else x * scaling[1] + scaling[0]
 
 
 def to_model_input(batch: torch.Tensor, config: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:

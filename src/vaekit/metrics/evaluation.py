@@ -14,6 +14,7 @@ from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
 from vaekit.metrics.meaning import figure_meaning, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
+from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
 
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
@@ -26,7 +27,7 @@ def evaluate_run(
     k: int = 1000,
     seed: int = 0,
     quality: bool = True,
-    batch_size: int = 100,
+    batch_size: int = IWAE_BATCH,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given)."""
@@ -35,7 +36,7 @@ def evaluate_run(
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    elbo = elbo_over(run.model, images, data, batch_size=1000, seed=seed)
+    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed)
     seconds["elbo"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -76,13 +76,13 @@ LIKELIHOOD_ADVICE = (
 
 def item_word(data: DataConfig) -> str:
     """What one data item is called next to a figure: nats per image, or per item of a table."""
-    return "item" if data.feature_mean is not None else "image"
+    return "item" if data.is_table else "image"
 
 
 def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
     """What the nats of `likelihood` on data prepared by `data` are."""
     title = likelihood.title
-    if data.feature_mean is not None:  # a table (tables.py): an item is a row of features
+    if data.is_table:  # an item is a row of features
         if likelihood.support == "binary":
             return FigureMeaning("likelihood", f"-log p(x) of the 0/1 features under a {title}, nats/item", 0.0)
         return FigureMeaning(

@@ -26,8 +26,8 @@ from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.likelihood import iwae_per_item
 from vaekit.models import VAE
 
-SCORE_NAMES = ("nelbo", "iwae", "recon")
-# The batch sizes `vaekit evaluate` uses, so per-item figures match its set figures.
+# The batch sizes `vaekit evaluate` uses (evaluation.py reads them here), so per-item figures match
+# its set figures.
 ELBO_BATCH = 1000
 IWAE_BATCH = 100
 
@@ -61,19 +61,30 @@ def reconstruction_error(
     return torch.cat(errors).numpy() if errors else np.zeros(0)
 
 
+def score_by(name: str, model: VAE, items: np.ndarray, data: DataConfig, k: int, seed: int = 0) -> np.ndarray:
+    """One score per item, (N,): "nelbo", "iwae" or "recon" (see ItemScores)."""
+    if name == "nelbo":
+        recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed)
+        return (recon_nats + kl_nats).numpy()
+    if name == "iwae":
+        return (-iwae_per_item(model, items, data, k, IWAE_BATCH, seed)).numpy()
+    return reconstruction_error(model, items, data, seed=seed)
+
+
 def score_items(model: VAE, items: np.ndarray, data: DataConfig, k: int, seed: int = 0) -> ItemScores:
-    recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed)
-    iwae = -iwae_per_item(model, items, data, k, IWAE_BATCH, seed)
-    return ItemScores(
-        (recon_nats + kl_nats).numpy(), iwae.numpy(), reconstruction_error(model, items, data, seed=seed), k
-    )
+    nelbo, iwae, recon = (score_by(name, model, items, data, k, seed) for name in ("nelbo", "iwae", "recon"))
+    return ItemScores(nelbo, iwae, recon, k)
+
+
+def check_fpr(fpr: float) -> None:
+    if not 0.0 < fpr < 1.0:
+        raise VaekitError(f"--threshold-fpr {fpr} must lie strictly between 0 and 1, e.g. 0.01")
 
 
 def threshold_at_fpr(validation_scores: np.ndarray, fpr: float) -> float:
     """The score above which a fraction `fpr` of the validation items lie (they are taken as
     normal, so that fraction is the false-positive rate); the (1 - fpr) quantile."""
-    if not 0.0 < fpr < 1.0:
-        raise VaekitError(f"--threshold-fpr {fpr} must lie strictly between 0 and 1, e.g. 0.01")
+    check_fpr(fpr)
     if len(validation_scores) == 0:
         raise VaekitError("the run has no validation split (--val-size 0) to set a threshold from")
     return float(np.quantile(validation_scores, 1.0 - fpr, method="higher"))

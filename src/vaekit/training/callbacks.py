@@ -159,7 +159,7 @@ class RunWriter:
     def picture_grids(self, model: VAE) -> dict[str, np.ndarray]:
         """This epoch's pictures, uint8 (H, W, C): the fixed originals over their reconstructions,
         and prior samples from a fixed seed; none for a table, whose rows are not pictures."""
-        if self.config.data.feature_mean is not None:
+        if self.config.data.is_table:
             return {}
         model.eval()
         data = self.config.data
