@@ -91,3 +91,16 @@ def test_report_renders_in_a_headless_browser(run_dir: Path, tmp_path: Path) -> 
     assert len(images) == len(PICTURES) and all(image["ok"] for image in images), images
     assert headline is not None and "negative ELBO" in headline
     assert Image.open(tmp_path / "report.png").size[1] > 2000
+
+
+def test_the_latent_map_colours_panels_of_different_sizes() -> None:
+    """The t-SNE panel shows the first points only; each panel takes its share of the labels."""
+    from vaekit.viz.figures import latent_map
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=50)
+    panels = [("PCA", rng.normal(size=(50, 2))), ("t-SNE", rng.normal(size=(20, 2)))]
+    figure = latent_map(panels, labels, ("a", "b", "c"))
+    coloured = [ax.collections[0].get_array() for ax in figure.axes]
+    assert [len(c) for c in coloured] == [50, 20]
+    np.testing.assert_array_equal(coloured[1], labels[:20])

@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="draw each image from p(x|z), what the model generates (default: its mean E[x|z], smoother)",
             )
+            sub.add_argument(
+                "--label",
+                help="conditional runs: draw this class (its index or name); default: every class in turn",
+            )
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
 
     evaluate = commands.add_parser("evaluate", help="negative ELBO, IWAE -log p(x), active units, sample quality")
@@ -276,13 +280,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_count(args.n)
     run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     _check_output(args.out, args.force, ROW_SUFFIXES if run.is_table else (".png",))
-    generator = torch.Generator(run.model.device).manual_seed(args.seed)
-    drawn = run.model.sample(args.n, generator, draw=args.draw)
+    model = run.model
+    labels = model.cycled_labels(args.n)  # (n,) every class in turn; None unconditional
+    if args.label is not None:
+        labels = torch.full((args.n,), run.label_index(args.label), device=model.device)
+    generator = torch.Generator(model.device).manual_seed(args.seed)
+    drawn = model.sample(args.n, generator, draw=args.draw, y=labels)
     if run.is_table:
         write_rows(args.out, run.to_rows(drawn), run.feature_names)
     else:
         save_png(args.out, sample_grid(run.to_display(drawn)), scale=2)
     what = "prior samples drawn from p(x|z)" if args.draw else "prior samples (E[x|z])"
+    if labels is not None:
+        what += f" of class {run.class_names[int(labels[0])]}" if args.label is not None else ", every class in turn"
     print(f"wrote {args.n} {what} to {args.out}" + (" (in the table's units)" if run.is_table else ""))
     return 0
 
@@ -298,9 +308,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     if run.is_table:
         raise VaekitError(f"{args.run} was trained on a table: reconstruct draws images (evaluate gives its figures)")
-    images = getattr(run.load_data(progress=False), args.split).images[: args.n]
+    chosen = getattr(run.load_data(progress=False), args.split)
+    images = chosen.images[: args.n]
+    labels = run.model.conditioning(None if chosen.labels is None else chosen.labels[: args.n], f"the {args.split} set")
     x = run.prepare(images, torch.Generator(run.model.device).manual_seed(args.seed))
-    save_png(args.out, reconstruction_grid(run.to_display(x), run.to_display(run.model.reconstruct(x))), scale=2)
+    y = None if labels is None else torch.from_numpy(labels).to(run.model.device)
+    save_png(args.out, reconstruction_grid(run.to_display(x), run.to_display(run.model.reconstruct(x, y))), scale=2)
     print(f"wrote {len(images)} {args.split} images over their reconstructions to {args.out}")
     return 0
 
@@ -370,7 +383,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if run.model.latent_dim == 0:
         raise VaekitError(f"{args.run} has no latent space to encode into (--latent-dim 0)")
     items, labels = run.items_of(args.dataset)
-    codes = encode_items(run.model, items, run.config.data, seed=args.seed)
+    given = run.model.conditioning(labels, args.dataset or "the test split")
+    codes = encode_items(run.model, items, run.config.data, seed=args.seed, labels=given)
     write_codes(args.out, codes, labels)
     what = args.dataset or "the run's test split"
     layers = " and ".join(f"{name} ({array.shape[1]})" for name, array in codes.arrays().items() if "mean" in name)
@@ -389,11 +403,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     threshold = None
     if args.threshold_fpr is not None:
-        validation = run.load_data().val.array  # only the score the threshold is on
-        val_scores = score_by(args.by, run.model, validation, run.config.data, args.k, args.seed)
+        validation = run.load_data().val  # only the score the threshold is on
+        val_labels = run.model.conditioning(validation.labels, "the validation split")
+        val_scores = score_by(args.by, run.model, validation.array, run.config.data, args.k, args.seed, val_labels)
         threshold = threshold_at_fpr(val_scores, args.threshold_fpr)
     items, labels = run.items_of(args.dataset)
-    scores = score_items(run.model, items, run.config.data, args.k, args.seed)
+    given = run.model.conditioning(labels, args.dataset or "the test split")
+    scores = score_items(run.model, items, run.config.data, args.k, args.seed, given)
     flagged = None if threshold is None else scores.by(args.by) > threshold
     write_scores(args.out, scores, labels, flagged)
     what = args.dataset or "the run's test split"

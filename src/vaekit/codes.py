@@ -21,7 +21,7 @@ import torch
 
 from vaekit.atomic import write_bytes, write_text
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches
+from vaekit.data.transforms import labelled_batches
 from vaekit.models import VAE
 from vaekit.models.ladder import LadderVAE, precision_weighted
 
@@ -46,27 +46,36 @@ class Codes:
 
 
 @torch.inference_mode()
-def encode_batch(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Model inputs (B, C, H, W) -> (mean, std) of q(z|x), then z1's for a two-layer model."""
-    posterior = model.encode(x)
+def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Model inputs (B, C, H, W) (and a conditional model's labels (B,)) -> (mean, std) of q(z|x),
+    then z1's for a two-layer model."""
+    posterior = model.encode(x, y)
     if not isinstance(model, LadderVAE):
         return posterior.mu, posterior.std
     bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mu))  # type: ignore[attr-defined]
     return posterior.mu, posterior.std, bottom.mu, bottom.std
 
 
-def codes_of(model: VAE, batches: Iterable[torch.Tensor]) -> Codes:
-    """The codes of model inputs given batch by batch, in order."""
+def codes_of(model: VAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> Codes:
+    """The codes of model inputs (with their labels, or None) given batch by batch, in order."""
     model.eval()
-    parts = [[t.float().cpu().numpy() for t in encode_batch(model, x)] for x in batches]
+    parts = [[t.float().cpu().numpy() for t in encode_batch(model, x, y)] for x, y in batches]
     return Codes(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
 
-def encode_items(model: VAE, items: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0) -> Codes:
+def encode_items(
+    model: VAE,
+    items: np.ndarray,
+    data: DataConfig,
+    batch_size: int = 1000,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> Codes:
     """The codes of stored items (uint8 images or a table's float rows, (N, C, H, W)), in order.
     The seed fixes the noise of data prepared stochastically (--binarize, --dequantize)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    return codes_of(model, model_batches(items, data, batch_size, model.device, generator))
+    batches = labelled_batches(items, labels, data, batch_size, model.device, generator)
+    return codes_of(model, batches)
 
 
 def write_codes(path: str | Path, codes: Codes, labels: np.ndarray | None) -> None:

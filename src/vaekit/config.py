@@ -183,6 +183,17 @@ class ModelConfig:
     prior_components: int = field(
         default=10, metadata=_help("components of the mixture prior, or pseudo-inputs of the VampPrior")
     )
+    conditional: bool = field(
+        default=False,
+        metadata=_help(
+            "a conditional VAE: each item's label goes into the encoder and the decoder, so `vaekit sample "
+            "--label K` draws class K (needs labels: a built-in set, sub-folders, an npz's y, --label-column)"
+        ),
+    )
+    # How many classes a conditional model's one-hot label has: read from the data when the run
+    # starts (like a table's scaling) and stored with it. Not a flag.
+    classes: int = field(default=0, metadata={"flag": False})
+    class_names: tuple[str, ...] | None = field(default=None, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         _require(
@@ -229,6 +240,21 @@ class ModelConfig:
         )
         _require(self.logistic_components >= 1, f"--logistic-components {self.logistic_components} must be at least 1")
         _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
+        _require(
+            not (self.conditional and self.prior == "vamp"),
+            "--conditional with --prior vamp is not supported: the VampPrior's pseudo-inputs carry no label; use "
+            "--prior standard or mixture",
+        )
+        _require(
+            not (self.conditional and FACTORY_NAME.fullmatch(self.architecture)),
+            "--conditional builds the label into vaekit's own networks, not into a factory's: use --architecture "
+            "mlp, conv or resnet",
+        )
+        _require(self.classes == 0 or self.classes >= 2, f"model.classes {self.classes} must be 0 or at least 2")
+        _require(
+            self.class_names is None or len(self.class_names) == self.classes,
+            f"model.class_names names {len(self.class_names or ())} classes but model.classes is {self.classes}",
+        )
 
 
 @dataclass(frozen=True)

@@ -86,14 +86,44 @@ class TrainedRun:
         """Model-scale items (B, 1, 1, D) of a table -> rows (B, D) in the user's units."""
         return to_user_units(x, self.config.data).flatten(1).cpu().numpy()
 
-    def encode(self, items: np.ndarray | torch.Tensor, batch_size: int = 1000) -> Codes:
+    def encode(
+        self, items: np.ndarray | torch.Tensor, batch_size: int = 1000, labels: np.ndarray | None = None
+    ) -> Codes:
         """Posterior codes of data as the user holds it (see `prepare`): `.mean` (N, Z) is what to
-        use downstream, `.std` how sure the encoder is; z1's too for a two-layer model."""
+        use downstream, `.std` how sure the encoder is; z1's too for a two-layer model. A
+        conditional run needs the items' labels (class indices, N)."""
         generator = torch.Generator(self.model.device).manual_seed(0)
+        given = self.model.conditioning(None if labels is None else np.asarray(labels), "encode's items")
         batches = (
-            self.prepare(items[start : start + batch_size], generator) for start in range(0, len(items), batch_size)
+            (
+                self.prepare(items[start : start + batch_size], generator),
+                None if given is None else torch.as_tensor(given[start : start + batch_size]).to(self.model.device),
+            )
+            for start in range(0, len(items), batch_size)
         )
         return codes_of(self.model, batches)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """A conditional run's class names ("0", "1", ... when its data named none)."""
+        model = self.config.model
+        return model.class_names or tuple(str(k) for k in range(model.classes))
+
+    def label_index(self, label: str | int) -> int:
+        """A class given by its index or its name -> its index, for a conditional run."""
+        if not self.model.classes:
+            raise VaekitError(
+                f"run {self.run_dir} is not conditional: only a run trained with --conditional draws a chosen --label"
+            )
+        names = self.class_names
+        text = str(label).strip()
+        if text in names:
+            return names.index(text)
+        if text.isdigit() and int(text) < len(names):
+            return int(text)
+        raise VaekitError(
+            f"--label {label!r} is not a class of this run: use 0 to {len(names) - 1} or a name ({', '.join(names)})"
+        )
 
     def items_of(self, dataset: str | None, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored items and labels to encode or score: the run's own test split by default, else

@@ -69,6 +69,23 @@ def model_batches(
         yield to_model_input(stored[start : start + batch_size].to(device, non_blocking=True), config, generator)
 
 
+def labelled_batches(
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | None,
+    config: DataConfig,
+    batch_size: int,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """`model_batches` with each batch's labels, int64 (B,) on `device`; None in their place when
+    there are none (an unconditional model's case)."""
+    stored = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+    for start, x in zip(
+        range(0, len(images), batch_size), model_batches(images, config, batch_size, device, generator), strict=True
+    ):
+        yield x, None if stored is None else stored[start : start + batch_size].to(device)
+
+
 def to_unit_range(x: torch.Tensor, config: DataConfig) -> torch.Tensor:
     """Model-scale images -> [0, 1] for display."""
     if config.pixel_range == "symmetric":

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches
+from vaekit.data.transforms import labelled_batches
 from vaekit.metrics.meaning import figure_meaning, item_word, meaning_of_kind
 from vaekit.models import VAE
 
@@ -43,17 +43,23 @@ class ElboSummary:
 
 @torch.inference_mode()
 def elbo_terms_per_item(
-    model: VAE, images: np.ndarray | torch.Tensor, data: DataConfig, batch_size: int, seed: int = 0
+    model: VAE,
+    images: np.ndarray | torch.Tensor,
+    data: DataConfig,
+    batch_size: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-sample reconstruction term and KL of every stored item, float64 (N,) each, with a
-    fixed seed, so the same model on the same data always gets the same numbers."""
+    fixed seed, so the same model on the same data always gets the same numbers. `labels` (N,):
+    a conditional model's labels for the items (`model.conditioning`), else None."""
     was_training = model.training
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     recon, kl = [], []
-    for x in model_batches(images, data, batch_size, device, generator):
-        terms = model.elbo(x, generator=generator)
+    for x, y in labelled_batches(images, labels, data, batch_size, device, generator):
+        terms = model.elbo(x, generator=generator, y=y)
         recon.append(terms.recon_nats.double().cpu())
         kl.append(terms.kl_nats.double().cpu())
     model.train(was_training)
@@ -62,11 +68,16 @@ def elbo_terms_per_item(
 
 
 def elbo_over(
-    model: VAE, images: np.ndarray | torch.Tensor, data: DataConfig, batch_size: int, seed: int = 0
+    model: VAE,
+    images: np.ndarray | torch.Tensor,
+    data: DataConfig,
+    batch_size: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> ElboSummary:
     """Mean single-sample negative ELBO over `images` (uint8, (N, C, H, W)); the mean of
     `elbo_terms_per_item` with the same seed and batch size."""
-    recon, kl = elbo_terms_per_item(model, images, data, batch_size, seed)
+    recon, kl = elbo_terms_per_item(model, images, data, batch_size, seed, labels)
     n = len(images)
     return summarise(model, data, float(recon.sum()) / max(1, n), float(kl.sum()) / max(1, n), n)
 

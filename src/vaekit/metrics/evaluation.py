@@ -12,7 +12,7 @@ from vaekit.loading import TrainedRun
 from vaekit.metrics.elbo import elbo_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
-from vaekit.metrics.meaning import figure_meaning, item_word, meaning_of_kind
+from vaekit.metrics.meaning import GIVEN_LABEL, figure_meaning, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
@@ -31,23 +31,26 @@ def evaluate_run(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given)."""
-    images = getattr(splits, split).images[:limit]
+    chosen = getattr(splits, split)
+    images = chosen.images[:limit]
+    # A conditional model is measured given each image's label: -log p(x|y).
+    labels = run.model.conditioning(None if chosen.labels is None else chosen.labels[:limit], f"the {split} set")
     data = run.config.data
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed)
+    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=labels)
     seconds["elbo"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed)
+    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed, labels=labels)
     seconds["iwae"] = time.perf_counter() - started
 
-    usage = latent_usage(run.model, images, data, seed=seed)
+    usage = latent_usage(run.model, images, data, seed=seed, labels=labels)
     bottom: dict[str, int] = {}
     if isinstance(run.model, LadderVAE):  # usage above is the top layer z2; z1 is counted apart
         bottom = {
-            "bottom_active_units": bottom_layer_active_units(run.model, images, data, seed=seed),
+            "bottom_active_units": bottom_layer_active_units(run.model, images, data, seed=seed, labels=labels),
             "bottom_latent_dim": run.model.bottom_dim,
         }
     scores = None
@@ -68,7 +71,7 @@ def evaluate_run(
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
         "figure": meaning.kind,
-        "figure_description": meaning.description,
+        "figure_description": meaning.description + (GIVEN_LABEL if labels is not None else ""),
         "per": item_word(run.config.data),
         meaning.elbo_key: elbo.nelbo_nats,
         "elbo_recon_nats": elbo.recon_nats,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches
+from vaekit.data.transforms import labelled_batches
 from vaekit.models import VAE
 from vaekit.models.ladder import LadderVAE
 
@@ -37,42 +37,61 @@ class LatentUsage:
 
 @torch.inference_mode()
 def _per_image(
-    encode: Callable[[torch.Tensor], torch.Tensor],
+    encode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
     model: VAE,
     images: np.ndarray,
     data: DataConfig,
     batch_size: int,
     seed: int,
+    labels: np.ndarray | None,
 ) -> torch.Tensor:
-    """encode(x) (B, Z) for every image, batch by batch, as float64 on the CPU: (N, Z)."""
+    """encode(x, y) (B, Z) for every image, batch by batch, as float64 on the CPU: (N, Z)."""
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    batches = model_batches(images, data, batch_size, model.device, generator)
-    return torch.cat([encode(x).double().cpu() for x in batches])
+    batches = labelled_batches(images, labels, data, batch_size, model.device, generator)
+    return torch.cat([encode(x, y).double().cpu() for x, y in batches])
 
 
 def bottom_layer_active_units(
-    model: LadderVAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
+    model: LadderVAE,
+    images: np.ndarray,
+    data: DataConfig,
+    batch_size: int = 1000,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> int:
     """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
-    means = _per_image(model.bottom_means, model, images, data, batch_size, seed)  # (N, Z1)
+    means = _per_image(model.bottom_means, model, images, data, batch_size, seed, labels)  # (N, Z1)
     return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
 
 
-def latent_means(model: VAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+def latent_means(
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    batch_size: int = 1000,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
     """E_q[z|x] for every image, (N, Z)."""
-    return _per_image(lambda x: model.encode(x).mu, model, images, data, batch_size, seed).numpy()
+    return _per_image(lambda x, y: model.encode(x, y).mu, model, images, data, batch_size, seed, labels).numpy()
 
 
 @torch.inference_mode()
 def latent_usage(
-    model: VAE, images: np.ndarray, data: DataConfig, batch_size: int = 1000, seed: int = 0
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    batch_size: int = 1000,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> LatentUsage:
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     means, kls = [], []
-    for x in model_batches(images, data, batch_size, model.device, generator):
-        posterior = model.encode(x)
+    batches = labelled_batches(images, labels, data, batch_size, model.device, generator)
+    for x, y in batches:
+        posterior = model.encode(x, y)
         means.append(posterior.mu.double().cpu())
         kls.append(posterior.kl_per_dim().double().sum(0).cpu())
     mu = torch.cat(means)  # (N, Z)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches
+from vaekit.data.transforms import labelled_batches
 from vaekit.metrics.meaning import figure_meaning
 from vaekit.models import VAE
 
@@ -41,20 +41,23 @@ def _chunk_size(k: int, batch: int, pixels: int) -> int:
 
 
 @torch.inference_mode()
-def iwae_per_image(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x) estimated with K importance samples from q(z|x), for a batch x, shape (B,).
+def iwae_per_image(
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log p(x) estimated with K importance samples from q(z|x), for a batch x, shape (B,); for a
+    conditional model, log p(x|y) with q(z|x, y).
 
     The K samples are drawn in chunks and combined with a running log-sum-exp, so memory does
     not grow with K.
     """
-    posterior = model.encode(x)
+    posterior = model.encode(x, y)
     batch, pixels = x.shape[0], math.prod(x.shape[1:])
     chunk = _chunk_size(k, batch, pixels)
     running = torch.full((batch,), -math.inf, dtype=torch.float64, device=x.device)
     done = 0
     while done < k:
         k_c = min(chunk, k - done)
-        log_w, _ = model.log_weights(x, posterior, k_c, generator)  # (K_c, B)
+        log_w, _ = model.log_weights(x, posterior, k_c, generator, y=y)  # (K_c, B)
         running = torch.logaddexp(running, torch.logsumexp(log_w.double(), dim=0))
         done += k_c
     return running - math.log(k)
@@ -62,7 +65,13 @@ def iwae_per_image(model: VAE, x: torch.Tensor, k: int, generator: torch.Generat
 
 @torch.inference_mode()
 def iwae_per_item(
-    model: VAE, images: np.ndarray, data: DataConfig, k: int, batch_size: int = 100, seed: int = 0
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    k: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> torch.Tensor:
     """The IWAE estimate of log p(x) for every stored item (N, C, H, W), float64 (N,). The same
     seed and batch size give the same numbers as `iwae_over` (which averages these)."""
@@ -71,17 +80,23 @@ def iwae_per_item(
     generator = torch.Generator(device=device).manual_seed(seed)
     return torch.cat(
         [
-            iwae_per_image(model, x, k, generator).double().cpu()
-            for x in model_batches(images, data, batch_size, device, generator)
+            iwae_per_image(model, x, k, generator, y).double().cpu()
+            for x, y in labelled_batches(images, labels, data, batch_size, device, generator)
         ]
     )
 
 
 def iwae_over(
-    model: VAE, images: np.ndarray, data: DataConfig, k: int, batch_size: int = 100, seed: int = 0
+    model: VAE,
+    images: np.ndarray,
+    data: DataConfig,
+    k: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> IwaeSummary:
     """Mean importance-weighted -log p(x) over uint8 images (N, C, H, W)."""
-    per_image = iwae_per_item(model, images, data, k, batch_size, seed)
+    per_image = iwae_per_item(model, images, data, k, batch_size, seed, labels)
     nll = -float(per_image.mean())
     spread = float(per_image.std()) / math.sqrt(len(per_image)) if len(per_image) > 1 else 0.0
     meaning = figure_meaning(model.likelihood, data)

@@ -68,6 +68,9 @@ class FigureMeaning:
         return bits_per_dim(nats, num_dims, self.log_bin_width) if self.has_bits_per_dim else None
 
 
+# Appended to a figure's description when a conditional model was given each item's label.
+GIVEN_LABEL = ", given the item's label (a conditional model: -log p(x|y))"
+
 LIKELIHOOD_ADVICE = (
     "for a likelihood, train on binarised pixels (--binarize) or model the 8-bit levels "
     "(--likelihood logistic --pixel-range symmetric)"

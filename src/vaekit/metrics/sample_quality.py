@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 from vaekit.atomic import write_bytes
 from vaekit.config import DataConfig
 from vaekit.data import DatasetSplits
-from vaekit.data.transforms import model_batches, to_unit_range
+from vaekit.data.transforms import labelled_batches, to_unit_range
 from vaekit.errors import VaekitError
 from vaekit.models import VAE
 
@@ -136,12 +137,24 @@ def features_of(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor
 
 
 @torch.inference_mode()
-def accuracy(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
+def predicted_classes(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The classifier's class for each image, (N,)."""
     device = next(classifier.parameters()).device
-    predictions = torch.cat(
+    return torch.cat(
         [classifier(_as_unit(images[s : s + 1000], device)).argmax(1).cpu() for s in range(0, len(images), 1000)]
+    ).numpy()
+
+
+def accuracy(classifier: FeatureClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
+    return float((predicted_classes(classifier, images) == labels).mean())
+
+
+def agreement_per_class(predicted: np.ndarray, asked: np.ndarray, classes: int) -> tuple[float, ...]:
+    """For each class k, the share of the images asked to be k that the classifier calls k (nan
+    where none was asked)."""
+    return tuple(
+        float((predicted[asked == k] == k).mean()) if (asked == k).any() else float("nan") for k in range(classes)
     )
-    return float((predictions.numpy() == labels).mean())
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,10 @@ class QualityScores:
     recon_accuracy: float  # classifier accuracy on reconstructions of the test images
     classifier_test_accuracy: float  # its accuracy on the real test images: the ceiling
     samples: int
+    # Conditional models only: the share of samples drawn for label k that the classifier calls k
+    # (overall, and per class); to read beside classifier_test_accuracy.
+    label_agreement: float | None = None
+    label_agreement_per_class: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -168,21 +185,33 @@ def sample_quality(
         classifier = train_classifier(splits, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     test = splits.test.images[:samples]
+    test_labels = splits.test.labels[: len(test)]
+    # A conditional model draws each sample for a test image's label, so the samples' classes
+    # are spread as the test set's are and the Frechet distance compares like with like.
+    asked = model.conditioning(test_labels, "the test set")
     drawn = []
     for start in range(0, min(samples, len(test)), 1000):
         n = min(1000, len(test) - start)
-        drawn.append(to_unit_range(model.sample(n, generator), data).cpu())
+        y = None if asked is None else torch.from_numpy(asked[start : start + n]).to(device)
+        drawn.append(to_unit_range(model.sample(n, generator, y=y), data).cpu())
     prior_samples = torch.cat(drawn)  # (N, C, H, W) in [0, 1]
-    recon = [
-        to_unit_range(model.reconstruct(x), data).cpu() for x in model_batches(test, data, 1000, device, generator)
-    ]
+    batches = labelled_batches(test, asked, data, 1000, device, generator)
+    recon = [to_unit_range(model.reconstruct(x, y), data).cpu() for x, y in batches]
     test_features = features_of(classifier, test)
+    agreement: dict[str, Any] = {}
+    if asked is not None:
+        predicted = predicted_classes(classifier, prior_samples)
+        agreement = {
+            "label_agreement": float((predicted == asked).mean()),
+            "label_agreement_per_class": agreement_per_class(predicted, asked, model.classes),
+        }
     return QualityScores(
         frechet_distance=frechet_distance(features_of(classifier, prior_samples), test_features),
         frechet_distance_test_vs_train=frechet_distance(
             features_of(classifier, splits.train.images[: len(test)]), test_features
         ),
         recon_accuracy=accuracy(classifier, torch.cat(recon), splits.test.labels[: len(test)]),
-        classifier_test_accuracy=accuracy(classifier, test, splits.test.labels[: len(test)]),
+        classifier_test_accuracy=accuracy(classifier, test, test_labels),
         samples=len(test),
+        **agreement,
     )

@@ -20,7 +20,7 @@ import torch
 
 from vaekit.atomic import write_text
 from vaekit.config import DataConfig
-from vaekit.data.transforms import model_batches
+from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.likelihood import iwae_per_item
@@ -49,30 +49,45 @@ class ItemScores:
 
 @torch.inference_mode()
 def reconstruction_error(
-    model: VAE, items: np.ndarray, data: DataConfig, batch_size: int = ELBO_BATCH, seed: int = 0
+    model: VAE,
+    items: np.ndarray,
+    data: DataConfig,
+    batch_size: int = ELBO_BATCH,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean over dimensions of (x - E[x|z = posterior mean])^2 per item, (N,)."""
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    errors = [
-        (x - model.reconstruct(x)).pow(2).flatten(1).mean(1).double().cpu()
-        for x in model_batches(items, data, batch_size, model.device, generator)
-    ]
+    batches = labelled_batches(items, labels, data, batch_size, model.device, generator)
+    errors = [(x - model.reconstruct(x, y)).pow(2).flatten(1).mean(1).double().cpu() for x, y in batches]
     return torch.cat(errors).numpy() if errors else np.zeros(0)
 
 
-def score_by(name: str, model: VAE, items: np.ndarray, data: DataConfig, k: int, seed: int = 0) -> np.ndarray:
-    """One score per item, (N,): "nelbo", "iwae" or "recon" (see ItemScores)."""
+def score_by(
+    name: str,
+    model: VAE,
+    items: np.ndarray,
+    data: DataConfig,
+    k: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """One score per item, (N,): "nelbo", "iwae" or "recon" (see ItemScores). `labels`: a
+    conditional model's labels for the items, else None."""
     if name == "nelbo":
-        recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed)
+        recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed, labels)
         return (recon_nats + kl_nats).numpy()
     if name == "iwae":
-        return (-iwae_per_item(model, items, data, k, IWAE_BATCH, seed)).numpy()
-    return reconstruction_error(model, items, data, seed=seed)
+        return (-iwae_per_item(model, items, data, k, IWAE_BATCH, seed, labels)).numpy()
+    return reconstruction_error(model, items, data, seed=seed, labels=labels)
 
 
-def score_items(model: VAE, items: np.ndarray, data: DataConfig, k: int, seed: int = 0) -> ItemScores:
-    nelbo, iwae, recon = (score_by(name, model, items, data, k, seed) for name in ("nelbo", "iwae", "recon"))
+def score_items(
+    model: VAE, items: np.ndarray, data: DataConfig, k: int, seed: int = 0, labels: np.ndarray | None = None
+) -> ItemScores:
+    names = ("nelbo", "iwae", "recon")
+    nelbo, iwae, recon = (score_by(name, model, items, data, k, seed, labels) for name in names)
     return ItemScores(nelbo, iwae, recon, k)
 
 

@@ -17,6 +17,7 @@ from vaekit.distributions import (
     MixtureOfLogisticsLikelihood,
 )
 from vaekit.errors import VaekitError
+from vaekit.models.conditional import LabelledDecoder, LabelledEncoder, encoder_input_shape
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name, untrusted_message
 from vaekit.models.ladder import LadderVAE
@@ -47,6 +48,11 @@ def build_model(
     where the config came from, for that message)."""
     if is_factory_name(config.architecture) and not trust_code:
         raise VaekitError(untrusted_message(config.architecture, source))
+    if config.conditional and config.classes < 2:
+        raise VaekitError(
+            f"{source} is conditional but names {config.classes} classes: a conditional model needs the number of "
+            "classes its labels take (model.classes >= 2; vaekit train sets it from the data)"
+        )
     with warnings.catch_warnings():
         # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
         # PyTorch warns that initialising them does nothing, which is what is meant.
@@ -69,19 +75,27 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             c, param_channels, config.pixel_context_channels, config.pixel_context_layers, act
         )
     decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context is not None else 0), h, w)
+    # A conditional model's networks are built for the label beside their usual input
+    # (models/conditional.py): K more encoder inputs, K more decoder inputs beside z.
+    classes = config.classes if config.conditional else 0
+    flat = config.architecture == "mlp"
+    input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
+    decoder_in = z + classes
     if is_factory_name(config.architecture):
         encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, z, decoded_shape))
     elif config.architecture == "mlp":
-        encoder = MLPEncoder(image_shape, config.hidden_sizes, z, act)
-        decoder = MLPDecoder(decoded_shape, config.hidden_sizes, z, act)
+        encoder = MLPEncoder(input_shape, config.hidden_sizes, z, act)
+        decoder = MLPDecoder(decoded_shape, config.hidden_sizes, decoder_in, act)
     elif config.architecture == "resnet":
         layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
-        encoder = ResNetEncoder(image_shape, *layout, z, act)
-        decoder = ResNetDecoder(decoded_shape, *layout, z, act)
+        encoder = ResNetEncoder(input_shape, *layout, z, act)
+        decoder = ResNetDecoder(decoded_shape, *layout, decoder_in, act)
     else:
         layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
-        encoder = ConvEncoder(image_shape, *layout_conv, z, act)
-        decoder = ConvDecoder(decoded_shape, *layout_conv, z, act)
+        encoder = ConvEncoder(input_shape, *layout_conv, z, act)
+        decoder = ConvDecoder(decoded_shape, *layout_conv, decoder_in, act)
+    if classes:
+        encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
     if config.stochastic_layers == 2:
         # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
         return LadderVAE(
@@ -94,6 +108,7 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             image_shape,
             act,
             pixel_context,
+            classes,
         )
     prior: Prior
     if config.prior == "mixture":
@@ -102,4 +117,4 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         prior = VampPrior(image_shape, config.prior_components)
     else:
         prior = StandardNormalPrior(z)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes)

@@ -20,7 +20,7 @@ from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, sta
 from vaekit.errors import VaekitError
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.models.vae import VAE
+from vaekit.models.vae import VAE, repeat_labels
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, log_importance_weights
 
 
@@ -61,8 +61,13 @@ class LadderVAE(VAE):
         image_shape: tuple[int, int, int],
         act: str,
         pixel_context: PixelContextHead | None = None,
+        classes: int = 0,
     ) -> None:
-        super().__init__(encoder, decoder, likelihood, top_dim, image_shape, pixel_context=pixel_context)
+        # A conditional ladder takes the label in the bottom-up encoder and the decoder of x;
+        # p(z1|z2) stays label-free, like the prior of a one-layer conditional VAE.
+        super().__init__(
+            encoder, decoder, likelihood, top_dim, image_shape, pixel_context=pixel_context, classes=classes
+        )
         self.bottom_dim = bottom_dim
         self.noise_dim = top_dim + bottom_dim  # eps = [eps2, eps1]
         self.up = _mlp([2 * bottom_dim, hidden, hidden, 2 * top_dim], act)  # (mu_hat, logvar_hat) -> q(z2|x)
@@ -74,8 +79,8 @@ class LadderVAE(VAE):
         # the K-sample KL estimate from this class's joint log-weights.
         return False
 
-    def encode(self, x: torch.Tensor) -> LadderPosterior:
-        bottom_up = super().encode(x)  # (B, Z1) x 2: the encoder's estimate of z1
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> LadderPosterior:
+        bottom_up = super().encode(x, y)  # (B, Z1) x 2: the encoder's estimate of z1
         # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
         top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
         return LadderPosterior(top.mu, top.logvar, bottom_up)
@@ -83,17 +88,19 @@ class LadderVAE(VAE):
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:
         return DiagonalGaussian.from_params(self.down(z2).float())  # (..., Z2) -> (..., Z1) x 2
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z2 (B, Z2) -> likelihood parameters, through the mean of p(z1|z2)."""
-        return self.decode_bottom(self.top_down(z).mu)
+        return self.decode_bottom(self.top_down(z).mu, y)
 
-    def decode_bottom(self, z1: torch.Tensor) -> torch.Tensor:
-        return super().decode(z1)  # (B, Z1) -> (B, C, H, W)
+    def decode_bottom(self, z1: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return super().decode(z1, y)  # (B, Z1) -> (B, C, H, W)
 
-    def decode_prior_draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def decode_prior_draw(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Ancestral: z2 ~ N(0, I), then z1 ~ p(z1|z2) drawn, not its mean; the decoder's output at z1."""
         z2 = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
-        return self.decode_bottom(self.top_down(z2).rsample(generator))  # (n, Z1) -> (n, P, H, W)
+        return self.decode_bottom(self.top_down(z2).rsample(generator), y)  # (n, Z1) -> (n, P, H, W)
 
     def _split_noise(
         self, eps: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
@@ -121,12 +128,13 @@ class LadderVAE(VAE):
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         kl_batch_mean: BatchMean | None = None,
+        y: torch.Tensor | None = None,
     ) -> ElboTerms:
         """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension."""
-        top = self.encode(x)
+        top = self.encode(x, y)
         eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
         _, prior1, posterior1, z1 = self._descend(top, eps2, eps1)
-        log_px = self.log_likelihood(x, self.decode_bottom(z1))
+        log_px = self.log_likelihood(x, self.decode_bottom(z1, y))
         kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(posterior1, prior1)], dim=-1)  # (B, Z2 + Z1)
         return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
 
@@ -137,6 +145,7 @@ class LadderVAE(VAE):
         k: int,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """log w_k = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x, z2) - log q(z2|x), (K, B)."""
         if not isinstance(posterior, LadderPosterior):
@@ -144,18 +153,18 @@ class LadderVAE(VAE):
         batch = x.shape[0]
         eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
         z2, prior1, posterior1, z1 = self._descend(posterior, eps2, eps1)  # (K, B, Z2), ..., (K, B, Z1)
-        decoded = self.decode_bottom(z1.flatten(0, 1))  # (K * B, C, H, W)
+        decoded = self.decode_bottom(z1.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
         log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
         log_pz = standard_normal_log_prob(z2) + prior1.log_prob(z1)
         log_qz = posterior.log_prob(z2) + posterior1.log_prob(z1)
         return log_importance_weights(log_px, log_pz, log_qz), log_px
 
-    def bottom_means(self, x: torch.Tensor) -> torch.Tensor:
+    def bottom_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of q(z1|x, z2) at z2 = the mean of q(z2|x), (B, Z1)."""
-        top = self.encode(x)
+        top = self.encode(x, y)
         return precision_weighted(top.bottom_up, self.top_down(top.mu)).mu
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[x|z1] at the posterior means: z2 = mu(x), then z1 = the mean of q(z1|x, z2)."""
-        return self.mean_image(self.decode_bottom(self.bottom_means(x)))
+        return self.mean_image(self.decode_bottom(self.bottom_means(x, y), y))

@@ -3,14 +3,19 @@
 Shapes: B batch, (C, H, W) image, Z latent. The encoder returns (B, 2Z) = [mu, logvar]; the
 decoder returns (B, P, H, W) likelihood parameters (logits for Bernoulli, means for Gaussian; P = C
 but for mixtures, plus feature maps for a pixel-context head).
+
+A conditional model (`classes` K >= 2, models/conditional.py) takes each image's label y, int64
+(B,), in every method that encodes or decodes; an unconditional one takes none.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from vaekit.distributions import DiagonalGaussian, Likelihood
+from vaekit.errors import VaekitError
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, iwae_bound, log_importance_weights
 from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
@@ -26,8 +31,10 @@ class VAE(nn.Module):
         image_shape: tuple[int, int, int],
         prior: Prior | None = None,
         pixel_context: PixelContextHead | None = None,
+        classes: int = 0,
     ) -> None:
         super().__init__()
+        self.classes = classes  # 0: unconditional; else the encoder and decoder take the label too
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -53,15 +60,47 @@ class VAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+    def check_labels(self, y: torch.Tensor | None) -> None:
+        """A conditional model needs labels and an unconditional one takes none."""
+        if self.classes and y is None:
+            raise VaekitError(f"this model is conditional ({self.classes} classes): give each image's label y")
+        if not self.classes and y is not None:
+            raise VaekitError("this model is not conditional and takes no labels: train it with --conditional")
+
+    def conditioning(self, labels: np.ndarray | None, source: str = "the data") -> np.ndarray | None:
+        """The labels this model is to be given for a set of items: `labels` (N,) for a conditional
+        model, checked against its classes; None for an unconditional one, whatever the data has."""
+        if not self.classes:
+            return None
+        if labels is None:
+            raise VaekitError(
+                f"this run is conditional ({self.classes} classes) but {source} has no labels: give labelled data "
+                "(an npz with y, class sub-folders, a table's --label-column)"
+            )
+        unknown = labels[(labels < 0) | (labels >= self.classes)]
+        if len(unknown):
+            raise VaekitError(
+                f"{source} has label {int(unknown[0])} but this run knows classes 0 to {self.classes - 1}: "
+                "give data labelled like the run's training set"
+            )
+        return labels
+
+    def cycled_labels(self, n: int) -> torch.Tensor | None:
+        """Labels 0, 1, ..., K-1, 0, 1, ... (n,) to draw every class in turn; None when unconditional."""
+        return torch.arange(n, device=self.device) % self.classes if self.classes else None
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian:
         # float(): under bf16 autocast only the network runs in bf16; the distributions, the KL
         # and the likelihood are computed in fp32.
+        self.check_labels(y)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # same shape, NHWC strides
-        return DiagonalGaussian.from_params(self.encoder(x).float())  # (B, C, H, W) -> (B, Z) x 2
+        params = self.encoder(x) if y is None else self.encoder(x, y)
+        return DiagonalGaussian.from_params(params.float())  # (B, C, H, W) -> (B, Z) x 2
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).float()  # (B, Z) -> (B, C, H, W)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_labels(y)
+        return (self.decoder(z) if y is None else self.decoder(z, y)).float()  # (B, Z) -> (B, C, H, W)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per decoding: x (B, C, H, W), decoded (K * B, P(+F), H, W) for K decodings of
@@ -87,13 +126,14 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         kl_batch_mean: BatchMean | None = None,
+        y: torch.Tensor | None = None,
     ) -> ElboTerms:
         """Per-image ELBO terms; eps (B, Z) is the reparameterisation noise, drawn from `generator`
         unless given. `kl_batch_mean` gives the batch-mean KL per dimension that free bits compare
         with their floor (by default this batch's; the trainer's spans every rank)."""
-        posterior = self.encode(x)
+        posterior = self.encode(x, y)
         z = posterior.rsample(generator, eps)  # (B, Z)
-        log_px = self.log_likelihood(x, self.decode(z))
+        log_px = self.log_likelihood(x, self.decode(z, y))
         if self.prior.closed_form_kl:
             return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits, kl_batch_mean)
         kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z, self.encode))  # (B,), no closed form
@@ -106,6 +146,7 @@ class VAE(nn.Module):
         k: int,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """K importance samples z_k ~ q(z|x): log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) and
         log p(x|z_k), both (K, B). eps (K, B, Z) is drawn from `generator` unless given."""
@@ -113,20 +154,25 @@ class VAE(nn.Module):
         if eps is None:
             eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
         z = posterior.mu + posterior.std * eps  # (K, B, Z)
-        decoded = self.decode(z.flatten(0, 1))  # (K * B, C, H, W)
+        decoded = self.decode(z.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
         log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
         return log_importance_weights(log_px, self.prior.log_prob(z, self.encode), posterior.log_prob(z)), log_px
 
     def iwae(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
     ) -> ElboTerms:
         """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
 
         recon_nats and kl_nats are the ELBO's parts from the same samples (the K-sample average of
         -log p(x|z) and the closed-form KL), reported beside the loss; K = 1 is the ELBO itself.
         """
-        posterior = self.encode(x)
-        log_w, log_px = self.log_weights(x, posterior, k, generator, eps)
+        posterior = self.encode(x, y)
+        log_w, log_px = self.log_weights(x, posterior, k, generator, eps, y)
         # KL part: closed form when there is one, else the K-sample mean of log q - log p.
         kl = posterior.kl_per_dim().sum(-1) if self.closed_form_kl else (log_px - log_w).mean(0)
         return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)
@@ -138,18 +184,29 @@ class VAE(nn.Module):
             return self.pixel_context.generate(decoded, lambda params: self.likelihood.sample(params, generator))
         return self.likelihood.sample(decoded, generator)
 
-    def decode_prior_draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The decoder's output at n draws from the model's own prior, (n, P, H, W)."""
-        return self.decode(self.prior.sample(n, generator, self.device, self.encode))
+    def decode_prior_draw(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The decoder's output at n draws from the model's own prior, (n, P, H, W); y (n,) the
+        labels to draw for a conditional model."""
+        return self.decode(self.prior.sample(n, generator, self.device, self.encode), y)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, draw: bool = False, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """n images from the model, (n, C, H, W): z from its prior, then E[x|z] (a smooth picture) or,
-        with `draw`, x ~ p(x|z) (what the model actually generates)."""
-        decoded = self.decode_prior_draw(n, generator)
+        with `draw`, x ~ p(x|z) (what the model actually generates). A conditional model draws
+        image i of class y[i]."""
+        decoded = self.decode_prior_draw(n, generator, y)
         return self.draw_image(decoded, generator) if draw else self.mean_image(decoded)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[x|z] at the posterior mean z = mu(x), (B, C, H, W)."""
-        return self.mean_image(self.decode(self.encode(x).mode()))
+        return self.mean_image(self.decode(self.encode(x, y).mode(), y))
+
+
+def repeat_labels(y: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """Labels (B,) -> (K * B,) for K decodings of each image, sample-major like the decodings."""
+    return None if y is None else y.repeat(k)

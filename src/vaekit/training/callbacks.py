@@ -132,6 +132,11 @@ class RunWriter:
         # The same originals, and prior draws from the same seed, every epoch: the pictures show progress.
         shown = splits.val if len(splits.val) else splits.train  # --val-size 0: the first training images
         self.fixed_images = torch.from_numpy(np.asarray(shown.images[:PICTURE_ORIGINALS])).to(device)
+        labels = None if shown.labels is None else shown.labels[:PICTURE_ORIGINALS]
+        # a conditional model's labels for them (int64 on the device); None otherwise
+        self.fixed_labels = (
+            None if labels is None or not config.model.conditional else torch.from_numpy(labels).to(device)
+        )
         self.latest_pictures: dict[str, np.ndarray] = {}
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
@@ -164,11 +169,12 @@ class RunWriter:
         model.eval()
         data = self.config.data
         originals = to_model_input(self.fixed_images, DataConfig(pixel_range=data.pixel_range))
-        recon = model.reconstruct(to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0)))
+        x = to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0))
+        recon = model.reconstruct(x, self.fixed_labels)
         grid = reconstruction_grid(to_unit_range(originals, data), to_unit_range(recon, data))
         # From the model's own prior (a learned one included; ancestral for two layers), as E[x|z].
         generator = torch.Generator(model.device).manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
-        samples = to_unit_range(model.sample(PICTURE_SAMPLES, generator), data)
+        samples = to_unit_range(model.sample(PICTURE_SAMPLES, generator, y=model.cycled_labels(PICTURE_SAMPLES)), data)
         model.train()
         return {"recon": grid, "samples": sample_grid(samples)}
 

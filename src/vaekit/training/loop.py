@@ -73,10 +73,16 @@ class TrainingObjective(torch.nn.Module):
         self.cluster = cluster
 
     def forward(
-        self, x: torch.Tensor, beta: float, generator: torch.Generator, rows: slice, global_count: int
+        self,
+        x: torch.Tensor,
+        beta: float,
+        generator: torch.Generator,
+        rows: slice,
+        global_count: int,
+        y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (b, C, H, W), this rank's `rows` of a global batch of `global_count` images -> loss,
-        recon_nats, kl_nats, each (b,).
+        """x (b, C, H, W), this rank's `rows` of a global batch of `global_count` images (and their
+        labels y (b,) for a conditional model) -> loss, recon_nats, kl_nats, each (b,).
 
         Every rank draws the noise of the whole global batch from the same stream and keeps its
         rows, so N ranks compute what one process would, and the stream stays in step everywhere.
@@ -85,7 +91,7 @@ class TrainingObjective(torch.nn.Module):
         if self.train_cfg.objective == "iwae":
             k = self.train_cfg.iwae_samples
             eps = torch.randn((k, global_count, z_dim), generator=generator, device=x.device)[:, rows]  # (K, b, Z)
-            terms = self.model.iwae(x, k, eps=eps)
+            terms = self.model.iwae(x, k, eps=eps, y=y)
         else:
             eps = torch.randn((global_count, z_dim), generator=generator, device=x.device)[rows]  # (b, Z)
 
@@ -94,7 +100,9 @@ class TrainingObjective(torch.nn.Module):
 
             # Free bits compare the global batch's KL per dimension with their floor, not this rank's.
             batch_mean = global_mean if self.cluster.active else None
-            terms = self.model.elbo(x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps, kl_batch_mean=batch_mean)
+            terms = self.model.elbo(
+                x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps, kl_batch_mean=batch_mean, y=y
+            )
         return terms.loss, terms.recon_nats, terms.kl_nats
 
 
@@ -163,7 +171,12 @@ class Trainer:
         self.step_listeners = list(step_listeners)
         device = model.device
         self.gather = batch_reader(splits.train.images, device)
+        train_labels = model.conditioning(splits.train.labels, "the training set")
+        # int64 (N,) on the device, gathered with the images' index; None for an unconditional model
+        self.train_labels = None if train_labels is None else torch.from_numpy(train_labels).to(device)
         self.val_images = torch.from_numpy(shard(splits.val.array, cluster)).to(device)  # this rank's share
+        val_labels = model.conditioning(splits.val.labels, "the validation set")
+        self.val_labels = None if val_labels is None else shard(val_labels, cluster)
         self.val_count = len(splits.val)  # on every rank, whatever its share
         self.keeps_last_epoch = kept_weights(self.val_count) is not None  # else validation picks the epoch
         self.state = TrainerState(model, config, len(splits.train), cluster)
@@ -195,9 +208,10 @@ class Trainer:
         rows = shard_rows(len(global_batch), cluster)
         # Converted whole (binarisation draws noise per pixel), then this rank's rows: a view.
         x = to_model_input(self.gather(global_batch), self.config.data, state.noise_generator)[rows]  # (b, C, H, W)
+        y = None if self.train_labels is None else self.train_labels[global_batch][rows]  # (b,)
         beta = beta_at(state.step, train.beta, train.warmup_steps)
         with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
-            per_image, recon, kl = self.objective(x, beta, state.noise_generator, rows, len(global_batch))  # (b,)
+            per_image, recon, kl = self.objective(x, beta, state.noise_generator, rows, len(global_batch), y)  # (b,)
         # The mean over the global batch: DDP averages the ranks' gradients, hence the factor
         # world_size (exact even when the last batch does not split evenly).
         loss = per_image.sum() * (cluster.world_size / len(global_batch))
@@ -276,7 +290,9 @@ class Trainer:
         if self.val_count == 0:
             return None
         seed = train.seed + EVAL_SEED_OFFSET + RANK_SEED_STRIDE * cluster.rank
-        val = elbo_over(self.model, self.val_images, self.config.data, train.eval_batch_size, seed=seed)
+        val = elbo_over(
+            self.model, self.val_images, self.config.data, train.eval_batch_size, seed=seed, labels=self.val_labels
+        )
         return across_ranks(val, self.model, self.config) if cluster.active else val
 
     def report_epoch(self, started: float) -> EpochReport:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vaekit.atomic import write_json, write_text
@@ -42,7 +43,7 @@ from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, elbo_over
-from vaekit.metrics.meaning import figure_meaning, item_word
+from vaekit.metrics.meaning import GIVEN_LABEL, figure_meaning, item_word
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -84,6 +85,25 @@ def with_absolute_paths(config: RunConfig) -> RunConfig:
         data=dataclasses.replace(data, dataset=dataset, data_dir=data_dir),
         train=dataclasses.replace(train, tensorboard=board),
     )
+
+
+def with_classes(config: RunConfig, splits: DatasetSplits) -> RunConfig:
+    """A conditional run's config with the number of classes its labels take (the class names',
+    else the largest label's + 1); refuses data without labels, negative labels and one class."""
+    sets = (splits.train, splits.val, splits.test)
+    if any(part.labels is None and len(part) for part in sets):
+        raise VaekitError(
+            f"--conditional needs a label for every item, and {splits.source} has none: use a built-in set, class "
+            "sub-folders, an .npz with y, or a table's --label-column (or train without --conditional)"
+        )
+    labels = np.concatenate([part.labels for part in sets if part.labels is not None])
+    if labels.min() < 0:
+        raise VaekitError(f"{splits.source} has the label {int(labels.min())}: labels must be 0, 1, 2, ...")
+    classes = len(splits.class_names) if splits.class_names else int(labels.max()) + 1
+    if classes < 2:
+        raise VaekitError(f"--conditional needs at least 2 classes, and {splits.source} has 1: train without it")
+    names = splits.class_names if splits.class_names else None
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, classes=classes, class_names=names))
 
 
 @dataclass(frozen=True)
@@ -146,6 +166,8 @@ def train_run(
     config = with_absolute_paths(config)
     if splits.is_table:
         config = with_table_scaling(config, splits.train.array, splits.columns or ())
+    if config.model.conditional:
+        config = with_classes(config, splits)
     if config.train.batch_size > len(splits.train):
         raise VaekitError(
             f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
@@ -303,7 +325,10 @@ def _train_and_summarise(
         # Report the test set with the weights that did best on validation.
         # trusted: this process built the network itself a moment ago
         best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
-        test = elbo_over(best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed)
+        labels = best.conditioning(splits.test.labels, "the test set")
+        test = elbo_over(
+            best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed, labels=labels
+        )
         wall = time.perf_counter() - started
         write_json(
             run_dir / "summary.json",
@@ -314,7 +339,8 @@ def _train_and_summarise(
                 "kept": kept_weights(len(splits.val), test.item) or "the epoch with the lowest validation -ELBO",
                 "wall_seconds": wall,
                 "device": str(device),
-                "figure_description": figure_meaning(best.likelihood, config.data).description,
+                "figure_description": figure_meaning(best.likelihood, config.data).description
+                + (GIVEN_LABEL if labels is not None else ""),
                 "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },
         )

@@ -51,6 +51,7 @@ class TensorBoardLogger:
         self.config = config
         shown = splits.val if len(splits.val) else splits.train  # --val-size 0: the first training items
         self.usage_items = shown.images[:USAGE_ITEMS]
+        self.usage_labels = None if shown.labels is None else shown.labels[:USAGE_ITEMS]
         self.pictures = pictures
 
     def on_step(self, report: StepReport) -> None:
@@ -70,7 +71,8 @@ class TensorBoardLogger:
             self.writer.add_scalar("epoch/val_recon_nats", report.val.recon_nats, step)
             self.writer.add_scalar("epoch/val_kl_nats", report.val.kl_nats, step)
         if model.latent_dim > 0:
-            usage = latent_usage(model, np.asarray(self.usage_items), self.config.data)
+            labels = model.conditioning(self.usage_labels, "the validation set")
+            usage = latent_usage(model, np.asarray(self.usage_items), self.config.data, labels=labels)
             model.train()
             self.writer.add_scalar("latent/active_units", usage.active_units, step)
             for dim, kl in enumerate(usage.kl_per_dim_nats):

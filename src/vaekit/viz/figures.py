@@ -27,7 +27,8 @@ def latent_map(
             ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5, color="tab:blue")
         else:
             cmap = "tab10" if labels.max() < 10 else "tab20"
-            scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, s=3, alpha=0.6, cmap=cmap)
+            # a panel may show fewer points than the first (t-SNE takes the first TSNE_POINTS)
+            scatter = ax.scatter(points[:, 0], points[:, 1], c=labels[: len(points)], s=3, alpha=0.6, cmap=cmap)
             if class_names is not None:
                 handles = [
                     ax.scatter([], [], color=scatter.cmap(scatter.norm(i)), s=20, label=name)

@@ -37,29 +37,63 @@ class PictureContext:
         return torch.Generator(self.run.model.device).manual_seed(self.seed)
 
     def decode_to_display(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent codes (N, Z) -> E[x|z] for display; a conditional model decodes them under the
+        first test item's label (`shown_label`)."""
         model = self.run.model
+        label = self.shown_label()
+        y = None if label is None else torch.full((len(z),), label, device=model.device)
         with torch.no_grad():
-            return self.run.to_display(model.mean_image(model.decode(z.to(model.device))))
+            return self.run.to_display(model.mean_image(model.decode(z.to(model.device), y)))
+
+    def test_labels(self, items: np.ndarray | slice) -> np.ndarray | None:
+        """A conditional model's labels for these test items; None for an unconditional one."""
+        labels = self.splits.test.labels
+        return self.run.model.conditioning(None if labels is None else labels[items], "the test set")
+
+    def on_device(self, labels: np.ndarray | None) -> torch.Tensor | None:
+        return None if labels is None else torch.from_numpy(labels).to(self.run.model.device)
+
+    def shown_label(self) -> int | None:
+        """The class a conditional model's latent pictures are decoded under: the first test item's."""
+        y = self.test_labels(slice(0, 1))
+        return None if y is None else int(y[0])
 
     def test_means(self, count: int | None = None) -> torch.Tensor:
         images = self.splits.test.images[:count]
-        return torch.from_numpy(latent_means(self.run.model, images, self.run.config.data)).float()
+        labels = self.test_labels(slice(0, len(images)))
+        return torch.from_numpy(latent_means(self.run.model, images, self.run.config.data, labels=labels)).float()
 
 
 def reconstructions(ctx: PictureContext, n: int = 32) -> np.ndarray:
     x = ctx.run.prepare(ctx.splits.test.images[:n], ctx.generator)
-    recon = ctx.run.model.reconstruct(x)
+    recon = ctx.run.model.reconstruct(x, ctx.on_device(ctx.test_labels(slice(0, len(x)))))
     return reconstruction_grid(ctx.run.to_display(x), ctx.run.to_display(recon))
+
+
+CLASS_COLUMNS = 10  # samples per class in a conditional model's pictures
+
+
+def _prior_samples(ctx: PictureContext, n: int, draw: bool) -> np.ndarray:
+    """n prior samples in a square grid; for a conditional model, one row per class, CLASS_COLUMNS
+    each, every row from the same draws of z: a column is one z (one style) in every class."""
+    model = ctx.run.model
+    if not model.classes:
+        return sample_grid(ctx.run.to_display(model.sample(n, ctx.generator, draw=draw)))
+    rows = [
+        model.sample(CLASS_COLUMNS, ctx.generator, draw=draw, y=torch.full((CLASS_COLUMNS,), k, device=model.device))
+        for k in range(model.classes)  # ctx.generator is a new one, seeded alike, on every call
+    ]
+    return make_grid(ctx.run.to_display(torch.cat(rows)), CLASS_COLUMNS)
 
 
 def samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
     """Prior samples as E[x|z]: each a smooth picture of what z encodes."""
-    return sample_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator)))
+    return _prior_samples(ctx, n, draw=False)
 
 
 def drawn_samples(ctx: PictureContext, n: int = 64) -> np.ndarray:
     """The same prior draws of z, each image drawn from p(x|z): what the model generates."""
-    return sample_grid(ctx.run.to_display(ctx.run.model.sample(n, ctx.generator, draw=True)))
+    return _prior_samples(ctx, n, draw=True)
 
 
 def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.ndarray:
@@ -74,7 +108,8 @@ def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.n
 
 def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float = 3.0) -> np.ndarray:
     """One row per latent dimension (largest KL first), from -span to +span around z = 0."""
-    usage = latent_usage(ctx.run.model, ctx.splits.test.images[:2000], ctx.run.config.data)
+    images = ctx.splits.test.images[:2000]
+    usage = latent_usage(ctx.run.model, images, ctx.run.config.data, labels=ctx.test_labels(slice(0, len(images))))
     order = usage.order[: min(dims, ctx.run.model.latent_dim)]
     base = torch.zeros(ctx.run.model.latent_dim)
     codes = traversal(base, order, torch.linspace(-span, span, steps))
@@ -129,7 +164,9 @@ SCORED_ITEMS = 2000  # test items scored for the histogram and the anomalies (-E
 
 def _test_scores(ctx: PictureContext) -> np.ndarray:
     """-ELBO per test item, the first SCORED_ITEMS (nats, as `vaekit score` computes them)."""
-    recon, kl = elbo_terms_per_item(ctx.run.model, ctx.splits.test.array[:SCORED_ITEMS], ctx.run.config.data, 1000)
+    items = ctx.splits.test.array[:SCORED_ITEMS]
+    labels = ctx.test_labels(slice(0, len(items)))
+    recon, kl = elbo_terms_per_item(ctx.run.model, items, ctx.run.config.data, 1000, labels=labels)
     return (recon + kl).numpy()
 
 
@@ -143,7 +180,7 @@ def anomalies(ctx: PictureContext) -> np.ndarray:
     per-pixel squared error (white: large)."""
     worst = np.argsort(_test_scores(ctx))[::-1][:ANOMALIES_SHOWN].copy()
     x = ctx.run.prepare(ctx.splits.test.array[worst], ctx.generator)
-    recon = ctx.run.model.reconstruct(x)
+    recon = ctx.run.model.reconstruct(x, ctx.on_device(ctx.test_labels(worst)))
     shown, rebuilt = ctx.run.to_display(x), ctx.run.to_display(recon)
     error = (shown - rebuilt).pow(2).mean(1, keepdim=True)  # (N, 1, H, W)
     error = (error / error.flatten(1).amax(1).clamp(min=1e-12)[:, None, None, None]).expand_as(shown)
