@@ -4,7 +4,11 @@ two easily told classes draws each asked-for class, and bad labels get one-line 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +16,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import blob_images
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_skip
 from vaekit.cli import main
 from vaekit.config import DataConfig, ModelConfig, RunConfig
 from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import load_run
 from vaekit.models import build_model
+from vaekit.serve.explorer import LatentExplorer, RequestError
+from vaekit.serve.server import make_server
 from vaekit.training.api import fit
 
 SHAPE = (1, 8, 8)
@@ -223,3 +229,53 @@ def test_a_conditional_config_round_trips() -> None:
         data=DataConfig(), model=ModelConfig(conditional=True, classes=4, class_names=("a", "b", "c", "d"))
     )
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def decoded_picture(answer: dict[str, object]) -> torch.Tensor:
+    """The explorer's data-URI image -> a float (1, H, W) picture."""
+    data = str(answer["image"]).split(",", 1)[1]
+    with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+        return torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32))[None]
+
+
+def test_the_explorer_decodes_under_the_picked_label(two_class_run: Path) -> None:
+    run = load_run(two_class_run)
+    explorer = LatentExplorer(run, run.load_data())
+    assert explorer.info()["classes"] == ["0", "1"]
+    zero = [0.0] * run.model.latent_dim
+    for label in (0, 1):
+        assert int(bright_quadrant(decoded_picture(explorer.decode(zero, label)))[0]) == label
+        sampled = explorer.sample(4, str(label))
+        assert all(int(bright_quadrant(decoded_picture({"image": image}))[0]) == label for image in sampled["images"])
+    assert explorer.encode(0)["label"] == int(run.load_data().test.labels[0])
+    for bad, message in ((None, "give a label"), (2, "label must be"), ("one", "label must be")):
+        with pytest.raises(RequestError, match=message):
+            explorer.decode(zero, bad)
+
+
+def test_the_page_offers_a_label_picker(two_class_run: Path) -> None:
+    sync_api = playwright_or_skip()
+    run = load_run(two_class_run)
+    server = make_server(LatentExplorer(run, run.load_data()), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    errors: list[str] = []
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://{host}:{port}/")
+            decoded = page.locator("#decoded")
+            sync_api.expect(decoded).to_have_attribute("src", re.compile("^data:image/png"))
+            sync_api.expect(page.locator("#label option")).to_have_count(2)
+            first = decoded.get_attribute("src")
+            page.select_option("#label", "1")
+            sync_api.expect(decoded).not_to_have_attribute("src", first or "")
+            assert int(bright_quadrant(decoded_picture({"image": decoded.get_attribute("src")}))[0]) == 1
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []

@@ -3,6 +3,9 @@ image, sample, interpolate, and the map of the test set's latent means. Every re
 checked here and a bad one raises RequestError with the message the client sees.
 
 Shapes: Z latent, (C, H, W) image, T interpolation steps.
+
+A conditional run decodes under a label the page picks (`label`, a class index): decode, sample
+and interpolate take one; encoding a test image uses its own label.
 """
 
 from __future__ import annotations
@@ -75,10 +78,12 @@ class LatentExplorer:
         self.run = run
         self.model = run.model.eval()
         self.test_images = splits.test.array  # uint8 (N, C, H, W); at most 10,000 images
+        # a conditional model's labels of the test images (it encodes each under its own); else None
+        self.test_labels = self.model.conditioning(splits.test.labels, "the test set")
         self.lock = threading.Lock()  # one model call at a time: torch already uses every core
         self.generator = torch.Generator(self.model.device).manual_seed(seed)
         shown = self.test_images[:MAP_POINTS]
-        usage = latent_usage(self.model, shown, run.config.data)
+        usage = latent_usage(self.model, shown, run.config.data, labels=self._labels_of(slice(0, len(shown))))
         self.kl_per_dim = usage.kl_per_dim_nats
         self.order = usage.order  # most informative dimension first
         self.map = self._latent_map(shown, splits.test.labels)
@@ -88,16 +93,20 @@ class LatentExplorer:
     def latent_dim(self) -> int:
         return self.model.latent_dim
 
+    def _labels_of(self, items: slice | list[int]) -> np.ndarray | None:
+        return None if self.test_labels is None else self.test_labels[items]
+
     def _latent_map(self, images: np.ndarray, labels: np.ndarray | None) -> LatentMap:
-        means = self._encode_means(images)  # (N, Z)
+        means = self._encode_means(images, self._labels_of(slice(0, len(images))))  # (N, Z)
         plane = latent_plane(means)
         points = plane.project(means) / plane.scales  # (N, 2), in standard deviations along each axis
         shown_labels = None if labels is None else [int(v) for v in labels[: len(images)]]
         return LatentMap(points.numpy(), shown_labels, plane.centre, plane.axes, plane.scales)
 
-    def _encode_means(self, images: np.ndarray) -> torch.Tensor:
+    def _encode_means(self, images: np.ndarray, labels: np.ndarray | None) -> torch.Tensor:
         with self.lock:
-            return torch.from_numpy(latent_means(self.model, images, self.run.config.data)).float()  # (N, Z)
+            means = latent_means(self.model, images, self.run.config.data, labels=labels)
+            return torch.from_numpy(means).float()  # (N, Z)
 
     def _image_data(self, x: torch.Tensor) -> str:
         """Model-scale images (N, C, H, W) -> one data URI (a row of N images); a table's rows
@@ -107,9 +116,21 @@ class LatentExplorer:
         return "data:image/png;base64," + base64.b64encode(png_bytes(picture, DISPLAY_SCALE)).decode("ascii")
 
     @torch.inference_mode()
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, label: int | None) -> torch.Tensor:
+        """E[x|z] for codes (N, Z), under `label` for a conditional model."""
+        y = None if label is None else torch.full((len(z),), label, device=self.model.device)
         with self.lock:
-            return self.model.mean_image(self.model.decode(z.to(self.model.device)))
+            return self.model.mean_image(self.model.decode(z.to(self.model.device), y))
+
+    def check_label(self, label: Any) -> int | None:
+        """The class to decode under: required by a conditional model, refused by another."""
+        if not self.model.classes:
+            if label is not None:
+                raise RequestError("this run is not conditional: it takes no label")
+            return None
+        if label is None:
+            raise RequestError(f"this run is conditional: give a label from 0 to {self.model.classes - 1}")
+        return _integer(label, "label", 0, self.model.classes - 1)
 
     def check_z(self, z: Any) -> torch.Tensor:
         if not isinstance(z, list) or len(z) != self.latent_dim:
@@ -134,12 +155,14 @@ class LatentExplorer:
             "max_samples": MAX_SAMPLES,
             "map": self.map.to_json(),
             "class_names": self.class_names,
+            # a conditional run's classes to decode under (the page shows a picker); None otherwise
+            "classes": list(self.run.class_names) if self.model.classes else None,
             "run": str(self.run.path),
             "figure": figure_meaning(self.model.likelihood, self.run.config.data).description,
         }
 
-    def decode(self, z: Any) -> dict[str, Any]:
-        x = self._decode(self.check_z(z)[None])
+    def decode(self, z: Any, label: Any = None) -> dict[str, Any]:
+        x = self._decode(self.check_z(z)[None], self.check_label(label))
         if self.run.is_table:  # the row itself too, in the table's own units
             row = self.run.to_rows(x)[0]
             return {
@@ -150,20 +173,30 @@ class LatentExplorer:
 
     def encode(self, index: Any) -> dict[str, Any]:
         i = _integer(index, "index", 0, len(self.test_images) - 1)
-        mean = self._encode_means(self.test_images[i : i + 1])[0]
+        mean = self._encode_means(self.test_images[i : i + 1], self._labels_of(slice(i, i + 1)))[0]
         original = self.run.prepare(self.test_images[i : i + 1])
-        return {"index": i, "z": mean.tolist(), "image": self._image_data(original)}
+        label = self._labels_of(slice(i, i + 1))
+        return {
+            "index": i,
+            "z": mean.tolist(),
+            "image": self._image_data(original),
+            "label": None if label is None else int(label[0]),
+        }
 
-    def sample(self, n: Any) -> dict[str, Any]:
+    def sample(self, n: Any, label: Any = None) -> dict[str, Any]:
         count = _integer(n, "n", 1, MAX_SAMPLES)
+        chosen = self.check_label(label)
         with self.lock:
             z = self.model.prior.sample(count, self.generator, self.model.device, self.model.encode)  # (n, Z)
-        return {"z": z.cpu().tolist(), "images": [self._image_data(image[None]) for image in self._decode(z)]}
+        return {"z": z.cpu().tolist(), "images": [self._image_data(image[None]) for image in self._decode(z, chosen)]}
 
-    def interpolate(self, a: Any, b: Any, steps: Any = 10, spherical: bool = False) -> dict[str, Any]:
+    def interpolate(
+        self, a: Any, b: Any, steps: Any = 10, spherical: bool = False, label: Any = None
+    ) -> dict[str, Any]:
         last = len(self.test_images) - 1
         first, second = _integer(a, "a", 0, last), _integer(b, "b", 0, last)
         count = _integer(steps, "steps", 2, MAX_STEPS)
-        ends = self._encode_means(self.test_images[[first, second]])
+        chosen = self.check_label(label)
+        ends = self._encode_means(self.test_images[[first, second]], self._labels_of([first, second]))
         path = (slerp if spherical else lerp)(ends[0], ends[1], count)  # (T, Z)
-        return {"image": self._image_data(self._decode(path)), "steps": count}
+        return {"image": self._image_data(self._decode(path, chosen)), "steps": count}

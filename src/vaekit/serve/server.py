@@ -51,6 +51,11 @@ def _one(query: dict[str, list[str]], name: str, default: str | None = None) -> 
     return values[0]
 
 
+def _optional(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
 class ExplorerHandler(BaseHTTPRequestHandler):
     explorer: LatentExplorer  # set on the subclass make_server builds
     static: dict[str, tuple[bytes, str]]
@@ -88,9 +93,13 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         routes: dict[str, Callable[[], dict[str, Any]]] = {
             "/api/info": self.explorer.info,
             "/api/encode": lambda: self.explorer.encode(_one(query, "index")),
-            "/api/sample": lambda: self.explorer.sample(_one(query, "n", "1")),
+            "/api/sample": lambda: self.explorer.sample(_one(query, "n", "1"), _optional(query, "label")),
             "/api/interpolate": lambda: self.explorer.interpolate(
-                _one(query, "a"), _one(query, "b"), _one(query, "steps", "10"), _one(query, "spherical", "0") == "1"
+                _one(query, "a"),
+                _one(query, "b"),
+                _one(query, "steps", "10"),
+                _one(query, "spherical", "0") == "1",
+                _optional(query, "label"),
             ),
         }
         if url.path in routes:
@@ -128,7 +137,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         if not isinstance(payload, dict) or "z" not in payload:
             self._error(HTTPStatus.BAD_REQUEST, 'the body must be a JSON object with a "z" list')
             return
-        self._answer(lambda: self.explorer.decode(payload["z"]))
+        self._answer(lambda: self.explorer.decode(payload["z"], payload.get("label")))
 
 
 def make_server(explorer: LatentExplorer, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:

@@ -9,6 +9,16 @@ const state = { info: null, z: [], inFlight: false, pending: false, marker: null
 
 const $ = (id) => document.getElementById(id);
 
+// A conditional run decodes under the class picked in #label; other runs send no label.
+function chosenLabel() {
+  return state.info && state.info.classes ? Number($("label").value) : null;
+}
+
+function labelQuery() {
+  const label = chosenLabel();
+  return label === null ? "" : `&label=${label}`;
+}
+
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json();
@@ -28,7 +38,7 @@ async function decode() {
     const body = await api("/api/decode", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ z: state.z }),
+      body: JSON.stringify(chosenLabel() === null ? { z: state.z } : { z: state.z, label: chosenLabel() }),
     });
     $("decoded").src = body.image;
     showError(null);
@@ -146,7 +156,7 @@ async function interpolate(event) {
   const spherical = $("spherical").checked ? 1 : 0;
   try {
     const [path, first, second] = await Promise.all([
-      api(`/api/interpolate?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}&steps=${encodeURIComponent(steps)}&spherical=${spherical}`),
+      api(`/api/interpolate?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}&steps=${encodeURIComponent(steps)}&spherical=${spherical}${labelQuery()}`),
       api(`/api/encode?index=${encodeURIComponent(a)}`),
       api(`/api/encode?index=${encodeURIComponent(b)}`),
     ]);
@@ -170,13 +180,18 @@ async function start() {
   $("run-info").textContent = `${info.run} · ${info.latent_dim} latent dimensions · images ${info.image_shape.join("×")} · ${info.test_images} test images · figures: ${info.figure}`;
   const last = info.test_images - 1;
   for (const id of ["index-a", "index-b"]) $(id).max = last;
+  if (info.classes) {
+    info.classes.forEach((name, k) => $("label").append(new Option(name, k)));
+    $("label-picker").hidden = false;
+    $("label").addEventListener("change", () => { decode(); $("interpolation-form").requestSubmit(); });
+  }
   buildSliders();
   drawMap();
   drawLegend();
   $("map").addEventListener("click", onMapClick);
   $("sample-button").addEventListener("click", async () => {
     try {
-      const body = await api("/api/sample?n=1");
+      const body = await api(`/api/sample?n=1${labelQuery()}`);
       setZ(body.z[0]);
     } catch (error) {
       showError(error);
