@@ -22,6 +22,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig
 from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import load_run
+from vaekit.metrics.sample_quality import agreement_per_class
 from vaekit.models import build_model
 from vaekit.serve.explorer import LatentExplorer, RequestError
 from vaekit.serve.server import make_server
@@ -181,9 +182,12 @@ def test_the_cli_draws_a_chosen_class_and_refuses_unknown_ones(
 
 
 def test_evaluate_and_encode_give_each_item_its_label(two_class_run: Path, tmp_path: Path) -> None:
-    assert main(["evaluate", "--run", str(two_class_run), "--k", "5", "--no-quality"]) == 0
+    assert main(["evaluate", "--run", str(two_class_run), "--k", "5"]) == 0
     result = json.loads((two_class_run / "eval.json").read_text())
     assert "given the item's label" in result["figure_description"]
+    quality = result["quality"]  # vaekit's classifier on samples drawn for each test image's label
+    assert quality["label_agreement"] > 0.95 and len(quality["label_agreement_per_class"]) == 2
+    assert min(quality["classifier_test_accuracy_per_class"]) > 0.95
     run = load_run(two_class_run)
     test = run.load_data().test
     out = tmp_path / "codes.npz"
@@ -279,3 +283,10 @@ def test_the_page_offers_a_label_picker(two_class_run: Path) -> None:
         server.shutdown()
         server.server_close()
     assert errors == []
+
+
+def test_agreement_per_class_counts_each_asked_class_apart() -> None:
+    asked = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 1, 0, 1, 1, 0])
+    agreement = agreement_per_class(predicted, asked, 4)
+    assert agreement[:3] == (2 / 3, 1.0, 0.0) and np.isnan(agreement[3])  # class 3 never asked for

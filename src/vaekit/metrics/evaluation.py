@@ -143,6 +143,13 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{quality['recon_accuracy']:.4f} (on real images {quality['classifier_test_accuracy']:.4f})",
             ),
         ]
+        if quality.get("label_agreement") is not None:
+            rows.append(
+                (
+                    "samples of the asked class",
+                    f"{quality['label_agreement']:.4f} (vaekit's classifier agrees with the label asked for)",
+                )
+            )
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
     if result.get("figure_description"):

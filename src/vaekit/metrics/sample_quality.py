@@ -168,6 +168,7 @@ class QualityScores:
     # (overall, and per class); to read beside classifier_test_accuracy.
     label_agreement: float | None = None
     label_agreement_per_class: tuple[float, ...] | None = None
+    classifier_test_accuracy_per_class: tuple[float, ...] | None = None  # the per-class ceilings
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -204,6 +205,9 @@ def sample_quality(
         agreement = {
             "label_agreement": float((predicted == asked).mean()),
             "label_agreement_per_class": agreement_per_class(predicted, asked, model.classes),
+            "classifier_test_accuracy_per_class": agreement_per_class(
+                predicted_classes(classifier, test), test_labels, model.classes
+            ),
         }
     return QualityScores(
         frechet_distance=frechet_distance(features_of(classifier, prior_samples), test_features),
