@@ -184,7 +184,7 @@ def test_the_cli_draws_a_chosen_class_and_refuses_unknown_ones(
 def test_evaluate_and_encode_give_each_item_its_label(two_class_run: Path, tmp_path: Path) -> None:
     assert main(["evaluate", "--run", str(two_class_run), "--k", "5"]) == 0
     result = json.loads((two_class_run / "eval.json").read_text())
-    assert "given the item's label" in result["figure_description"]
+    assert "given each item's label" in result["figure_description"]
     quality = result["quality"]  # vaekit's classifier on samples drawn for each test image's label
     assert quality["label_agreement"] > 0.95 and len(quality["label_agreement_per_class"]) == 2
     assert min(quality["classifier_test_accuracy_per_class"]) > 0.95

@@ -69,7 +69,7 @@ class FigureMeaning:
 
 
 # Appended to a figure's description when a conditional model was given each item's label.
-GIVEN_LABEL = ", given the item's label (a conditional model: -log p(x|y))"
+GIVEN_LABEL = ", given each item's label (a conditional model: p(x|y))"
 
 LIKELIHOOD_ADVICE = (
     "for a likelihood, train on binarised pixels (--binarize) or model the 8-bit levels "
