@@ -101,3 +101,52 @@ def test_the_report_pictures_of_scores_exist(run_dir: Path, capsys: pytest.Captu
     assert picture.size == (2 * (8 * 14 + 2), 2 * (3 * 14 + 2))
     assert (out / "scores.png").stat().st_size > 0
     capsys.readouterr()
+
+
+def test_the_bernoulli_entropy_is_the_cross_entropys_floor() -> None:
+    """H(x) equals the cross-entropy at logits = logit(x), no logits give less, binary pixels have none."""
+    import torch
+
+    from vaekit.distributions import BernoulliLikelihood, bernoulli_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((4, 1, 5, 5), generator=generator).clamp(0.01, 0.99)
+    floor = bernoulli_entropy(x)
+    at_x = -BernoulliLikelihood().log_prob(x, torch.logit(x))
+    torch.testing.assert_close(floor, at_x, rtol=1e-4, atol=1e-4)
+    for _ in range(5):
+        logits = torch.randn((4, 1, 5, 5), generator=generator) * 3
+        assert (-BernoulliLikelihood().log_prob(x, logits) >= floor - 1e-4).all()
+    assert bernoulli_entropy(torch.tensor([[[[0.0, 1.0, 1.0]]]])).item() == 0.0
+
+
+def test_the_excess_is_the_elbo_above_each_images_floor(run_dir: Path) -> None:
+    import torch
+
+    from vaekit.distributions import bernoulli_entropy
+
+    run = load_run(run_dir)
+    items = run.load_data().test.array
+    scores = score_items(run.model, items, run.config.data, k=5)
+    floor = bernoulli_entropy(torch.from_numpy(items).double() / 255.0).numpy()
+    assert scores.excess is not None
+    np.testing.assert_allclose(scores.excess, scores.nelbo - floor, rtol=1e-6, atol=1e-4)
+    assert (scores.excess > 0).all()  # -ELBO bounds the cross-entropy, which the floor bounds
+
+
+def test_the_excess_is_offered_only_for_a_bernoulli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = blob_images(120, side=8)
+    run = tmp_path / "gauss"
+    fit(images, labels, out=run, epochs=1, batch_size=32, latent_dim=2, likelihood="gaussian", val_size=40)
+    out = tmp_path / "s.csv"
+    code = main(["score", "--run", str(run), "--out", str(out), "--k", "2", "--threshold-fpr", "0.1", "--by", "excess"])
+    assert code == 2 and "likelihood is Gaussian" in capsys.readouterr().err and not out.exists()
+    assert main(["score", "--run", str(run), "--out", str(out), "--k", "2"]) == 0
+    assert "excess_nats" not in out.read_text().splitlines()[0]
+
+
+def test_the_cli_knows_every_score() -> None:
+    from vaekit.cli import SCORE_NAMES
+    from vaekit.metrics.scores import SCORES
+
+    assert SCORE_NAMES == SCORES

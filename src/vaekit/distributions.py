@@ -108,6 +108,13 @@ class Likelihood(Protocol):
         ...
 
 
+def bernoulli_entropy(x: torch.Tensor) -> torch.Tensor:
+    """H(x) = -sum_i [x_i log x_i + (1 - x_i) log(1 - x_i)] in nats per image, (B, C, H, W) -> (B,):
+    the least cross-entropy a Bernoulli can give pixels x in [0, 1] (its logits at logit(x)). Zero
+    for binary pixels; for grey ones it is the part of the cross-entropy no model can remove."""
+    return -_sum_pixels(torch.special.xlogy(x, x) + torch.special.xlogy(1.0 - x, 1.0 - x))
+
+
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); the decoder outputs logits."""
 

@@ -1,6 +1,15 @@
 """Anomaly scores per item: the negative ELBO, the IWAE estimate of -log p(x) and the
 reconstruction error, each higher for items the model finds less typical, and a threshold set
-from the validation split at a chosen false-positive rate.
+from the validation split at a chosen false-positive rate. For a Bernoulli likelihood also the
+excess: -ELBO minus the least cross-entropy any Bernoulli could give the item, H(x).
+
+Why the excess: on grey pixels the Bernoulli's figure is a cross-entropy, and H(x), the part no
+model can remove, is large for images with much grey ink and near zero for dark ones; ranked by
+-ELBO, a sparse image from another class looks typical (the failure Nalisnick et al. 2019
+describe). Subtracting the item's own floor leaves what the model fails to explain, much as a
+complexity correction does (Serra et al. 2020, https://arxiv.org/abs/1909.11480), with the
+likelihood's exact floor in place of a compressor's length. On binary pixels H(x) = 0 and the
+excess is -ELBO.
 
 The per-item figures are computed exactly as `vaekit evaluate` computes its set figures (same
 seeds, same batches), so a score file's mean equals the evaluation's number.
@@ -21,6 +30,7 @@ import torch
 from vaekit.atomic import write_text
 from vaekit.config import DataConfig
 from vaekit.data.transforms import labelled_batches
+from vaekit.distributions import BernoulliLikelihood, bernoulli_entropy
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.likelihood import iwae_per_item
@@ -42,9 +52,33 @@ class ItemScores:
     iwae: np.ndarray
     recon: np.ndarray
     k: int
+    excess: np.ndarray | None = None  # -ELBO - H(x), nats; Bernoulli runs only
 
     def by(self, name: str) -> np.ndarray:
-        return {"nelbo": self.nelbo, "iwae": self.iwae, "recon": self.recon}[name]
+        chosen = {"nelbo": self.nelbo, "iwae": self.iwae, "recon": self.recon, "excess": self.excess}[name]
+        if chosen is None:
+            raise VaekitError("these scores have no excess: it is defined for a Bernoulli likelihood only")
+        return chosen
+
+
+SCORES = ("nelbo", "iwae", "recon", "excess")
+
+
+def has_excess(model: VAE) -> bool:
+    """Whether the run's likelihood has the excess score (a Bernoulli's)."""
+    return isinstance(model.likelihood, BernoulliLikelihood)
+
+
+def cross_entropy_floor(items: np.ndarray, data: DataConfig, batch_size: int = ELBO_BATCH) -> np.ndarray:
+    """H(x) per item in nats, (N,): the least cross-entropy a Bernoulli can give it (zero for
+    binary pixels, dynamically binarised ones included)."""
+    if data.binarize:
+        return np.zeros(len(items))
+    floors = [
+        bernoulli_entropy(x).double().cpu()
+        for x, _ in labelled_batches(items, None, data, batch_size, torch.device("cpu"))
+    ]
+    return torch.cat(floors).numpy() if floors else np.zeros(0)
 
 
 @torch.inference_mode()
@@ -75,9 +109,15 @@ def score_by(
 ) -> np.ndarray:
     """One score per item, (N,): "nelbo", "iwae" or "recon" (see ItemScores). `labels`: a
     conditional model's labels for the items, else None."""
-    if name == "nelbo":
+    if name in ("nelbo", "excess"):
+        if name == "excess" and not has_excess(model):
+            raise VaekitError(
+                f"--by excess is the Bernoulli cross-entropy above its floor, and this run's likelihood is "
+                f"{model.likelihood.title}: use nelbo, iwae or recon"
+            )
         recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed, labels)
-        return (recon_nats + kl_nats).numpy()
+        nelbo = (recon_nats + kl_nats).numpy()
+        return nelbo - cross_entropy_floor(items, data) if name == "excess" else nelbo
     if name == "iwae":
         return (-iwae_per_item(model, items, data, k, IWAE_BATCH, seed, labels)).numpy()
     return reconstruction_error(model, items, data, seed=seed, labels=labels)
@@ -88,7 +128,8 @@ def score_items(
 ) -> ItemScores:
     names = ("nelbo", "iwae", "recon")
     nelbo, iwae, recon = (score_by(name, model, items, data, k, seed, labels) for name in names)
-    return ItemScores(nelbo, iwae, recon, k)
+    excess = nelbo - cross_entropy_floor(items, data) if has_excess(model) else None
+    return ItemScores(nelbo, iwae, recon, k, excess)
 
 
 def check_fpr(fpr: float) -> None:
@@ -111,15 +152,24 @@ def write_scores(
     labels: np.ndarray | None,
     flagged: np.ndarray | None,
 ) -> None:
-    """One CSV row per item: index, label, nelbo_nats, iwae_nats_k<K>, recon_mse[, anomalous]."""
+    """One CSV row per item: index[, label], nelbo_nats, iwae_nats_k<K>, recon_mse[, excess_nats]
+    [, anomalous]."""
     header = ["index", *(["label"] if labels is not None else [])]
-    header += ["nelbo_nats", f"iwae_nats_k{scores.k}", "recon_mse", *(["anomalous"] if flagged is not None else [])]
+    header += [
+        "nelbo_nats",
+        f"iwae_nats_k{scores.k}",
+        "recon_mse",
+        *(["excess_nats"] if scores.excess is not None else []),
+    ]
+    header += ["anomalous"] if flagged is not None else []
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(header)
     for i in range(len(scores.nelbo)):
         row: list[object] = [i, *([int(labels[i])] if labels is not None else [])]
         row += [f"{scores.nelbo[i]:.6f}", f"{scores.iwae[i]:.6f}", f"{scores.recon[i]:.7g}"]
+        if scores.excess is not None:
+            row.append(f"{scores.excess[i]:.6f}")
         if flagged is not None:
             row.append(int(flagged[i]))
         writer.writerow(row)
