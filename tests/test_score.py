@@ -150,3 +150,14 @@ def test_the_cli_knows_every_score() -> None:
     from vaekit.metrics.scores import SCORES
 
     assert SCORE_NAMES == SCORES
+
+
+def test_the_pictures_rank_a_bernoulli_run_by_its_excess(run_dir: Path) -> None:
+    from vaekit.viz.gallery import PictureContext, _test_scores
+
+    run = load_run(run_dir)
+    ctx = PictureContext(run, run.load_data())
+    ranked, name = _test_scores(ctx)
+    expected = score_items(run.model, ctx.splits.test.array, run.config.data, k=1).excess
+    assert name == "-ELBO - H(x)" and expected is not None
+    np.testing.assert_allclose(ranked, expected[: len(ranked)], rtol=1e-6)

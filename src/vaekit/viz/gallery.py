@@ -19,9 +19,9 @@ from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
 from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
 from vaekit.loading import TrainedRun
-from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import item_word
+from vaekit.metrics.scores import has_excess, score_by
 from vaekit.viz.figures import latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
@@ -162,23 +162,26 @@ ANOMALIES_SHOWN = 8
 SCORED_ITEMS = 2000  # test items scored for the histogram and the anomalies (-ELBO is cheap)
 
 
-def _test_scores(ctx: PictureContext) -> np.ndarray:
-    """-ELBO per test item, the first SCORED_ITEMS (nats, as `vaekit score` computes them)."""
+def _test_scores(ctx: PictureContext) -> tuple[np.ndarray, str]:
+    """The score the one-class measurements favour per test item, the first SCORED_ITEMS, as
+    `vaekit score` computes it, and its name: the excess for a Bernoulli, else -ELBO (nats)."""
     items = ctx.splits.test.array[:SCORED_ITEMS]
     labels = ctx.test_labels(slice(0, len(items)))
-    recon, kl = elbo_terms_per_item(ctx.run.model, items, ctx.run.config.data, 1000, labels=labels)
-    return (recon + kl).numpy()
+    name = "excess" if has_excess(ctx.run.model) else "nelbo"
+    scores = score_by(name, ctx.run.model, items, ctx.run.config.data, k=1, seed=0, labels=labels)
+    return scores, "-ELBO - H(x)" if name == "excess" else "-ELBO"
 
 
 def score_distribution(ctx: PictureContext) -> Figure:
     word = item_word(ctx.run.config.data)
-    return score_histogram(_test_scores(ctx), f"-ELBO per test {word} (nats/{word}); higher is less typical")
+    scores, name = _test_scores(ctx)
+    return score_histogram(scores, f"{name} per test {word} (nats/{word}); higher is less typical")
 
 
 def anomalies(ctx: PictureContext) -> np.ndarray:
-    """The test items with the highest -ELBO: a row of them, their reconstructions, and the
+    """The least typical test items (by `_test_scores`): a row of them, their reconstructions, and the
     per-pixel squared error (white: large)."""
-    worst = np.argsort(_test_scores(ctx))[::-1][:ANOMALIES_SHOWN].copy()
+    worst = np.argsort(_test_scores(ctx)[0])[::-1][:ANOMALIES_SHOWN].copy()
     x = ctx.run.prepare(ctx.splits.test.array[worst], ctx.generator)
     recon = ctx.run.model.reconstruct(x, ctx.on_device(ctx.test_labels(worst)))
     shown, rebuilt = ctx.run.to_display(x), ctx.run.to_display(recon)
