@@ -126,6 +126,19 @@ def test_free_bits_look_at_the_whole_global_batch(dataset: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_two_ranks_give_each_image_its_label(dataset: Path, tmp_path: Path) -> None:
+    """A conditional model on 2 ranks: each rank takes the labels of its own rows of the global
+    batch, so the loss curve is the one process's (a label off by a row would change it)."""
+    flags = ("--conditional", "--epochs", "1")
+    double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
+    result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
+    assert result.returncode == 0, result.stderr
+    for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
+        assert b["val_nelbo_nats"] == pytest.approx(a["val_nelbo_nats"], rel=0.02)
+
+
+@pytest.mark.slow
 def test_only_rank_zero_writes_and_reports(two_ranks: tuple[Path, str]) -> None:
     out, output = two_ranks
     assert len(metrics(out)) == 3  # one line per epoch: a second writer would append its own
