@@ -315,9 +315,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     if run.is_table:
         raise VaekitError(f"{args.run} was trained on a table: reconstruct draws images (evaluate gives its figures)")
-    chosen = getattr(run.load_data(progress=False), args.split)
-    images = chosen.images[: args.n]
-    labels = run.model.conditioning(None if chosen.labels is None else chosen.labels[: args.n], f"the {args.split} set")
+    chosen = getattr(run.load_data(progress=False), args.split).take(slice(0, args.n))
+    images = chosen.images
+    labels = run.model.conditioning(chosen.labels, f"the {args.split} set")
     x = run.prepare(images, torch.Generator(run.model.device).manual_seed(args.seed))
     y = None if labels is None else torch.from_numpy(labels).to(run.model.device)
     save_png(args.out, reconstruction_grid(run.to_display(x), run.to_display(run.model.reconstruct(x, y))), scale=2)

@@ -12,7 +12,7 @@ from vaekit.loading import TrainedRun
 from vaekit.metrics.elbo import elbo_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
-from vaekit.metrics.meaning import GIVEN_LABEL, figure_meaning, item_word, meaning_of_kind
+from vaekit.metrics.meaning import figure_description, figure_meaning, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
@@ -31,10 +31,10 @@ def evaluate_run(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given)."""
-    chosen = getattr(splits, split)
-    images = chosen.images[:limit]
+    chosen = getattr(splits, split).take(slice(0, limit))
+    images = chosen.images
     # A conditional model is measured given each image's label: -log p(x|y).
-    labels = run.model.conditioning(None if chosen.labels is None else chosen.labels[:limit], f"the {split} set")
+    labels = run.model.conditioning(chosen.labels, f"the {split} set")
     data = run.config.data
     seconds: dict[str, float] = {}
 
@@ -71,7 +71,7 @@ def evaluate_run(
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
         "figure": meaning.kind,
-        "figure_description": meaning.description + (GIVEN_LABEL if labels is not None else ""),
+        "figure_description": figure_description(run.model.likelihood, data, bool(run.model.classes)),
         "per": item_word(run.config.data),
         meaning.elbo_key: elbo.nelbo_nats,
         "elbo_recon_nats": elbo.recon_nats,

@@ -69,7 +69,7 @@ class FigureMeaning:
 
 
 # Appended to a figure's description when a conditional model was given each item's label.
-GIVEN_LABEL = ", given each item's label (a conditional model: p(x|y))"
+_GIVEN_LABEL = ", given each item's label (a conditional model: p(x|y))"
 
 LIKELIHOOD_ADVICE = (
     "for a likelihood, train on binarised pixels (--binarize) or model the 8-bit levels "
@@ -80,6 +80,11 @@ LIKELIHOOD_ADVICE = (
 def item_word(data: DataConfig) -> str:
     """What one data item is called next to a figure: nats per image, or per item of a table."""
     return "item" if data.is_table else "image"
+
+
+def figure_description(likelihood: Likelihood, data: DataConfig, conditional: bool) -> str:
+    """What the figures are, in words; a conditional model's are given each item's label."""
+    return figure_meaning(likelihood, data).description + (_GIVEN_LABEL if conditional else "")
 
 
 def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:

@@ -214,7 +214,7 @@ def sample_quality(
         frechet_distance_test_vs_train=frechet_distance(
             features_of(classifier, splits.train.images[: len(test)]), test_features
         ),
-        recon_accuracy=accuracy(classifier, torch.cat(recon), splits.test.labels[: len(test)]),
+        recon_accuracy=accuracy(classifier, torch.cat(recon), test_labels),
         classifier_test_accuracy=accuracy(classifier, test, test_labels),
         samples=len(test),
         **agreement,

@@ -29,7 +29,7 @@ import torch
 
 from vaekit.atomic import write_text
 from vaekit.config import DataConfig
-from vaekit.data.transforms import labelled_batches
+from vaekit.data.transforms import labelled_batches, model_batches
 from vaekit.distributions import BernoulliLikelihood, bernoulli_entropy
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import elbo_terms_per_item
@@ -74,10 +74,7 @@ def cross_entropy_floor(items: np.ndarray, data: DataConfig, batch_size: int = E
     binary pixels, dynamically binarised ones included)."""
     if data.binarize:
         return np.zeros(len(items))
-    floors = [
-        bernoulli_entropy(x).double().cpu()
-        for x, _ in labelled_batches(items, None, data, batch_size, torch.device("cpu"))
-    ]
+    floors = [bernoulli_entropy(x).double().cpu() for x in model_batches(items, data, batch_size, torch.device("cpu"))]
     return torch.cat(floors).numpy() if floors else np.zeros(0)
 
 
@@ -107,8 +104,8 @@ def score_by(
     seed: int = 0,
     labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One score per item, (N,): "nelbo", "iwae" or "recon" (see ItemScores). `labels`: a
-    conditional model's labels for the items, else None."""
+    """One score per item, (N,): one of SCORES (see ItemScores). `labels`: a conditional model's
+    labels for the items, else None."""
     if name in ("nelbo", "excess"):
         if name == "excess" and not has_excess(model):
             raise VaekitError(

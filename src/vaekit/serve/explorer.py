@@ -23,7 +23,7 @@ from vaekit.data import DatasetSplits
 from vaekit.latent import latent_plane, lerp, slerp
 from vaekit.loading import TrainedRun
 from vaekit.metrics.latents import latent_means, latent_usage
-from vaekit.metrics.meaning import figure_meaning
+from vaekit.metrics.meaning import figure_description
 from vaekit.viz.grid import feature_bars, make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
@@ -158,7 +158,7 @@ class LatentExplorer:
             # a conditional run's classes to decode under (the page shows a picker); None otherwise
             "classes": list(self.run.class_names) if self.model.classes else None,
             "run": str(self.run.path),
-            "figure": figure_meaning(self.model.likelihood, self.run.config.data).description,
+            "figure": figure_description(self.model.likelihood, self.run.config.data, bool(self.model.classes)),
         }
 
     def decode(self, z: Any, label: Any = None) -> dict[str, Any]:

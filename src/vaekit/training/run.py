@@ -43,7 +43,7 @@ from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
 from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, elbo_over
-from vaekit.metrics.meaning import GIVEN_LABEL, figure_meaning, item_word
+from vaekit.metrics.meaning import figure_description, figure_meaning, item_word
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -339,8 +339,7 @@ def _train_and_summarise(
                 "kept": kept_weights(len(splits.val), test.item) or "the epoch with the lowest validation -ELBO",
                 "wall_seconds": wall,
                 "device": str(device),
-                "figure_description": figure_meaning(best.likelihood, config.data).description
-                + (GIVEN_LABEL if labels is not None else ""),
+                "figure_description": figure_description(best.likelihood, config.data, bool(best.classes)),
                 "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },
         )

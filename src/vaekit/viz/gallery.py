@@ -47,8 +47,7 @@ class PictureContext:
 
     def test_labels(self, items: np.ndarray | slice) -> np.ndarray | None:
         """A conditional model's labels for these test items; None for an unconditional one."""
-        labels = self.splits.test.labels
-        return self.run.model.conditioning(None if labels is None else labels[items], "the test set")
+        return self.run.model.conditioning(self.splits.test.take(items).labels, "the test set")
 
     def on_device(self, labels: np.ndarray | None) -> torch.Tensor | None:
         return None if labels is None else torch.from_numpy(labels).to(self.run.model.device)
