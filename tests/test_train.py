@@ -203,3 +203,21 @@ def test_without_a_validation_set_training_uses_every_image_and_keeps_the_last_e
     assert "no validation set" in json.loads((result.run_dir / "summary.json").read_text())["kept"]
     with pytest.raises(VaekitError, match="--early-stopping watches the validation set"):
         dataclasses.replace(config, train=dataclasses.replace(config.train, early_stopping=2))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_is_announced_with_the_faster_choice(
+    tmp_path: Path, blob_npz: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    lines: list[str] = []
+    train_run(
+        tiny_config(blob_npz, epochs=1, precision="bf16"), tmp_path / "run", progress=False, announce=lines.append
+    )
+    advice = [line for line in lines if "bf16 is emulated" in line]
+    assert len(advice) == (0 if native else 1)
+    assert native or "--precision fp32" in advice[0]
+    lines.clear()
+    train_run(tiny_config(blob_npz, epochs=1), tmp_path / "fp32", progress=False, announce=lines.append)
+    assert not [line for line in lines if "emulated" in line]  # fp32 needs no advice

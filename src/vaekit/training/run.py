@@ -39,7 +39,7 @@ from vaekit.data.builtin import BUILTINS
 from vaekit.data.memory import OWN_DATA_FILE, save_own_data
 from vaekit.data.registry import as_item_set, split_own_data
 from vaekit.data.tables import Table, with_table_scaling
-from vaekit.devices import resolve_device
+from vaekit.devices import precision_advice, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, elbo_over
@@ -208,7 +208,12 @@ def train_run(
             f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} {item}s of {what}, "
             f"device {device.type}{processes}): run folder {run_dir}"
         )
-        for note in (figure_meaning(model.likelihood, config.data).advice, kept_weights(len(splits.val), item)):
+        notes = (
+            figure_meaning(model.likelihood, config.data).advice,
+            kept_weights(len(splits.val), item),
+            precision_advice(config.train.precision, device),
+        )
+        for note in notes:
             if note is not None:
                 announce(f"note: {note}")
     return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
