@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
 
-    evaluate = commands.add_parser("evaluate", help="negative ELBO, IWAE -log p(x), active units, sample quality")
+    evaluate = commands.add_parser("evaluate", help="-ELBO and its IWAE bound in nats, active units, sample quality")
     _add_run_arguments(evaluate)
     evaluate.add_argument("--split", choices=["test", "val"], default="test")
-    evaluate.add_argument("--k", type=int, default=1000, help="importance samples for -log p(x) (default 1000)")
+    evaluate.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (default 1000)")
     evaluate.add_argument("--no-quality", action="store_true", help="skip the classifier-based sample quality")
     evaluate.add_argument("--images", type=int, help="only the first N images of the split (a quicker estimate)")
     evaluate.set_defaults(handler=cmd_evaluate)
@@ -165,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        help="anomaly scores per item: -ELBO, IWAE -log p(x), reconstruction error",
-        description="Score every item: -ELBO and the IWAE estimate of -log p(x) in nats (computed as `vaekit evaluate` "
-        "computes them, so their means match it), and the mean squared reconstruction error. Higher is less typical. "
+        help="anomaly scores per item: -ELBO, its IWAE bound, reconstruction error",
+        description="Score every item: -ELBO and its IWAE bound in nats (-log p(x) where the likelihood is normalised; "
+        "computed as `vaekit evaluate` computes them, so their means match it), and the mean squared reconstruction "
+        "error. Higher is less typical. "
         "--threshold-fpr P sets a threshold on the --by score from the run's validation split, so that a fraction P "
         "of normal items is flagged, and marks each item. Likelihoods can rank unfamiliar data as more likely than "
         "familiar data (a known failure of likelihood-based detectors): check on data you know before trusting one.",
