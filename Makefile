@@ -1,21 +1,22 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   train the built-in default (mlp preset, Fashion-MNIST, 10 epochs, ~20 s on 2 CPU cores)
-#   make test   lint, type-check and run the test suite
+#   make test   lint, type-check, build the docs and run the test suite
 #   make test-fast  the same without the end-to-end tests marked slow (a quick check while working)
 #   make bench  the benchmark suite (not part of the tests)
+#   make docs   the documentation site in site/ (--strict: a broken link or API name fails); make docs-serve serves it
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of PyTorch. Installed first and pinned so that no later step pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast lint data bench clean
+.PHONY: setup demo test test-fast lint docs docs-serve data bench clean
 
 $(BIN)/vaekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,docs]"
 	touch $@
 
 setup: $(BIN)/vaekit
@@ -34,7 +35,14 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src
 
-test: setup data lint
+# NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about its successor on every build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
+test: setup data lint docs
 	$(BIN)/python -m pytest
 
 test-fast: setup lint
@@ -46,4 +54,4 @@ bench: setup data
 	$(BIN)/python benchmarks/table.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Render benchmarks/results.json as the Markdown performance table used in the README.
+"""Render benchmarks/results.json as the Markdown performance table used in docs/performance.md.
 
 python benchmarks/table.py [benchmarks/results.json]
 """

@@ -1,4 +1,4 @@
-"""Take the README's screenshot of `vaekit serve`: python docs/serve_screenshot.py RUN [OUT.png]
+"""Take the docs' screenshot of `vaekit serve`: python docs/serve_screenshot.py RUN [OUT.png]
 
 Serves RUN on a free loopback port, opens the page in headless chromium, moves the most
 informative slider and clicks the map, then saves the page.

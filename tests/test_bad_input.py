@@ -89,6 +89,9 @@ def _make(kind: str, root: Path) -> str:
     if kind == "wrong-shape":
         np.save(root / "a.npy", np.zeros((10, 8, 8, 5), dtype=np.uint8))
         return "a.npy"
+    if kind == "ambiguous-layout":
+        np.save(root / "a.npy", np.zeros((10, 3, 8, 3), dtype=np.uint8))
+        return "a.npy"
     raise KeyError(kind)
 
 
@@ -102,7 +105,8 @@ DATA_FAULTS = {
     "one-image": "need at least 3",
     "wrong-dtype": "save it as uint8",
     "out-of-range": "floats must lie in [0, 1]",
-    "wrong-shape": "expected images (N, H, W) or (N, H, W, C)",
+    "wrong-shape": "expected images (N, H, W), (N, H, W, C) or (N, C, H, W)",
+    "ambiguous-layout": "say which with --array-layout nhwc or --array-layout nchw",
 }
 
 SETTING_FAULTS = {

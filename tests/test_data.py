@@ -177,6 +177,58 @@ def test_npz_and_npy(tmp_path: Path, blob_npz: Path) -> None:
     assert np.abs(rgb.train.images.astype(int)).max() <= 255
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pytorch_and_channels_last_arrays_read_as_the_same_images(tmp_path: Path, suffix: str, channels: int) -> None:
+    images, labels = blob_images(30, side=8, channels=channels)  # uint8 (N, C, H, W)
+    floats = images.astype(np.float32) / 255.0
+    layouts = {"nchw": floats, "nhwc": floats.transpose(0, 2, 3, 1)}
+    for name, array in layouts.items():
+        path = tmp_path / f"{name}{suffix}"
+        if suffix == ".npy":
+            np.save(path, array)
+        else:
+            np.savez(path, x=array, y=labels)
+        splits = load_dataset(DataConfig(dataset=str(path)))
+        assert splits.layout == name and splits.shape == (channels, 8, 8)
+        every = np.concatenate([splits.train.images, splits.val.images, splits.test.images])
+        assert sorted(map(bytes, every)) == sorted(map(bytes, images))  # the same images, not a scrambled axis
+
+
+def test_an_array_that_fits_both_layouts_is_refused_unless_named(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, size=(20, 3, 5, 3), dtype=np.uint8)  # (N, C=3, H=5, W=3) or (N, H=3, W=5, C=3)
+    np.save(tmp_path / "a.npy", array)
+    with pytest.raises(VaekitError, match=r"could be .* say which with --array-layout nhwc or --array-layout nchw"):
+        load_dataset(DataConfig(dataset=str(tmp_path / "a.npy")))
+    first = load_dataset(DataConfig(dataset=str(tmp_path / "a.npy"), array_layout="nchw", val_size=0))
+    last = load_dataset(DataConfig(dataset=str(tmp_path / "a.npy"), array_layout="nhwc", val_size=0))
+    assert first.shape == (3, 5, 3) and last.shape == (3, 3, 5)
+    assert first.layout == "nchw" and last.layout == "nhwc"
+    # The same stored rows under either reading (the split depends only on N): channels taken from
+    # axis 1 in one, from axis 3 in the other.
+    assert np.array_equal(last.test.images, first.test.images.transpose(0, 3, 1, 2))
+    assert not np.array_equal(first.test.images, array[: len(first.test)])  # a real split, not the first rows
+
+
+@pytest.mark.parametrize(("layout", "shape"), [("nchw", (6, 8, 8, 1)), ("nhwc", (6, 1, 8, 8))])
+def test_a_named_layout_that_does_not_fit_is_refused(tmp_path: Path, layout: str, shape: tuple[int, ...]) -> None:
+    np.save(tmp_path / "a.npy", np.zeros(shape, dtype=np.uint8))
+    with pytest.raises(VaekitError, match=f"check --array-layout {layout}"):
+        load_dataset(DataConfig(dataset=str(tmp_path / "a.npy"), array_layout=layout))  # type: ignore[arg-type]
+
+
+def test_a_layout_for_a_table_or_folder_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).normal(size=(20, 4)))
+    with pytest.raises(VaekitError, match="--array-layout nchw apply to images only"):
+        load_dataset(DataConfig(dataset=str(tmp_path / "rows.npy"), array_layout="nchw"))
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    with pytest.raises(VaekitError, match=r"--array-layout applies to \.npy/\.npz"):
+        load_dataset(DataConfig(dataset=str(tmp_path / "imgs"), array_layout="nhwc"))
+
+
 @pytest.mark.parametrize(
     ("array", "message"),
     [
@@ -184,6 +236,7 @@ def test_npz_and_npy(tmp_path: Path, blob_npz: Path) -> None:
         (np.full((4, 5, 5), np.nan, dtype=np.float32), "NaN"),
         (np.zeros((4, 5, 5), dtype=np.int32), "dtype int32"),
         (np.zeros((4, 5, 5, 2), dtype=np.uint8), "C = 1 or 3"),
+        (np.zeros((4, 2, 5, 5), dtype=np.uint8), r"or \(N, C, H, W\) with C = 1 or 3"),
         (np.zeros(5, dtype=np.uint8), "expected"),
         (np.zeros((5, 5), dtype=np.uint8), "constant"),  # 2-D is a table of vectors
     ],

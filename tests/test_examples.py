@@ -1,4 +1,4 @@
-"""Every script in examples/ runs as written and prints what the README says it prints (the
+"""Every script in examples/ runs as written and prints what docs/guides/your-data.md says it prints (the
 figures checked for sense, not to the digit: they depend on the machine's arithmetic)."""
 
 from __future__ import annotations

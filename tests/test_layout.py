@@ -1,4 +1,4 @@
-"""The package's layout: imports run one way (README, Layout), read from the source with ast."""
+"""The package's layout: imports run one way (docs/architecture.md, Layout), read from the source with ast."""
 
 from __future__ import annotations
 

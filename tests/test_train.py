@@ -2,6 +2,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,3 +222,17 @@ def test_bf16_on_a_cpu_that_emulates_it_is_announced_with_the_faster_choice(
     lines.clear()
     train_run(tiny_config(blob_npz, epochs=1), tmp_path / "fp32", progress=False, announce=lines.append)
     assert not [line for line in lines if "emulated" in line]  # fp32 needs no advice
+
+
+def test_a_pytorch_layout_array_trains_and_the_log_says_how_it_was_read(tmp_path: Path) -> None:
+    from tests.conftest import blob_images
+
+    images, _ = blob_images(240, side=28)  # uint8 (N, 1, 28, 28)
+    np.save(tmp_path / "images.npy", images.astype(np.float32) / 255.0)  # what np.save(tensor.numpy()) writes
+    lines: list[str] = []
+    result = train_run(
+        tiny_config(tmp_path / "images.npy", epochs=1), tmp_path / "run", progress=False, announce=lines.append
+    )
+    assert [line for line in lines if "as (N, C, H, W), PyTorch's layout" in line]
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["image_shape"] == [1, 28, 28] and config["data_layout"] == "nchw"

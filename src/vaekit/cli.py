@@ -41,6 +41,10 @@ PICTURE_NAMES = (
 )
 
 
+# What add_subparsers returns; each _add_*_command below fills it with one or two commands.
+Commands = argparse._SubParsersAction
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         # One line, no usage dump: the message names the flag, --help gives the rest.
@@ -103,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="vaekit", description="Train, inspect and sample Variational Autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
+    _add_train_command(commands)
+    _add_image_commands(commands)
+    _add_evaluation_commands(commands)
+    _add_item_commands(commands)
+    _add_viewing_commands(commands)
+    _add_listing_commands(commands)
+    return parser
+
+
+def _add_train_command(commands: Commands) -> None:
+    """`vaekit train`: the run's own flags, then one flag per config field."""
     train = commands.add_parser("train", help="train a VAE and write a run folder")
     train.add_argument("--preset", help=f"start from a named preset: {', '.join(PRESETS)}")
     train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
@@ -116,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
+
+def _add_image_commands(commands: Commands) -> None:
+    """`sample` and `reconstruct`: PNG grids (a table's samples as rows)."""
     for name, what in (
         ("sample", "decode draws from the prior (a PNG grid; for a table's run, .csv or .npy rows)"),
         ("reconstruct", "a PNG grid of originals over their reconstructions"),
@@ -144,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
 
+
+def _add_evaluation_commands(commands: Commands) -> None:
+    """`evaluate`: a run's figures on a split."""
     evaluate = commands.add_parser("evaluate", help="-ELBO and its IWAE bound in nats, active units, sample quality")
     _add_run_arguments(evaluate)
     evaluate.add_argument("--split", choices=["test", "val"], default="test")
@@ -152,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", type=int, help="only the first N images of the split (a quicker estimate)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_item_commands(commands: Commands) -> None:
+    """`encode` and `score`: one row per item of a data set."""
     encode = commands.add_parser(
         "encode",
         help="latent codes of data: per item its index, label, posterior mean and standard deviation",
@@ -183,10 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SCORE_NAMES),
         default="nelbo",
         help="the score a threshold uses; excess (Bernoulli runs): -ELBO minus the image's own cross-entropy floor "
-        "H(x), the best of these on one-class Fashion-MNIST (README)",
+        "H(x), the best of these on one-class Fashion-MNIST (docs: results/one-class)",
     )
     score.set_defaults(handler=cmd_score)
 
+
+def _add_viewing_commands(commands: Commands) -> None:
+    """`plot`, `report` and `serve`: pictures of a run, for files and the browser."""
     plot = commands.add_parser("plot", help="PNG pictures of what a run learned")
     _add_run_arguments(plot)
     plot.add_argument("what", nargs="+", choices=[*PICTURE_NAMES, "all"], help="which pictures")
@@ -205,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
     serve.set_defaults(handler=cmd_serve)
 
+
+def _add_listing_commands(commands: Commands) -> None:
+    """`datasets` and `presets`: what is available."""
     datasets = commands.add_parser("datasets", help="where each built-in dataset is, or how to get it")
     datasets.add_argument("--data-dir", help="also look in this folder")
     datasets.set_defaults(handler=cmd_datasets)
@@ -212,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the named presets and their settings")
     presets.add_argument("--json", action="store_true", help="print the full settings as JSON")
     presets.set_defaults(handler=cmd_presets)
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -347,6 +376,12 @@ def _add_item_arguments(parser: argparse.ArgumentParser, verb: str, out_help: st
     """What the per-item commands (encode, score) take besides the run."""
     _add_run_arguments(parser)
     parser.add_argument("--dataset", help=f"data to {verb}, every item in order (default: the run's own test split)")
+    parser.add_argument(
+        "--array-layout",
+        choices=["auto", "nhwc", "nchw"],
+        default="auto",
+        help="how a 4-D .npy/.npz --dataset is laid out (auto: from its shape)",
+    )
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
 
@@ -390,7 +425,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     if run.model.latent_dim == 0:
         raise VaekitError(f"{args.run} has no latent space to encode into (--latent-dim 0)")
-    items, labels = run.items_of(args.dataset)
+    items, labels = run.items_of(args.dataset, array_layout=args.array_layout)
     given = run.model.conditioning(labels, args.dataset or "the test split")
     codes = encode_items(run.model, items, run.config.data, seed=args.seed, labels=given)
     write_codes(args.out, codes, labels)
@@ -415,7 +450,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         val_labels = run.model.conditioning(validation.labels, "the validation split")
         val_scores = score_by(args.by, run.model, validation.array, run.config.data, args.k, args.seed, val_labels)
         threshold = threshold_at_fpr(val_scores, args.threshold_fpr)
-    items, labels = run.items_of(args.dataset)
+    items, labels = run.items_of(args.dataset, array_layout=args.array_layout)
     given = run.model.conditioning(labels, args.dataset or "the test split")
     scores = score_items(run.model, items, run.config.data, args.k, args.seed, given)
     flagged = None if threshold is None else scores.by(args.by) > threshold

@@ -27,6 +27,7 @@ LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logis
 PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
+ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
 Objective = Literal["elbo", "iwae"]
@@ -70,6 +71,13 @@ class DataConfig:
     split_seed: int = field(default=0, metadata=_help("seed of the train/validation split (fixed across runs)"))
     label_column: str | None = field(
         default=None, metadata=_help("tables only: the column that holds each row's label (integers or class names)")
+    )
+    array_layout: ArrayLayout = field(
+        default="auto",
+        metadata=_help(
+            "how a 4-D .npy/.npz image array is laid out: nhwc (N, H, W, C), nchw (N, C, H, W, PyTorch's); auto: "
+            "from the shape, refusing one that fits both"
+        ),
     )
     # A table's per-feature standardisation, fitted on the training split when the run starts and
     # stored with it, so encode, sample and serve read and write the user's units. Not flags.
@@ -117,6 +125,7 @@ class DataConfig:
             "--pixel-range symmetric": self.pixel_range == "symmetric",
             "--image-size": self.image_size is not None,
             "--channels": self.channels is not None,
+            f"--array-layout {self.array_layout}": self.array_layout != "auto",
         }
         return [flag for flag, used in flags.items() if used]
 

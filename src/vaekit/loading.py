@@ -17,7 +17,7 @@ import torch
 
 from vaekit.checkpoint import load_checkpoint
 from vaekit.codes import Codes, codes_of
-from vaekit.config import RunConfig
+from vaekit.config import ArrayLayout, RunConfig
 from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.memory import OWN_DATA_FILE
 from vaekit.data.registry import load_items
@@ -125,13 +125,17 @@ class TrainedRun:
             f"--label {label!r} is not a class of this run: use 0 to {len(names) - 1} or a name ({', '.join(names)})"
         )
 
-    def items_of(self, dataset: str | None, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def items_of(
+        self, dataset: str | None, progress: bool = False, array_layout: ArrayLayout = "auto"
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored items and labels to encode or score: the run's own test split by default, else
-        every item of `dataset`, in order, read with the run's data settings."""
+        every item of `dataset`, in order, read with the run's data settings (a .npy/.npz file's
+        images in `array_layout`, not the run's own file's)."""
         if dataset is None:
             test = self.load_data(progress).test
             return test.array, test.labels
-        items, _ = load_items(dataclasses.replace(self.config.data, dataset=dataset), progress)
+        data = dataclasses.replace(self.config.data, dataset=dataset, array_layout=array_layout)
+        items, _ = load_items(data, progress)
         if items.shape != self.model.image_shape:
             raise VaekitError(
                 f"--dataset {dataset} holds items of shape {items.shape}, this run takes {self.model.image_shape}: "

@@ -1,14 +1,19 @@
-"""The user's own data stored as a NumPy array file (.npy or .npz): images (N, H, W[, C]), or
-vectors (N, D), a table without column names (see tables.py)."""
+"""The user's own data stored as a NumPy array file (.npy or .npz): images (N, H, W), (N, H, W, C)
+or PyTorch's (N, C, H, W), or vectors (N, D), a table without column names (see tables.py).
+
+A 4-D array's layout is read from where its channel axis (C = 1 or 3) can be; a shape that fits
+both layouts, such as (N, 3, 8, 3), is refused unless `--array-layout` names one."""
 
 from __future__ import annotations
 
 import typing
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vaekit.config import ArrayLayout
 from vaekit.data.splits import ImageSet
 from vaekit.data.tables import Table, table_from_array
 from vaekit.errors import VaekitError
@@ -18,17 +23,44 @@ LABEL_KEYS = ("y", "labels", "y_train", "targets")
 COLUMNS_KEY = "columns"  # a table's feature names, as a 1-D array of strings
 CLASS_NAMES_KEY = "class_names"  # label k's name at position k, as a 1-D array of strings
 NAME_KEYS = (COLUMNS_KEY, CLASS_NAMES_KEY)  # arrays of names, never the data
+IMAGE_CHANNELS = (1, 3)
+LAYOUT_SHAPES = {"nhw": "(N, H, W)", "nhwc": "(N, H, W, C)", "nchw": "(N, C, H, W)"}
 
 
-def to_uint8_images(array: np.ndarray, source: str) -> np.ndarray:
-    """(N, H, W) or (N, H, W, C) uint8 or float in [0, 1] -> uint8 (N, C, H, W)."""
-    if array.ndim == 3:
-        array = array[..., None]  # (N, H, W) -> (N, H, W, 1)
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or min(array.shape) == 0:
+def image_layout(shape: tuple[int, ...], requested: str, source: str) -> str:
+    """Which of LAYOUT_SHAPES an image array of `shape` is in: 'nhw', 'nhwc' or 'nchw'.
+
+    `requested` 'auto' decides from the shape and refuses one that fits both 4-D layouts."""
+    if len(shape) == 3:
+        return "nhw"
+    expected = "expected images (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3 and N >= 1, or vectors (N, D)"
+    if len(shape) != 4 or min(shape) == 0:
+        raise VaekitError(f"{source} has shape {shape}: {expected}")
+    fits = [layout for layout, axis in (("nhwc", 3), ("nchw", 1)) if shape[axis] in IMAGE_CHANNELS]
+    if requested != "auto":
+        if requested not in fits:
+            raise VaekitError(
+                f"{source} has shape {shape}, which is not {LAYOUT_SHAPES[requested]} with C = 1 or 3: "
+                f"check --array-layout {requested}"
+            )
+        return requested
+    if not fits:
+        raise VaekitError(f"{source} has shape {shape}: {expected}")
+    if len(fits) == 2:
         raise VaekitError(
-            f"{source} has shape {array.shape}: expected images (N, H, W) or (N, H, W, C) with C = 1 or 3 and "
-            "N >= 1, or vectors (N, D)"
+            f"{source} has shape {shape}, which could be (N, H, W, C) or (N, C, H, W): say which with "
+            "--array-layout nhwc or --array-layout nchw (array_layout= from Python)"
         )
+    return fits[0]
+
+
+def to_uint8_images(array: np.ndarray, source: str, layout: str = "auto") -> np.ndarray:
+    """(N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1] -> uint8 (N, C, H, W)."""
+    found = image_layout(array.shape, layout, source)
+    if found == "nhw":
+        array = array[..., None]  # (N, H, W) -> (N, H, W, 1)
+    elif found == "nchw":
+        array = array.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
     if array.dtype == np.uint8:
         out = array
     elif np.issubdtype(array.dtype, np.floating):
@@ -60,15 +92,28 @@ def _labels(archive: np.lib.npyio.NpzFile, count: int, path: Path) -> np.ndarray
     return labels.astype(np.int64)
 
 
-def _from_array(array: np.ndarray, source: str, columns: tuple[str, ...] | None = None) -> ImageSet | Table:
+@dataclass(frozen=True)
+class ArrayFile:
+    """What an .npy/.npz file held: images or a table, its class names, and the layout its images
+    were read in ('nhw', 'nhwc' or 'nchw'; None for a table), for the training log."""
+
+    data: ImageSet | Table
+    class_names: tuple[str, ...] | None = None
+    layout: str | None = None
+
+
+def _from_array(
+    array: np.ndarray, source: str, layout: ArrayLayout, columns: tuple[str, ...] | None = None
+) -> tuple[ImageSet | Table, str | None]:
     """A 2-D array is a table of vectors; anything else must be images."""
     if array.ndim == 2:
-        return table_from_array(array, source, columns)
-    return ImageSet(to_uint8_images(array, source))
+        return table_from_array(array, source, columns), None
+    found = image_layout(array.shape, layout, source)
+    return ImageSet(to_uint8_images(array, source, found)), found
 
 
-def load_array_file(path: str | Path) -> tuple[ImageSet | Table, tuple[str, ...] | None]:
-    """An .npy/.npz file -> (images or a table, class names or None)."""
+def load_array_file(path: str | Path, layout: ArrayLayout = "auto") -> ArrayFile:
+    """An .npy/.npz file -> its images (in `layout`, or the one its shape shows) or table."""
     path = Path(path)
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -80,7 +125,8 @@ def load_array_file(path: str | Path) -> tuple[ImageSet | Table, tuple[str, ...]
         ) from None
     try:
         if isinstance(loaded, np.ndarray):
-            return _from_array(loaded, str(path)), None
+            data, found = _from_array(loaded, str(path), layout)
+            return ArrayFile(data, None, found)
         with loaded:
             names = [k for k in loaded.files if k not in NAME_KEYS]
             image_key = _pick(loaded, IMAGE_KEYS) or (names[0] if len(names) == 1 else None)
@@ -90,11 +136,11 @@ def load_array_file(path: str | Path) -> tuple[ImageSet | Table, tuple[str, ...]
                 )
             columns = tuple(str(c) for c in loaded[COLUMNS_KEY]) if COLUMNS_KEY in loaded.files else None
             class_names = tuple(str(c) for c in loaded[CLASS_NAMES_KEY]) if CLASS_NAMES_KEY in loaded.files else None
-            data = _from_array(loaded[image_key], f"{path}[{image_key}]", columns)
+            data, found = _from_array(loaded[image_key], f"{path}[{image_key}]", layout, columns)
             labels = _labels(loaded, len(data.features) if isinstance(data, Table) else len(data), path)
             if isinstance(data, Table):
-                return Table(data.features, data.columns, labels, class_names), class_names
-            return ImageSet(data.images, labels), class_names
+                return ArrayFile(Table(data.features, data.columns, labels, class_names), class_names)
+            return ArrayFile(ImageSet(data.images, labels), class_names, found)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise VaekitError(f"{path} is damaged ({exc}): re-save it with numpy.savez") from None
 

@@ -87,16 +87,14 @@ def _labels(raw: Any, count: int) -> tuple[np.ndarray | None, tuple[str, ...] | 
 
 def images_from_array(array: np.ndarray, source: str) -> np.ndarray:
     """(N, C, H, W) (PyTorch's order) or (N, H, W), uint8 or float in [0, 1] -> uint8 (N, C, H, W)."""
-    if array.ndim == 4:
-        if array.shape[1] not in (1, 3):
-            raise VaekitError(
-                f"{source} has shape {array.shape}: images from Python are (N, C, H, W) with C = 1 or 3 "
-                "(PyTorch's order; permute channels-last arrays first)"
-            )
-        array = array.transpose(0, 2, 3, 1)  # to the (N, H, W, C) that the file reader takes
+    if array.ndim == 4 and array.shape[1] not in (1, 3):
+        raise VaekitError(
+            f"{source} has shape {array.shape}: images from Python are (N, C, H, W) with C = 1 or 3 "
+            "(PyTorch's order; permute channels-last arrays first)"
+        )
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    return to_uint8_images(array, source)
+    return to_uint8_images(array, source, "nchw" if array.ndim == 4 else "auto")
 
 
 def from_memory(

@@ -6,6 +6,7 @@ set stays on disk and is read batch by batch."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from vaekit.config import DataConfig
@@ -44,27 +45,41 @@ def _conform(images: ImageSet, config: DataConfig) -> ImageSet:
     return dataclasses.replace(images, images=array)
 
 
-def _read_own(path: Path, config: DataConfig) -> tuple[ImageSet, tuple[str, ...] | None, tuple[str, ...] | None]:
-    """A user's file or folder -> (everything, class names, a table's column names)."""
+@dataclass(frozen=True)
+class OwnFile:
+    """A user's file or folder as read: every item, class names, a table's column names, and the
+    layout a .npy/.npz file's images were read in (None for anything else)."""
+
+    items: ImageSet
+    class_names: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+    layout: str | None = None
+
+
+def _read_own(path: Path, config: DataConfig) -> OwnFile:
     data: ImageSet | Table
+    suffix = path.suffix.lower()
+    if config.array_layout != "auto" and (path.is_dir() or suffix not in (".npy", ".npz")):
+        raise VaekitError(f"--array-layout applies to .npy/.npz image arrays, and {path} is not one: leave it out")
     if is_converted(path):
         disk_images, labels, class_names = open_converted(path)
-        return ImageSet(disk_images, labels), class_names, None
+        return OwnFile(ImageSet(disk_images, labels), class_names)
     if path.is_dir():
         images, class_names = load_folder(path, config.image_size, config.channels)
-        return images, class_names, None
-    suffix = path.suffix.lower()
-    class_names = None
+        return OwnFile(images, class_names)
+    class_names, layout = None, None
     if suffix == ".csv":
         data = read_csv_table(path, config.label_column)
         class_names = data.class_names
     elif suffix in (".npy", ".npz"):
-        data, class_names = load_array_file(path)
+        read = load_array_file(path, config.array_layout)
+        data, class_names, layout = read.data, read.class_names, read.layout
     else:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
     if config.label_column is not None and suffix != ".csv":
         raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
-    return as_item_set(data, config, str(path)), class_names, data.columns if isinstance(data, Table) else None
+    columns = data.columns if isinstance(data, Table) else None
+    return OwnFile(as_item_set(data, config, str(path)), class_names, columns, layout)
 
 
 def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> ImageSet:
@@ -82,7 +97,6 @@ def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> Imag
 def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
     name = config.dataset
     class_names: tuple[str, ...] | None
-    columns: tuple[str, ...] | None = None
     if name in BUILTINS:
         train_all, test, source = load_builtin(name, config.data_dir, progress=progress)
         val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
@@ -93,8 +107,9 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
             raise VaekitError(
                 f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
             )
-        everything, class_names, columns = _read_own(path, config)
-        return split_own_data(everything, config, name, str(path), class_names, columns)
+        own = _read_own(path, config)
+        splits = split_own_data(own.items, config, name, str(path), own.class_names, own.columns)
+        return dataclasses.replace(splits, layout=own.layout)
     return _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
 
 
@@ -107,8 +122,8 @@ def load_items(config: DataConfig, progress: bool = False) -> tuple[ImageSet, tu
     path = Path(config.dataset).expanduser()
     if not path.exists():
         raise VaekitError(f"--dataset {config.dataset} does not exist: give a built-in name, a file or a folder")
-    everything, class_names, _ = _read_own(path, config)
-    return _conform(everything.in_memory(), config), class_names
+    own = _read_own(path, config)
+    return _conform(own.items.in_memory(), config), own.class_names
 
 
 def split_own_data(

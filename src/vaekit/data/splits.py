@@ -72,6 +72,7 @@ class DatasetSplits:
     test: ImageSet
     class_names: tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None  # a table's feature names; None for images
+    layout: str | None = None  # how a .npy/.npz file's images were laid out ('nhw', 'nhwc', 'nchw')
 
     @property
     def shape(self) -> tuple[int, int, int]:

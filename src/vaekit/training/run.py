@@ -154,6 +154,21 @@ def train_run(
         require_tensorboard()
     device = start(cluster, config.train.device)
     from_main(lambda: check_out_free(out, force), cluster)
+    config, splits = _load_splits(config, out, own_data, progress and cluster.is_main)
+    _check_batch_size(config, len(splits.train), cluster)
+    torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
+    model = build_model(config.model, splits.shape, trust_code=True).to(device)  # the user named its network
+    run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
+    if announce is not None and cluster.is_main:
+        _announce_start(announce, config, splits, model, run_dir, device, cluster)
+    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
+
+
+def _load_splits(
+    config: RunConfig, out: str | Path, own_data: OwnData | None, progress: bool
+) -> tuple[RunConfig, DatasetSplits]:
+    """The run's splits, and its config completed from them (absolute paths, a table's scaling,
+    a conditional run's classes)."""
     if own_data is not None:
         data_file = str((Path(out) / OWN_DATA_FILE).expanduser().absolute())
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, dataset=data_file))
@@ -162,15 +177,19 @@ def train_run(
         items = as_item_set(data, config.data, "the data")
         splits = split_own_data(items, config.data, "data from Python", data_file, own_data.class_names, columns)
     else:
-        splits = load_dataset(config.data, progress=progress and cluster.is_main)
+        splits = load_dataset(config.data, progress=progress)
     config = with_absolute_paths(config)
     if splits.is_table:
         config = with_table_scaling(config, splits.train.array, splits.columns or ())
     if config.model.conditional:
         config = with_classes(config, splits)
-    if config.train.batch_size > len(splits.train):
+    return config, splits
+
+
+def _check_batch_size(config: RunConfig, train_items: int, cluster: Cluster) -> None:
+    if config.train.batch_size > train_items:
         raise VaekitError(
-            f"--batch-size {config.train.batch_size} is larger than the {len(splits.train)} training images: "
+            f"--batch-size {config.train.batch_size} is larger than the {train_items} training images: "
             "lower --batch-size"
         )
     if config.train.batch_size < cluster.world_size:
@@ -178,45 +197,64 @@ def train_run(
             f"--batch-size {config.train.batch_size} is the global batch, split over {cluster.world_size} "
             "processes: make it at least the number of processes"
         )
-    torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
-    model = build_model(config.model, splits.shape, trust_code=True).to(device)  # the user named its network
 
-    def claim() -> Path:
-        run_dir = claim_run_dir(out, force)
-        if own_data is not None:
-            save_own_data(run_dir / OWN_DATA_FILE, own_data.data, own_data.class_names)
-        write_json(
-            run_dir / "config.json",
-            {
-                **config.to_dict(),
-                "image_shape": list(splits.shape),
-                "data_source": splits.source,
-                "train_images": len(splits.train),
-                "val_images": len(splits.val),
-                "test_images": len(splits.test),
-                "processes": cluster.world_size,
-            },
-        )
-        return run_dir
 
-    run_dir = from_main(claim, cluster)
-    if announce is not None and cluster.is_main:
-        processes = f", {cluster.world_size} processes" if cluster.active else ""
-        item = item_word(config.data)
-        what = f"{splits.shape[-1]} features" if splits.is_table else str(splits.shape)
-        announce(
-            f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} {item}s of {what}, "
-            f"device {device.type}{processes}): run folder {run_dir}"
-        )
-        notes = (
-            figure_meaning(model.likelihood, config.data).advice,
-            kept_weights(len(splits.val), item),
-            precision_advice(config.train.precision, device),
-        )
-        for note in notes:
-            if note is not None:
-                announce(f"note: {note}")
-    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
+def _claim_and_describe(
+    out: str | Path, force: bool, config: RunConfig, splits: DatasetSplits, own_data: OwnData | None, cluster: Cluster
+) -> Path:
+    """Create the run folder (rank 0 only) with the data from Python and the resolved config."""
+    run_dir = claim_run_dir(out, force)
+    if own_data is not None:
+        save_own_data(run_dir / OWN_DATA_FILE, own_data.data, own_data.class_names)
+    write_json(
+        run_dir / "config.json",
+        {
+            **config.to_dict(),
+            "image_shape": list(splits.shape),
+            "data_source": splits.source,
+            "data_layout": splits.layout,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+            "processes": cluster.world_size,
+        },
+    )
+    return run_dir
+
+
+def _announce_start(
+    announce: Callable[[str], None],
+    config: RunConfig,
+    splits: DatasetSplits,
+    model: VAE,
+    run_dir: Path,
+    device: torch.device,
+    cluster: Cluster,
+) -> None:
+    processes = f", {cluster.world_size} processes" if cluster.active else ""
+    item = item_word(config.data)
+    what = f"{splits.shape[-1]} features" if splits.is_table else str(splits.shape)
+    announce(
+        f"training {config.preset or 'custom'} on {splits.name} ({len(splits.train)} {item}s of {what}, "
+        f"device {device.type}{processes}): run folder {run_dir}"
+    )
+    notes = (
+        layout_note(splits),
+        figure_meaning(model.likelihood, config.data).advice,
+        kept_weights(len(splits.val), item),
+        precision_advice(config.train.precision, device),
+    )
+    for note in notes:
+        if note is not None:
+            announce(f"note: {note}")
+
+
+def layout_note(splits: DatasetSplits) -> str | None:
+    """How a .npy/.npz file's images were read, so that a misread array shows before training."""
+    if splits.layout is None:
+        return None
+    how = {"nhw": "(N, H, W), one channel", "nhwc": "(N, H, W, C), channels last", "nchw": "(N, C, H, W), PyTorch's"}
+    return f"read the images of {splits.source} as {how[splits.layout]} layout"
 
 
 def _read_snapshot(run_dir: Path) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
