@@ -31,8 +31,8 @@ demo: setup data
 	$(BIN)/vaekit train --dataset fashion-mnist --preset mlp --out runs/demo-mlp --force
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/*.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/*.py
 	$(BIN)/mypy src
 
 # NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about its successor on every build.

@@ -51,21 +51,31 @@ def fit(
 ) -> TrainedRun:
     """Train a VAE on data in memory and return the trained run, loaded.
 
-    data: images (N, C, H, W) or (N, H, W), uint8 (0..255) or float in [0, 1]; or vectors (N, D),
-        any numbers (a table: standardised on the training split, the `table` preset by default);
-        as a numpy array, torch tensor, pandas DataFrame, or a torch Dataset / DataLoader that
-        yields x or (x, label). Arrays and tensors are converted whole (no per-item Python).
-    labels: optional, one per item (integers, or names that become class names).
-    out: the run folder to create (default runs/<preset>-<time>); an existing non-empty one
-        needs force=True.
-    preset, config: start from a named preset, and/or a RunConfig or a TOML file.
-    settings: any config setting by name, e.g. epochs=20, latent_dim=8, lr=3e-4, val_size=0;
-        architecture= also takes your own factory (a function, or its "module:function" name):
-        factory(spec: NetworkSpec) -> (encoder, decoder), see vaekit.models.custom.
-    callbacks: objects with on_epoch_end(model, report), called after each epoch.
-
     The data is split as a file of the user's would be (10% test, 10% validation, seeded) and
     kept in the run folder as data.npz, so the run resumes, evaluates and serves from the CLI.
+
+    Args:
+        data: images (N, C, H, W) or (N, H, W), uint8 (0..255) or float in [0, 1]; or vectors
+            (N, D), any numbers (a table: standardised on the training split, the `table` preset
+            by default); as a numpy array, torch tensor, pandas DataFrame, or a torch Dataset /
+            DataLoader that yields x or (x, label). Arrays and tensors are converted whole (no
+            per-item Python).
+        labels: optional, one per item (integers, or names that become class names).
+        out: the run folder to create (default `runs/<preset>-<time>`); an existing non-empty
+            one needs `force=True`.
+        preset: start from a named preset.
+        config: start from a `RunConfig` or a TOML file (a preset given too is applied first).
+        columns: a table's feature names (a DataFrame names its own).
+        callbacks: objects with `on_epoch_end(model, report)`, called after each epoch.
+        force: replace an existing run folder.
+        progress: show progress bars.
+        **settings: any config setting by name, e.g. `epochs=20, latent_dim=8, lr=3e-4,
+            val_size=0`; `architecture=` also takes your own factory (a function, or its
+            "module:function" name): `factory(spec: NetworkSpec) -> (encoder, decoder)`, see
+            `vaekit.models.custom`.
+
+    Returns:
+        The trained run, loaded from its folder (best checkpoint).
     """
     if callable(settings.get("architecture")):
         settings["architecture"] = factory_name(settings["architecture"])  # what the run stores
