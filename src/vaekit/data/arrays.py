@@ -49,7 +49,7 @@ def image_layout(shape: tuple[int, ...], requested: str, source: str) -> str:
     if len(fits) == 2:
         raise VaekitError(
             f"{source} has shape {shape}, which could be (N, H, W, C) or (N, C, H, W): say which with "
-            "--array-layout nhwc or --array-layout nchw (array_layout= from Python)"
+            "--array-layout nhwc or --array-layout nchw"
         )
     return fits[0]
 
