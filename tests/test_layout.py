@@ -96,3 +96,19 @@ def test_every_top_level_export_resolves(name: str) -> None:
 def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'fit_model'"):
         vaekit.fit_model  # noqa: B018
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_grows_past_80_lines() -> None:
+    """A function longer than a screen has more than one job: split it along them."""
+    long = [
+        f"{MODULES[name].relative_to(SOURCE.parent)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for name in MODULES
+        for node in ast.walk(ast.parse(MODULES[name].read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long
