@@ -24,7 +24,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 PAGES = {
     "home": "",
-    "results": "results/",
+    "results": "results/#a-the-tutorials-convention-cross-entropy-on-grey-pixels",  # the presets' table
     "api-training": "reference/training/",
 }
 
@@ -44,7 +44,7 @@ def main() -> None:
             executable_path=shutil.which("chromium") or "/usr/bin/chromium",
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         for name, path in PAGES.items():
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/{path}")
