@@ -227,6 +227,8 @@ def test_a_layout_for_a_table_or_folder_is_refused(tmp_path: Path) -> None:
         Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
     with pytest.raises(VaekitError, match=r"--array-layout applies to \.npy/\.npz"):
         load_dataset(DataConfig(dataset=str(tmp_path / "imgs"), array_layout="nhwc"))
+    with pytest.raises(VaekitError, match="mnist is built in: leave it out"):
+        load_dataset(DataConfig(dataset="mnist", array_layout="nchw"))
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,16 @@ def test_fit_splits_like_the_same_data_in_a_file_and_the_run_lives_on(
     capsys.readouterr()
 
 
+def test_a_fit_whose_stored_images_fit_both_layouts_reloads_its_own_data(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(60, 3, 3, 5), dtype=np.uint8)  # (N, C, H, W)
+    run = fit(images, out=tmp_path / "run", **FAST)  # type: ignore[arg-type]
+    # data.npz keeps them as (60, 3, 5, 3), which could be either layout; the run says which.
+    assert run.config.data.array_layout == "nhwc"
+    again = run.load_data()
+    assert again.shape == (3, 3, 5)
+    assert set(map(bytes, again.test.images)) <= set(map(bytes, images))  # the very images given
+
+
 def test_fit_on_a_table_standardises_and_takes_callbacks(tmp_path: Path) -> None:
     sklearn = pytest.importorskip("sklearn.datasets")
     cancer = sklearn.load_breast_cancer()
@@ -134,6 +144,9 @@ def test_fit_refuses_unknown_settings_and_never_replaces_a_run(tmp_path: Path) -
     with pytest.raises(VaekitError, match="already exists"):
         fit(images, out=tmp_path / "b", **FAST)  # type: ignore[arg-type]
     assert (tmp_path / "b" / "keep.txt").read_text() == "mine"
+    with pytest.raises(VaekitError, match=r"data from Python is \(N, C, H, W\)"):
+        fit(images, out=tmp_path / "c", array_layout="nhwc", **FAST)  # type: ignore[arg-type]
+    assert not (tmp_path / "c").exists()
 
 
 class InterruptAfterEpoch:

@@ -98,6 +98,8 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
     name = config.dataset
     class_names: tuple[str, ...] | None
     if name in BUILTINS:
+        if config.array_layout != "auto":
+            raise VaekitError(f"--array-layout applies to .npy/.npz image arrays, and {name} is built in: leave it out")
         train_all, test, source = load_builtin(name, config.data_dir, progress=progress)
         val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
         class_names = BUILTINS[name].class_names

@@ -170,9 +170,18 @@ def _load_splits(
     """The run's splits, and its config completed from them (absolute paths, a table's scaling,
     a conditional run's classes)."""
     if own_data is not None:
+        if config.data.array_layout != "auto":
+            raise VaekitError(
+                "array_layout applies to .npy/.npz files: data from Python is (N, C, H, W), PyTorch's order "
+                "(permute a channels-last array first: x.transpose(0, 3, 1, 2))"
+            )
         data_file = str((Path(out) / OWN_DATA_FILE).expanduser().absolute())
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, dataset=data_file))
         data = own_data.data
+        # data.npz keeps images channels-last (save_own_data): say so, so that no shape is ambiguous.
+        layout = "auto" if isinstance(data, Table) else "nhwc"
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, dataset=data_file, array_layout=layout)
+        )
         columns = data.columns if isinstance(data, Table) else None
         items = as_item_set(data, config.data, "the data")
         splits = split_own_data(items, config.data, "data from Python", data_file, own_data.class_names, columns)
