@@ -33,7 +33,7 @@ from vaekit.checkpoint import (
     weights_mismatch,
     write_checkpoint,
 )
-from vaekit.config import RunConfig
+from vaekit.config import ArrayLayout, RunConfig
 from vaekit.data import DatasetSplits, ImageSet, load_dataset
 from vaekit.data.builtin import BUILTINS
 from vaekit.data.memory import OWN_DATA_FILE, save_own_data
@@ -178,7 +178,7 @@ def _load_splits(
         data_file = str((Path(out) / OWN_DATA_FILE).expanduser().absolute())
         data = own_data.data
         # data.npz keeps images channels-last (save_own_data): say so, so that no shape is ambiguous.
-        layout = "auto" if isinstance(data, Table) else "nhwc"
+        layout: ArrayLayout = "auto" if isinstance(data, Table) else "nhwc"
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, dataset=data_file, array_layout=layout)
         )
