@@ -149,5 +149,7 @@ def test_training_with_the_iwae_objective(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags", [{"beta": 0.5}, {"free_bits": 0.1}, {"warmup_steps": 10}])
 def test_iwae_refuses_elbo_only_settings(flags: dict) -> None:
-    with pytest.raises(VaekitError, match="--objective iwae trains the bound itself"):
+    with pytest.raises(
+        VaekitError, match="--objective iwae has weights of its own: --beta, --warmup-steps and --free-bits"
+    ):
         resolve(preset="mlp", flags={"train": {"objective": "iwae", **flags}})

@@ -30,7 +30,9 @@ PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
-Objective = Literal["elbo", "iwae"]
+Objective = Literal["elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "dip-i", "dip-ii", "infovae"]
+TcEstimator = Literal["mss", "mws"]
+MmdKernel = Literal["imq", "rbf"]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -275,9 +277,16 @@ class TrainConfig:
         default="constant", metadata=_help("constant, or cosine: decay from --lr to 0 over the run, per step")
     )
     objective: Objective = field(
-        default="elbo", metadata=_help("elbo, or iwae: the importance-weighted bound with --iwae-samples samples")
+        default="elbo",
+        metadata=_help(
+            "what training minimises (docs: concepts/objectives): elbo; iwae, miwae, piwae, ciwae (importance-weighted "
+            "bounds); annealed (controlled capacity); betatc; dip-i, dip-ii; infovae (MMD). Every run still reports "
+            "its plain -ELBO"
+        ),
     )
-    iwae_samples: int = field(default=5, metadata=_help("importance samples K per image for --objective iwae"))
+    iwae_samples: int = field(
+        default=5, metadata=_help("importance samples K per image for iwae and ciwae; per group for miwae and piwae")
+    )
     beta: float = field(default=1.0, metadata=_help("weight of the KL term (1 = the true ELBO)"))
     warmup_steps: int = field(default=0, metadata=_help("linear KL warm-up from 0 to beta over N steps"))
     free_bits: float = field(default=0.0, metadata=_help("minimum KL in nats per latent dimension (0 = off)"))
@@ -315,7 +324,8 @@ class TrainConfig:
         _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
         _require(
             self.objective == "elbo" or (self.beta == 1.0 and self.warmup_steps == 0 and self.free_bits == 0.0),
-            "--objective iwae trains the bound itself: --beta, --warmup-steps and --free-bits apply to the ELBO only",
+            f"--objective {self.objective} has weights of its own: --beta, --warmup-steps and --free-bits apply to "
+            "--objective elbo only",
         )
         _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
         _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
@@ -331,11 +341,95 @@ class TrainConfig:
         )
 
 
+# Which objective reads each [objective] setting; a setting changed for another objective is refused.
+OBJECTIVE_SETTINGS = {
+    "capacity_max": ("annealed",),
+    "capacity_steps": ("annealed",),
+    "capacity_gamma": ("annealed",),
+    "tc_alpha": ("betatc",),
+    "tc_beta": ("betatc",),
+    "tc_gamma": ("betatc",),
+    "tc_estimator": ("betatc",),
+    "dip_lambda_od": ("dip-i", "dip-ii"),
+    "dip_lambda_d": ("dip-i", "dip-ii"),
+    "info_alpha": ("infovae",),
+    "info_lambda": ("infovae",),
+    "mmd_kernel": ("infovae",),
+    "mmd_scale": ("infovae",),
+    "iwae_groups": ("miwae", "piwae"),
+    "ciwae_beta": ("ciwae",),
+}
+# Objectives that need a batch of at least 2: they estimate something over the batch.
+BATCH_OBJECTIVES = ("betatc", "dip-i", "dip-ii", "infovae")
+# Objectives written for one stochastic layer; and those that need the N(0, I) prior's factors.
+ONE_LAYER_OBJECTIVES = ("miwae", "piwae", "ciwae", "annealed", "betatc", "dip-i", "dip-ii", "infovae")
+FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The settings of the objectives beyond the ELBO (`--objective NAME`); each reads its own
+    (OBJECTIVE_SETTINGS), and vaekit/objectives/ has one module per objective."""
+
+    capacity_max: float = field(default=25.0, metadata=_help("annealed: the capacity C_max in nats"))
+    capacity_steps: int = field(
+        default=100_000, metadata=_help("annealed: optimiser steps over which C rises to C_max")
+    )
+    capacity_gamma: float = field(default=1000.0, metadata=_help("annealed: the weight gamma of |KL - C|"))
+    tc_alpha: float = field(default=1.0, metadata=_help("betatc: the weight of the index-code mutual information"))
+    tc_beta: float = field(default=6.0, metadata=_help("betatc: the weight of the total correlation"))
+    tc_gamma: float = field(default=1.0, metadata=_help("betatc: the weight of the dimension-wise KL"))
+    tc_estimator: TcEstimator = field(
+        default="mss",
+        metadata=_help("betatc: how q(z) is estimated from the batch: mss (stratified, unbiased) or mws (weighted)"),
+    )
+    dip_lambda_od: float = field(default=10.0, metadata=_help("dip-i, dip-ii: the weight of the off-diagonal penalty"))
+    dip_lambda_d: float | None = field(
+        default=None, metadata=_help("dip-i, dip-ii: the weight of the diagonal penalty (default 10x or 1x lambda_od)")
+    )
+    info_alpha: float = field(default=0.0, metadata=_help("infovae: alpha; the KL's weight is 1 - alpha"))
+    info_lambda: float = field(
+        default=1000.0, metadata=_help("infovae: lambda; the MMD's weight is alpha + lambda - 1")
+    )
+    mmd_kernel: MmdKernel = field(default="imq", metadata=_help("infovae: imq (inverse multiquadratic) or rbf"))
+    mmd_scale: float = field(default=1.0, metadata=_help("infovae: the kernel's scale s per dimension, C = 2 Z s^2"))
+    iwae_groups: int = field(default=8, metadata=_help("miwae, piwae: M groups of --iwae-samples samples"))
+    ciwae_beta: float = field(
+        default=0.5, metadata=_help("ciwae: the ELBO's share beta of beta ELBO + (1 - beta) IWAE")
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("capacity_max", "capacity_gamma", "tc_alpha", "tc_beta", "tc_gamma", "dip_lambda_od"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} {value} must be >= 0")
+        _require(self.capacity_steps >= 1, f"--capacity-steps {self.capacity_steps} must be at least 1")
+        _require(
+            self.dip_lambda_d is None or (math.isfinite(self.dip_lambda_d) and self.dip_lambda_d >= 0),
+            f"--dip-lambda-d {self.dip_lambda_d} must be >= 0",
+        )
+        _require(
+            math.isfinite(self.info_alpha) and self.info_alpha <= 1,
+            f"--info-alpha {self.info_alpha} must be at most 1 (the KL's weight is 1 - alpha)",
+        )
+        _require(
+            math.isfinite(self.info_lambda) and self.info_lambda >= 0, f"--info-lambda {self.info_lambda} must be >= 0"
+        )
+        _require(math.isfinite(self.mmd_scale) and self.mmd_scale > 0, f"--mmd-scale {self.mmd_scale} must be > 0")
+        _require(self.iwae_groups >= 1, f"--iwae-groups {self.iwae_groups} must be at least 1")
+        _require(0 <= self.ciwae_beta <= 1, f"--ciwae-beta {self.ciwae_beta} must lie in [0, 1]")
+
+    def changed(self) -> list[str]:
+        """The settings that differ from their defaults."""
+        default = ObjectiveConfig()
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -366,6 +460,33 @@ class RunConfig:
             self.model.prior == "standard" or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
+        self._check_objective()
+
+    def _check_objective(self) -> None:
+        name = self.train.objective
+        for setting in self.objective.changed():
+            owners = OBJECTIVE_SETTINGS[setting]
+            _require(
+                name in owners,
+                f"--{setting.replace('_', '-')} is a setting of --objective {' or '.join(owners)}, not of {name}: "
+                "leave it out or choose that objective",
+            )
+        _require(
+            name not in ONE_LAYER_OBJECTIVES or self.model.stochastic_layers == 1,
+            f"--objective {name} is written for one stochastic layer: leave out --stochastic-layers 2",
+        )
+        _require(
+            name not in FACTORISED_PRIOR_OBJECTIVES or self.model.prior == "standard",
+            f"--objective {name} measures the latent against the factorised N(0, I) prior: use --prior standard",
+        )
+        _require(
+            name not in BATCH_OBJECTIVES or self.train.batch_size >= 2,
+            f"--objective {name} estimates over the batch and needs --batch-size 2 or more",
+        )
+        _require(
+            name not in BATCH_OBJECTIVES + ONE_LAYER_OBJECTIVES or self.model.latent_dim >= 1,
+            f"--objective {name} shapes the latent space: give --latent-dim 1 or more",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -373,15 +494,20 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         """Inverse of `to_dict`; unknown keys are an error so a typo never passes silently."""
-        known = {"data", "model", "train", "preset"}
+        known = {*SECTIONS, "preset"}
         unknown = set(raw) - known
-        _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use [data], [model], [train]")
+        _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use [data], [model], [train], [objective]")
         base = cls()
-        sections = {name: dict(raw.get(name, {})) for name in ("data", "model", "train")}
+        sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
         return with_overrides(base, sections, preset=raw.get("preset"))
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "objective": ObjectiveConfig,
+}
 
 
 def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
@@ -436,7 +562,7 @@ def with_overrides(config: RunConfig, sections: dict[str, dict[str, Any]], prese
     """Return `config` with the named fields of each section replaced (values are coerced)."""
     replaced: dict[str, Any] = {}
     for section, values in sections.items():
-        _require(section in SECTIONS, f"unknown config section [{section}]: use [data], [model], [train]")
+        _require(section in SECTIONS, f"unknown config section [{section}]: use [data], [model], [train], [objective]")
         types_by_name = field_types(section)
         changes = {}
         for name, value in values.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +47,9 @@ class EpochReport:
     epoch_seconds: float
     images_per_second: float
     skipped_steps: int  # steps skipped this epoch because the loss or a gradient was not finite
+    # the objective's own terms by name (units in the names: mi_nats, tc_nats; mmd is unitless),
+    # means per item over the epoch; empty for the ELBO and IWAE
+    train_terms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class StepReport:
     kl_nats: float
     beta: float
     lr: float
+    terms: dict[str, float] = field(default_factory=dict)  # the objective's own, as in EpochReport
 
 
 class Callback(Protocol):

@@ -110,6 +110,26 @@ def shard(batch: Batch, cluster: Cluster) -> Batch:
     return batch[shard_rows(len(batch), cluster)]
 
 
+def gather_rows(local: torch.Tensor, count: int, cluster: Cluster) -> torch.Tensor:
+    """Every rank's rows (shard_rows of a batch of `count`) stacked in order: (b, ...) -> (count, ...).
+
+    Differentiable: the gradient of each gathered row flows back to the rank that computed it, so
+    an objective of the whole global batch (β-TCVAE's q(z), DIP's covariance, an MMD) trains on N
+    processes as on one. Shares differ by at most one row: they are padded to the largest first.
+    """
+    if not cluster.active:
+        return local
+    from torch.distributed.nn.functional import all_gather  # the autograd-aware collective
+
+    sizes = [shard_rows(count, Cluster(rank, cluster.world_size)) for rank in range(cluster.world_size)]
+    longest = max(s.stop - s.start for s in sizes)
+    padding = longest - local.shape[0]
+    padded = torch.cat([local, local.new_zeros((padding, *local.shape[1:]))]) if padding else local
+    staged = padded.cuda() if dist.get_backend() == "nccl" and not padded.is_cuda else padded
+    pieces = all_gather(staged)
+    return torch.cat([piece[: s.stop - s.start].to(local.device) for piece, s in zip(pieces, sizes, strict=True)])
+
+
 def _reduce(tensor: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
     if not dist.is_initialized():
         return tensor

@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vaekit.config import RunConfig, TrainConfig
+from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
 from vaekit.data.disk import DiskImages
 from vaekit.data.transforms import to_model_input
@@ -32,8 +32,10 @@ from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import ElboSummary, elbo_over, summarise
 from vaekit.models import VAE
 from vaekit.objectives import beta_at
+from vaekit.objectives.base import Objective, StepBatch
+from vaekit.objectives.registry import build_objective
 from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport, StepReport
-from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, shard, shard_rows
+from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, gather_rows, shard, shard_rows
 from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpointer, Snapshot, TrainerState
 
 # Fewer validation images cannot tell one epoch's -ELBO from the next (the standard error of a
@@ -64,12 +66,13 @@ class TrainingDiverged(VaekitError):
 
 class TrainingObjective(torch.nn.Module):
     """The per-image training loss as a module's forward pass: DistributedDataParallel can only
-    synchronise gradients of work that goes through the forward of the module it wraps."""
+    synchronise gradients of work that goes through the forward of the module it wraps. Which
+    loss is `objective`'s business (vaekit/objectives/); this only hands it the step's batch."""
 
-    def __init__(self, model: VAE, train: TrainConfig, cluster: Cluster = SINGLE) -> None:
+    def __init__(self, model: VAE, objective: Objective, cluster: Cluster = SINGLE) -> None:
         super().__init__()
         self.model = model
-        self.train_cfg = train
+        self.objective = objective
         self.cluster = cluster
 
     def forward(
@@ -79,31 +82,28 @@ class TrainingObjective(torch.nn.Module):
         generator: torch.Generator,
         rows: slice,
         global_count: int,
+        step: int,
         y: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (b, C, H, W), this rank's `rows` of a global batch of `global_count` images (and their
-        labels y (b,) for a conditional model) -> loss, recon_nats, kl_nats, each (b,).
-
-        Every rank draws the noise of the whole global batch from the same stream and keeps its
-        rows, so N ranks compute what one process would, and the stream stays in step everywhere.
-        """
-        z_dim = self.model.noise_dim
-        if self.train_cfg.objective == "iwae":
-            k = self.train_cfg.iwae_samples
-            eps = torch.randn((k, global_count, z_dim), generator=generator, device=x.device)[:, rows]  # (K, b, Z)
-            terms = self.model.iwae(x, k, eps=eps, y=y)
-        else:
-            eps = torch.randn((global_count, z_dim), generator=generator, device=x.device)[rows]  # (b, Z)
-
-            def global_mean(kl_per_dim: torch.Tensor) -> torch.Tensor:
-                return all_sum(kl_per_dim.detach().sum(0)) / global_count  # (b, Z) -> (Z,) over every rank
-
-            # Free bits compare the global batch's KL per dimension with their floor, not this rank's.
-            batch_mean = global_mean if self.cluster.active else None
-            terms = self.model.elbo(
-                x, beta=beta, free_bits=self.train_cfg.free_bits, eps=eps, kl_batch_mean=batch_mean, y=y
-            )
-        return terms.loss, terms.recon_nats, terms.kl_nats
+        labels y (b,) for a conditional model) -> loss, recon_nats, kl_nats, each (b,), and the
+        objective's own terms (b, T) in the order of `objective.terms`."""
+        cluster = self.cluster
+        batch = StepBatch(
+            x,
+            y,
+            step,
+            beta,
+            rows,
+            global_count,
+            generator,
+            gather=lambda local: gather_rows(local, global_count, cluster),
+            distributed=cluster.active,
+        )
+        terms = self.objective(self.model, batch)
+        extras = [terms.extras[name] for name in self.objective.terms]
+        stacked = torch.stack(extras, -1) if extras else terms.loss.new_zeros((len(x), 0))
+        return terms.loss, terms.recon_nats, terms.kl_nats, stacked
 
 
 def across_ranks(local: ElboSummary, model: VAE, config: RunConfig) -> ElboSummary:
@@ -179,11 +179,13 @@ class Trainer:
         self.val_labels = None if val_labels is None else shard(val_labels, cluster)
         self.val_count = len(splits.val)  # on every rank, whatever its share
         self.keeps_last_epoch = kept_weights(self.val_count) is not None  # else validation picks the epoch
-        self.state = TrainerState(model, config, len(splits.train), cluster)
+        objective = build_objective(config, dataset_size=len(splits.train))
+        self.term_names = objective.terms
+        self.state = TrainerState(model, config, len(splits.train), cluster, terms=len(objective.terms))
         if resume is not None:
             self.state.restore(model, *resume)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.objective: torch.nn.Module | None = TrainingObjective(model, config.train, cluster)
+        self.objective: torch.nn.Module | None = TrainingObjective(model, objective, cluster)
         if cluster.active:
             # After restore: DDP starts by broadcasting rank 0's weights to every rank.
             self.objective = DistributedDataParallel(
@@ -211,7 +213,9 @@ class Trainer:
         y = None if self.train_labels is None else self.train_labels[global_batch][rows]  # (b,)
         beta = beta_at(state.step, train.beta, train.warmup_steps)
         with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
-            per_image, recon, kl = self.objective(x, beta, state.noise_generator, rows, len(global_batch), y)  # (b,)
+            per_image, recon, kl, extras = self.objective(
+                x, beta, state.noise_generator, rows, len(global_batch), state.step, y
+            )  # (b,) x 3, (b, T)
         # The mean over the global batch: DDP averages the ranks' gradients, hence the factor
         # world_size (exact even when the last batch does not split evenly).
         loss = per_image.sum() * (cluster.world_size / len(global_batch))
@@ -230,11 +234,14 @@ class Trainer:
             state.step += 1
             state.skipped_in_row = 0
             with torch.no_grad():
-                state.totals += torch.stack([per_image.sum(), recon.sum(), kl.sum()]).double()
+                sums = torch.cat([torch.stack([per_image.sum(), recon.sum(), kl.sum()]), extras.sum(0)])
+                state.totals += sums.double()
             state.counted += len(x)
             if self.step_listeners:  # a device sync per step, paid only when someone listens
-                loss_mean, recon_mean, kl_mean = torch.stack([per_image.mean(), recon.mean(), kl.mean()]).tolist()
-                report = StepReport(state.step, loss_mean, recon_mean, kl_mean, beta, lr)
+                means = (sums.detach() / max(1, len(x))).tolist()
+                loss_mean, recon_mean, kl_mean = means[:3]
+                terms = dict(zip(self.term_names, means[3:], strict=True))
+                report = StepReport(state.step, loss_mean, recon_mean, kl_mean, beta, lr, terms)
                 for listener in self.step_listeners:
                     listener(report)
         else:
@@ -300,7 +307,8 @@ class Trainer:
         train, state = self.config.train, self.state
         train_seconds = time.perf_counter() - started
         epoch_sums = all_sum(torch.cat([state.totals, state.totals.new_tensor([state.counted])]))
-        loss_mean, recon_mean, kl_mean = (epoch_sums[:3] / max(1.0, float(epoch_sums[3]))).tolist()
+        means = (epoch_sums[:-1] / max(1.0, float(epoch_sums[-1]))).tolist()
+        loss_mean, recon_mean, kl_mean = means[:3]
         val = self.validate()
         improved = val is not None and state.record_validation(val.nelbo_nats)
         return EpochReport(
@@ -319,6 +327,7 @@ class Trainer:
             if math.isfinite(train_seconds) and train_seconds > 0
             else 0.0,
             skipped_steps=state.skipped_this_epoch,
+            train_terms=dict(zip(self.term_names, means[3:], strict=True)),
         )
 
     def release(self) -> None:

@@ -32,7 +32,8 @@ Snapshot = tuple[dict[str, torch.Tensor], dict[str, Any]]
 class TrainerState:
     """Everything the loop carries between steps, plus (de)serialisation as flat tensors."""
 
-    def __init__(self, model: VAE, config: RunConfig, n_images: int, cluster: Cluster = SINGLE) -> None:
+    def __init__(self, model: VAE, config: RunConfig, n_images: int, cluster: Cluster = SINGLE, terms: int = 0) -> None:
+        """`terms`: how many figures of its own the objective reports (summed beside the loss)."""
         train = config.train
         device = model.device
         self.cluster = cluster
@@ -52,7 +53,9 @@ class TrainerState:
         self.batch_index = 0  # the next batch of this epoch
         self.step = 0  # optimiser steps taken
         self.order: torch.Tensor | None = None  # this epoch's permutation, drawn when it starts
-        self.totals = torch.zeros(3, dtype=torch.float64)  # loss, recon, kl summed over this rank's images
+        # loss, recon, kl and the objective's own terms, summed over this rank's images
+        self.width = 3 + terms
+        self.totals = torch.zeros(self.width, dtype=torch.float64)
         self.counted = 0  # images in those sums (skipped steps add none)
         self.epoch_seconds = 0.0  # time spent in this epoch before a resume
         self.skipped_in_row = 0
@@ -80,7 +83,7 @@ class TrainerState:
         self.epoch += 1
         self.batch_index = 0
         self.order = None
-        self.totals = torch.zeros(3, dtype=torch.float64)
+        self.totals = torch.zeros(self.width, dtype=torch.float64)
         self.counted = 0
         self.epoch_seconds = 0.0
         self.skipped_this_epoch = 0
@@ -99,14 +102,14 @@ class TrainerState:
         tensors["rng.order"] = self.order_generator.get_state()
         tensors["rng.noise"] = self.noise_generator.get_state()  # the same on every rank
         totals = all_sum(torch.cat([self.totals.cpu(), torch.tensor([self.counted], dtype=torch.float64)]))
-        tensors["loop.totals"] = totals[:3].clone()
+        tensors["loop.totals"] = totals[:-1].clone()
         if self.order is not None:
             tensors["loop.order"] = self.order
         info = {
             "epoch": self.epoch,
             "batch_index": self.batch_index,
             "step": self.step,
-            "counted": int(totals[3]),
+            "counted": int(totals[-1]),
             "epoch_seconds": self.epoch_seconds,
             "skipped_in_row": self.skipped_in_row,
             "skipped_this_epoch": self.skipped_this_epoch,
@@ -130,7 +133,8 @@ class TrainerState:
         self.order_generator.set_state(tensors["rng.order"])
         self.noise_generator.set_state(tensors["rng.noise"])
         # The snapshot holds the run's sums: rank 0 carries them on, the others start from zero.
-        self.totals = tensors["loop.totals"].clone() if self.cluster.is_main else torch.zeros(3, dtype=torch.float64)
+        main = tensors["loop.totals"].clone()
+        self.totals = main if self.cluster.is_main else torch.zeros(self.width, dtype=torch.float64)
         self.counted = info["counted"] if self.cluster.is_main else 0
         self.order = tensors.get("loop.order")
         self.epoch, self.batch_index, self.step = info["epoch"], info["batch_index"], info["step"]

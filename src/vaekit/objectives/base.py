@@ -1,0 +1,152 @@
+"""The seam every training objective plugs into: what one step hands it (`StepBatch`), what it
+returns (`ObjectiveTerms`), and the model it may ask (`TrainableModel`).
+
+An objective is a callable `objective(model, batch) -> ObjectiveTerms` with a tuple `terms` of
+the names of the extra per-item figures it reports (units in the names: `tc_nats`, or none for
+the unitless `mmd`). It never learns about processes: `StepBatch` draws the noise of the whole
+global batch and keeps this rank's rows, gathers a tensor over the global batch with its
+gradient, and averages over it, so an objective written for one process computes the same steps
+on N. Shapes: b this rank's rows of the global batch of G items, Z latent, K samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from vaekit.distributions import DiagonalGaussian
+from vaekit.objectives import BatchMean, ElboTerms
+from vaekit.priors import Prior
+
+
+@dataclass(frozen=True)
+class ObjectiveTerms:
+    """Per-item terms, each (b,): the loss to minimise, the ELBO's reconstruction term and its KL
+    in nats (reported beside any objective, so that runs compare), and the objective's own
+    figures by name (`extras`)."""
+
+    loss: torch.Tensor
+    recon_nats: torch.Tensor
+    kl_nats: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _identity(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One optimiser step's data on this rank: x (b, C, H, W) and labels y (b,) or None, the rows
+    of the global batch they are, and the shared noise stream."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    step: int  # optimiser steps taken before this one
+    beta: float  # the KL weight at this step (warm-up included)
+    rows: slice  # this rank's rows of the global batch
+    global_count: int  # G
+    generator: torch.Generator  # the same stream on every rank
+    # (b, ...) -> (G, ...), every rank's rows in order, gradients flowing back to their rank
+    gather: Callable[[torch.Tensor], torch.Tensor] = _identity
+    distributed: bool = False
+
+    def noise(self, *shape: int, samples: int | None = None) -> torch.Tensor:
+        """Standard normal noise for this rank's rows: (b, *shape), or (K, b, *shape) with `samples`.
+        Drawn for the whole global batch from the shared stream, so every rank stays in step."""
+        device = self.x.device
+        if samples is None:
+            return torch.randn((self.global_count, *shape), generator=self.generator, device=device)[self.rows]
+        return torch.randn((samples, self.global_count, *shape), generator=self.generator, device=device)[:, self.rows]
+
+    def global_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """(b, ...) -> (...): the mean over the global batch (over every rank's rows)."""
+        return self.gather(values).mean(0)
+
+
+class TrainableModel(Protocol):
+    """What objectives ask of a VAE (models/vae.py and models/ladder.py keep this contract)."""
+
+    latent_dim: int
+    noise_dim: int  # standard normal numbers one posterior sample takes
+    prior: Prior
+
+    @property
+    def closed_form_kl(self) -> bool: ...
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian: ...
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor: ...
+
+    def elbo(
+        self,
+        x: torch.Tensor,
+        beta: float = 1.0,
+        free_bits: float = 0.0,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        kl_batch_mean: BatchMean | None = None,
+        y: torch.Tensor | None = None,
+    ) -> ElboTerms: ...
+
+    def iwae(
+        self,
+        x: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> ElboTerms: ...
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        posterior: DiagonalGaussian,
+        k: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class Objective(Protocol):
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The names of ObjectiveTerms.extras, in order."""
+        ...
+
+    def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms: ...
+
+
+@dataclass(frozen=True)
+class OneSample:
+    """A single-layer model's forward pass with one reparameterised sample: q(z|x), z (b, Z),
+    log p(x|z) (b,) and the KL (b,), closed form when the prior has one (then also per
+    dimension, (b, Z)), else the one-sample estimate log q(z|x) - log p(z)."""
+
+    posterior: DiagonalGaussian
+    z: torch.Tensor
+    log_px: torch.Tensor
+    kl: torch.Tensor
+    kl_per_dim: torch.Tensor | None
+
+
+def one_sample(model: TrainableModel, batch: StepBatch) -> OneSample:
+    posterior = model.encode(batch.x, batch.y)
+    z = posterior.rsample(eps=batch.noise(model.noise_dim))  # (b, Z)
+    log_px = model.log_likelihood(batch.x, model.decode(z, batch.y))  # (b,)
+    if model.closed_form_kl:
+        kl_per_dim = posterior.kl_per_dim()  # (b, Z)
+        return OneSample(posterior, z, log_px, kl_per_dim.sum(-1), kl_per_dim)
+    kl = posterior.log_prob(z) - model.prior.log_prob(z, model.encode)  # (b,)
+    return OneSample(posterior, z, log_px, kl, None)
+
+
+def per_item(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A batch-level scalar as a per-item term (b,): its mean over the global batch is the value."""
+    return value.expand(like.shape[0])

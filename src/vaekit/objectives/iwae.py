@@ -1,0 +1,118 @@
+"""The importance-weighted bound and its variants, each from K importance samples per item.
+
+- IWAE (Burda et al. 2016, https://arxiv.org/abs/1509.00519): -log (1/K) sum_k w_k.
+- MIWAE, PIWAE, CIWAE (Rainforth et al. 2018, "Tighter variational bounds are not necessarily
+  better", https://arxiv.org/abs/1802.04537): MIWAE(M, K) averages M independent IWAE bounds of K
+  samples each; CIWAE(β) is β ELBO + (1 - β) IWAE over the same K samples; PIWAE(M, K) trains the
+  generative network with IWAE over all M K samples and the inference network with MIWAE(M, K).
+
+Shapes: K samples (M K for MIWAE and PIWAE), b items. Every variant reports the ELBO's parts
+from the same samples (the mean of -log p(x|z) and the KL) beside its loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vaekit.objectives import iwae_bound, log_importance_weights
+from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel
+
+
+def miwae_bound(log_weights: torch.Tensor, groups: int) -> torch.Tensor:
+    """(M K, b) log weights -> (b,): the mean over M groups of K of each group's IWAE bound."""
+    grouped = log_weights.view(groups, -1, log_weights.shape[-1])  # (M, K, b)
+    k = grouped.shape[1]
+    return (torch.logsumexp(grouped, dim=1) - math.log(k)).mean(0)
+
+
+def ciwae_bound(log_weights: torch.Tensor, beta: float) -> torch.Tensor:
+    """(K, b) -> (b,): β times the K-sample ELBO (the mean log weight) plus (1 - β) times IWAE."""
+    return beta * log_weights.mean(0) + (1.0 - beta) * iwae_bound(log_weights)
+
+
+def _kl_part(
+    model: TrainableModel, posterior_kl: torch.Tensor, log_w: torch.Tensor, log_px: torch.Tensor
+) -> torch.Tensor:
+    # Closed form when the prior has one, else the samples' mean of log q - log p.
+    return posterior_kl if model.closed_form_kl else (log_px - log_w).mean(0)
+
+
+@dataclass(frozen=True)
+class Iwae:
+    samples: int  # K
+    terms: tuple[str, ...] = ()
+
+    def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
+        eps = batch.noise(model.noise_dim, samples=self.samples)  # (K, b, Z)
+        terms = model.iwae(batch.x, self.samples, eps=eps, y=batch.y)
+        return ObjectiveTerms(terms.loss, terms.recon_nats, terms.kl_nats)
+
+
+@dataclass(frozen=True)
+class Miwae:
+    groups: int  # M
+    samples: int  # K per group
+    terms: tuple[str, ...] = ()
+
+    def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
+        total = self.groups * self.samples
+        posterior = model.encode(batch.x, batch.y)
+        eps = batch.noise(model.noise_dim, samples=total)  # (M K, b, Z)
+        log_w, log_px = model.log_weights(batch.x, posterior, total, eps=eps, y=batch.y)  # (M K, b)
+        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
+        return ObjectiveTerms(-miwae_bound(log_w, self.groups), -log_px.mean(0), kl)
+
+
+@dataclass(frozen=True)
+class Ciwae:
+    beta: float  # the ELBO's share
+    samples: int  # K
+    terms: tuple[str, ...] = ()
+
+    def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
+        posterior = model.encode(batch.x, batch.y)
+        eps = batch.noise(model.noise_dim, samples=self.samples)  # (K, b, Z)
+        log_w, log_px = model.log_weights(batch.x, posterior, self.samples, eps=eps, y=batch.y)
+        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
+        return ObjectiveTerms(-ciwae_bound(log_w, self.beta), -log_px.mean(0), kl)
+
+
+@dataclass(frozen=True)
+class Piwae:
+    groups: int  # M
+    samples: int  # K per group
+    terms: tuple[str, ...] = ()
+
+    def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
+        """The loss's value is -IWAE(M K); its gradient is IWAE's for the generative parameters
+        (decoder, likelihood, a learned prior) and MIWAE's for the encoder's.
+
+        Two sets of log weights from the same z: `generative` sees z and q(z|x) as constants, so
+        only the generative parameters move it; `mixed` has the value of the full log weights and
+        the full weights' gradient minus `generative`'s, which cancels every generative
+        parameter's gradient (log p(x, z) at the same z) and leaves the encoder's.
+        """
+        total = self.groups * self.samples
+        x, y = batch.x, batch.y
+        posterior = model.encode(x, y)
+        eps = batch.noise(model.noise_dim, samples=total)  # (M K, b, Z)
+        z = posterior.mu + posterior.std * eps  # (M K, b, Z)
+        fixed = z.detach()
+        log_px = model.log_likelihood(x, model.decode(fixed.flatten(0, 1), _repeat(y, total))).view(total, -1)
+        generative = log_importance_weights(
+            log_px, model.prior.log_prob(fixed, model.encode), posterior.log_prob(fixed).detach()
+        )  # (M K, b)
+        full, _ = model.log_weights(x, posterior, total, eps=eps, y=y)
+        mixed = full - generative + generative.detach()
+        inference = miwae_bound(mixed, self.groups)
+        loss = -iwae_bound(generative) - (inference - inference.detach())
+        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), full, log_px)
+        return ObjectiveTerms(loss, -log_px.detach().mean(0), kl)
+
+
+def _repeat(y: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """Labels (b,) -> (K b,), sample-major like the decodings."""
+    return None if y is None else y.repeat(k)
