@@ -184,3 +184,19 @@ def test_an_existing_run_folder_stops_every_rank_with_one_message(dataset: Path,
     assert result.stderr.count("vaekit: error:") == 1
     assert "already exists and is not empty" in result.stderr
     assert (out / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("objective", "term"), [("betatc", "train_tc_nats"), ("dip-ii", "train_dip_penalty")])
+def test_an_objective_of_the_whole_batch_follows_the_one_process_curve(
+    objective: str, term: str, dataset: Path, tmp_path: Path
+) -> None:
+    """β-TCVAE's q(z) and DIP's covariance are estimated over the global batch, gathered from
+    both ranks with its gradient, so 2 processes compute what 1 does."""
+    flags = ("--objective", objective, "--epochs", "2")
+    double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
+    result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
+    assert result.returncode == 0, result.stderr
+    for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
+        assert b[term] == pytest.approx(a[term], rel=1e-3, abs=1e-4)

@@ -151,6 +151,7 @@ class RunWriter:
             "train_loss_nats": report.train_loss,
             "train_recon_nats": report.train_recon_nats,
             "train_kl_nats": report.train_kl_nats,
+            **{f"train_{name}": value for name, value in report.train_terms.items()},
             **(report.val.to_dict(prefix="val_") if report.val is not None else {}),
             "epoch_seconds": report.epoch_seconds,
             "train_images_per_second": report.images_per_second,
@@ -195,8 +196,9 @@ class ConsoleReport:
         self.epochs = epochs
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
+        terms = "".join(f"{name} {value:.3g}  " for name, value in report.train_terms.items())
         tqdm.write(
-            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  "
+            f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  {terms}"
             f"{'no validation set' if report.val is None else 'val ' + report.val.line()}  "
             f"beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",
             file=sys.stderr,

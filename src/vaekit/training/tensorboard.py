@@ -61,11 +61,15 @@ class TensorBoardLogger:
         self.writer.add_scalar("train/kl_nats", report.kl_nats, step)
         self.writer.add_scalar("train/beta", report.beta, step)
         self.writer.add_scalar("train/lr", report.lr, step)
+        for name, value in report.terms.items():  # the objective's own: mi_nats, tc_nats, mmd, ...
+            self.writer.add_scalar(f"train/{name}", value, step)
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         step = report.step
         self.writer.add_scalar("epoch/epoch", report.epoch, step)
         self.writer.add_scalar("epoch/train_loss_nats", report.train_loss, step)
+        for name, value in report.train_terms.items():
+            self.writer.add_scalar(f"epoch/train_{name}", value, step)
         if report.val is not None:
             self.writer.add_scalar("epoch/val_nelbo_nats", report.val.nelbo_nats, step)
             self.writer.add_scalar("epoch/val_recon_nats", report.val.recon_nats, step)
