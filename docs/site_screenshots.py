@@ -26,6 +26,7 @@ PAGES = {
     "home": "",
     "results": "results/#a-the-tutorials-convention-cross-entropy-on-grey-pixels",  # the presets' table
     "api-training": "reference/training/",
+    "objectives": "concepts/objectives/",
 }
 
 
