@@ -187,16 +187,26 @@ def test_an_existing_run_folder_stops_every_rank_with_one_message(dataset: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("objective", "term"), [("betatc", "train_tc_nats"), ("dip-ii", "train_dip_penalty")])
+@pytest.mark.parametrize(
+    ("objective", "term", "tolerance"),
+    [
+        ("betatc", "train_tc_nats", 1e-4),
+        ("dip-ii", "train_dip_penalty", 1e-4),
+        # The discriminator's steps agree to float32 rounding (its weights to 1e-7 after a step), but
+        # its gradients start near zero, where Adam's normalised steps amplify rounding: over an
+        # epoch the curves agree to 0.1%, its own figure to a few percent.
+        ("factorvae", "train_discriminator_nats", 2e-3),
+    ],
+)
 def test_an_objective_of_the_whole_batch_follows_the_one_process_curve(
-    objective: str, term: str, dataset: Path, tmp_path: Path
+    objective: str, term: str, tolerance: float, dataset: Path, tmp_path: Path
 ) -> None:
-    """β-TCVAE's q(z) and DIP's covariance are estimated over the global batch, gathered from
-    both ranks with its gradient, so 2 processes compute what 1 does."""
+    """β-TCVAE's q(z), DIP's covariance and FactorVAE's permuted batch are taken over the global
+    batch, gathered from both ranks with its gradient, so 2 processes compute what 1 does."""
     flags = ("--objective", objective, "--epochs", "2")
     double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
     result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
     assert result.returncode == 0, result.stderr
     for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
-        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
-        assert b[term] == pytest.approx(a[term], rel=1e-3, abs=1e-4)
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=tolerance)
+        assert b[term] == pytest.approx(a[term], rel=10 * tolerance, abs=1e-4)

@@ -17,6 +17,7 @@ from vaekit.objectives.annealed import Annealed, capacity_at
 from vaekit.objectives.base import StepBatch
 from vaekit.objectives.betatc import log_density_matrix, log_weight_matrix, tc_decomposition
 from vaekit.objectives.dip import batch_covariance, dip_penalty
+from vaekit.objectives.factorvae import Discriminator, FactorVae, permute_dims
 from vaekit.objectives.iwae import Miwae, Piwae, ciwae_bound, miwae_bound
 from vaekit.objectives.mmd import kernel_matrix, mmd
 
@@ -200,3 +201,57 @@ def test_piwae_trains_the_decoder_with_iwae_and_the_encoder_with_miwae() -> None
         torch.testing.assert_close(got, want)
     value = Piwae(groups, samples)(model, _batch(x, seed=9)).loss
     torch.testing.assert_close(value, iwae_loss)  # the figure PIWAE reports is the IWAE bound
+
+
+# --- FactorVAE -----------------------------------------------------------------------------------
+
+
+def test_permuting_each_dimension_keeps_its_values_and_breaks_their_dependence() -> None:
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(4000, generator=gen)
+    z = torch.stack([x, x + 0.1 * torch.randn(4000, generator=gen)], dim=1)  # strongly correlated
+    permuted = permute_dims(z, torch.Generator().manual_seed(11))
+    for j in range(2):
+        assert torch.equal(permuted[:, j].sort().values, z[:, j].sort().values)
+    assert abs(float(torch.corrcoef(permuted.T)[0, 1])) < 0.05 < float(torch.corrcoef(z.T)[0, 1]) - 0.9
+
+
+def test_the_discriminators_density_ratio_estimates_a_known_total_correlation() -> None:
+    """Trained on q(z) against its permuted batch, E[logit_q - logit_prod] tends to
+    TC = KL(q || prod_j q_j); for a 2-d Gaussian with correlation rho, TC = -log(1 - rho^2) / 2."""
+    torch.manual_seed(12)
+    rho = 0.8
+    covariance = torch.tensor([[1.0, rho], [rho, 1.0]])
+    z = torch.distributions.MultivariateNormal(torch.zeros(2), covariance).sample((8000,))
+    discriminator = Discriminator(2, hidden=64, layers=2)
+    optimiser = torch.optim.Adam(discriminator.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(13)
+    for _ in range(400):
+        real, fake = discriminator(z), discriminator(permute_dims(z, gen))
+        loss = 0.5 * (
+            torch.nn.functional.cross_entropy(real, torch.zeros(len(z), dtype=torch.long))
+            + torch.nn.functional.cross_entropy(fake, torch.ones(len(z), dtype=torch.long))
+        )
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        logits = discriminator(z)
+        estimate = float((logits[:, 0] - logits[:, 1]).mean())
+    assert estimate == pytest.approx(-0.5 * math.log(1 - rho**2), rel=0.2)
+
+
+def test_factorvae_moves_the_vae_by_its_loss_and_the_discriminator_by_its_own() -> None:
+    model = _tiny_model(2)
+    objective = FactorVae(10.0, Discriminator(3, hidden=8, layers=2))
+    x = (torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(14)) > 0.5).float()
+    terms = objective(model, _batch(x, seed=15))
+    assert terms.auxiliary is not None
+    vae_params, own_params = list(model.parameters()), list(objective.module.parameters())
+    by_loss = torch.autograd.grad(terms.loss.sum(), vae_params + own_params, retain_graph=True, allow_unused=True)
+    by_own = torch.autograd.grad(terms.auxiliary.sum(), vae_params + own_params, allow_unused=True)
+    assert all(g is None or not g.any() for g in by_loss[len(vae_params) :])  # D is a constant in the VAE's loss
+    assert all(g is None or not g.any() for g in by_own[: len(vae_params)])  # z is a constant in D's
+    assert any(g is not None and g.any() for g in by_loss[: len(vae_params)])
+    assert all(g is not None and g.any() for g in by_own[len(vae_params) :])
+    torch.testing.assert_close(terms.extras["tc_nats"], (terms.loss - terms.recon_nats - terms.kl_nats).detach() / 10.0)

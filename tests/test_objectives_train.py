@@ -27,6 +27,7 @@ from vaekit.training.run import resume_run, train_run
 OBJECTIVES = {
     "annealed": ["capacity_nats"],
     "betatc": ["mi_nats", "tc_nats", "dwkl_nats"],
+    "factorvae": ["tc_nats", "discriminator_nats"],
     "dip-i": ["dip_penalty"],
     "dip-ii": ["dip_penalty"],
     "infovae": ["mmd"],
@@ -138,7 +139,7 @@ class InterruptAtStep:
             os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("objective", ["betatc", "annealed"])
+@pytest.mark.parametrize("objective", ["betatc", "annealed", "factorvae"])
 def test_an_interrupted_run_resumes_to_the_same_weights_and_terms(objective: str, blobs: Path, tmp_path: Path) -> None:
     config = resolve(
         preset="mlp",
@@ -171,6 +172,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_terms(objective: str
         ),
         ({"train": {"objective": "dip-i"}, "objective": {"mmd_kernel": "rbf"}}, "setting of --objective infovae"),
         ({"train": {"objective": "betatc", "batch_size": 1}}, "needs --batch-size 2 or more"),
+        ({"train": {"objective": "factorvae", "batch_size": 1}}, "--objective factorvae estimates over the batch"),
+        ({"train": {"objective": "factorvae"}, "objective": {"discriminator_lr": 0.0}}, "must be a positive number"),
         ({"train": {"objective": "betatc"}, "model": {"stochastic_layers": 2}}, "written for one stochastic layer"),
         ({"train": {"objective": "dip-ii"}, "model": {"prior": "mixture"}}, r"factorised N\(0, I\) prior"),
         ({"train": {"objective": "annealed", "beta": 4.0}}, "--objective annealed has weights of its own"),

@@ -30,7 +30,9 @@ PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
-Objective = Literal["elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "dip-i", "dip-ii", "infovae"]
+Objective = Literal[
+    "elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae"
+]
 TcEstimator = Literal["mss", "mws"]
 MmdKernel = Literal["imq", "rbf"]
 
@@ -280,8 +282,8 @@ class TrainConfig:
         default="elbo",
         metadata=_help(
             "what training minimises (docs: concepts/objectives): elbo; iwae, miwae, piwae, ciwae (importance-weighted "
-            "bounds); annealed (controlled capacity); betatc; dip-i, dip-ii; infovae (MMD). Every run still reports "
-            "its plain -ELBO"
+            "bounds); annealed (controlled capacity); betatc; factorvae; dip-i, dip-ii; infovae (MMD). Every run still "
+            "reports its plain -ELBO"
         ),
     )
     iwae_samples: int = field(
@@ -350,6 +352,10 @@ OBJECTIVE_SETTINGS = {
     "tc_beta": ("betatc",),
     "tc_gamma": ("betatc",),
     "tc_estimator": ("betatc",),
+    "factor_gamma": ("factorvae",),
+    "discriminator_lr": ("factorvae",),
+    "discriminator_hidden": ("factorvae",),
+    "discriminator_layers": ("factorvae",),
     "dip_lambda_od": ("dip-i", "dip-ii"),
     "dip_lambda_d": ("dip-i", "dip-ii"),
     "info_alpha": ("infovae",),
@@ -360,9 +366,9 @@ OBJECTIVE_SETTINGS = {
     "ciwae_beta": ("ciwae",),
 }
 # Objectives that need a batch of at least 2: they estimate something over the batch.
-BATCH_OBJECTIVES = ("betatc", "dip-i", "dip-ii", "infovae")
+BATCH_OBJECTIVES = ("betatc", "factorvae", "dip-i", "dip-ii", "infovae")
 # Objectives written for one stochastic layer; and those that need the N(0, I) prior's factors.
-ONE_LAYER_OBJECTIVES = ("miwae", "piwae", "ciwae", "annealed", "betatc", "dip-i", "dip-ii", "infovae")
+ONE_LAYER_OBJECTIVES = ("miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae")
 FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
 
 
@@ -383,6 +389,10 @@ class ObjectiveConfig:
         default="mss",
         metadata=_help("betatc: how q(z) is estimated from the batch: mss (stratified, unbiased) or mws (weighted)"),
     )
+    factor_gamma: float = field(default=40.0, metadata=_help("factorvae: the weight gamma of the total correlation"))
+    discriminator_lr: float = field(default=1e-4, metadata=_help("factorvae: the discriminator's Adam learning rate"))
+    discriminator_hidden: int = field(default=1000, metadata=_help("factorvae: the discriminator's layer width"))
+    discriminator_layers: int = field(default=6, metadata=_help("factorvae: the discriminator's hidden layers"))
     dip_lambda_od: float = field(default=10.0, metadata=_help("dip-i, dip-ii: the weight of the off-diagonal penalty"))
     dip_lambda_d: float | None = field(
         default=None, metadata=_help("dip-i, dip-ii: the weight of the diagonal penalty (default 10x or 1x lambda_od)")
@@ -399,10 +409,28 @@ class ObjectiveConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("capacity_max", "capacity_gamma", "tc_alpha", "tc_beta", "tc_gamma", "dip_lambda_od"):
+        for name in (
+            "capacity_max",
+            "capacity_gamma",
+            "tc_alpha",
+            "tc_beta",
+            "tc_gamma",
+            "factor_gamma",
+            "dip_lambda_od",
+        ):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} {value} must be >= 0")
         _require(self.capacity_steps >= 1, f"--capacity-steps {self.capacity_steps} must be at least 1")
+        _require(
+            math.isfinite(self.discriminator_lr) and self.discriminator_lr > 0,
+            f"--discriminator-lr {self.discriminator_lr} must be a positive number",
+        )
+        _require(
+            self.discriminator_hidden >= 1, f"--discriminator-hidden {self.discriminator_hidden} must be at least 1"
+        )
+        _require(
+            self.discriminator_layers >= 1, f"--discriminator-layers {self.discriminator_layers} must be at least 1"
+        )
         _require(
             self.dip_lambda_d is None or (math.isfinite(self.dip_lambda_d) and self.dip_lambda_d >= 0),
             f"--dip-lambda-d {self.dip_lambda_d} must be >= 0",

@@ -32,6 +32,9 @@ class ObjectiveTerms:
     recon_nats: torch.Tensor
     kl_nats: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    # the per-item loss of the objective's own parameters (a discriminator's), minimised by its
+    # own optimiser in the same backward pass; never part of the reported loss
+    auxiliary: torch.Tensor | None = None
 
 
 def _identity(tensor: torch.Tensor) -> torch.Tensor:
@@ -121,6 +124,13 @@ class Objective(Protocol):
         ...
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms: ...
+
+
+def own_parts(objective: Objective) -> tuple[torch.nn.Module, torch.optim.Optimizer] | None:
+    """An objective that trains parameters of its own (FactorVAE's discriminator) has a `module`
+    and an `optimizer`: the trainer moves, steps, synchronises and checkpoints them."""
+    module, optimizer = getattr(objective, "module", None), getattr(objective, "optimizer", None)
+    return None if module is None or optimizer is None else (module, optimizer)
 
 
 @dataclass(frozen=True)

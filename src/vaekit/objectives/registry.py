@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
+
 from vaekit.config import RunConfig
 from vaekit.objectives.annealed import Annealed
 from vaekit.objectives.base import Objective
 from vaekit.objectives.betatc import BetaTC
 from vaekit.objectives.dip import Dip
 from vaekit.objectives.elbo import Elbo
+from vaekit.objectives.factorvae import Discriminator, FactorVae
 from vaekit.objectives.iwae import Ciwae, Iwae, Miwae, Piwae
 from vaekit.objectives.mmd import InfoVae
+
+DISCRIMINATOR_SEED_OFFSET = 7_919
 
 
 def build_objective(config: RunConfig, dataset_size: int) -> Objective:
@@ -38,6 +43,14 @@ def build_objective(config: RunConfig, dataset_size: int) -> Objective:
         factor = 10.0 if kind == "i" else 1.0
         lambda_d = settings.dip_lambda_d if settings.dip_lambda_d is not None else factor * settings.dip_lambda_od
         return Dip(kind, settings.dip_lambda_od, lambda_d)
+    if name == "factorvae":
+        # Its own seeded stream: the same weights whatever drew from the global one before.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train.seed + DISCRIMINATOR_SEED_OFFSET)
+            discriminator = Discriminator(
+                config.model.latent_dim, settings.discriminator_hidden, settings.discriminator_layers
+            )
+        return FactorVae(settings.factor_gamma, discriminator, settings.discriminator_lr)
     if name == "infovae":
         return InfoVae(settings.info_alpha, settings.info_lambda, settings.mmd_kernel, settings.mmd_scale)
     raise ValueError(f"no objective {name!r}")  # config.Objective lists every name: a vaekit bug

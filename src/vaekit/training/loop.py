@@ -32,7 +32,7 @@ from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import ElboSummary, elbo_over, summarise
 from vaekit.models import VAE
 from vaekit.objectives import beta_at
-from vaekit.objectives.base import Objective, StepBatch
+from vaekit.objectives.base import Objective, StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
 from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport, StepReport
 from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, gather_rows, shard, shard_rows
@@ -74,6 +74,9 @@ class TrainingObjective(torch.nn.Module):
         self.model = model
         self.objective = objective
         self.cluster = cluster
+        own = own_parts(objective)
+        # A submodule, so that DistributedDataParallel synchronises its gradients too.
+        self.own = own[0] if own is not None else None
 
     def forward(
         self,
@@ -84,10 +87,11 @@ class TrainingObjective(torch.nn.Module):
         global_count: int,
         step: int,
         y: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (b, C, H, W), this rank's `rows` of a global batch of `global_count` images (and their
-        labels y (b,) for a conditional model) -> loss, recon_nats, kl_nats, each (b,), and the
-        objective's own terms (b, T) in the order of `objective.terms`."""
+        labels y (b,) for a conditional model) -> loss, recon_nats, kl_nats, each (b,), the
+        objective's own terms (b, T) in the order of `objective.terms`, and the loss of its own
+        parameters (b,) (zeros for an objective without any)."""
         cluster = self.cluster
         batch = StepBatch(
             x,
@@ -103,7 +107,8 @@ class TrainingObjective(torch.nn.Module):
         terms = self.objective(self.model, batch)
         extras = [terms.extras[name] for name in self.objective.terms]
         stacked = torch.stack(extras, -1) if extras else terms.loss.new_zeros((len(x), 0))
-        return terms.loss, terms.recon_nats, terms.kl_nats, stacked
+        auxiliary = terms.auxiliary if terms.auxiliary is not None else torch.zeros_like(terms.loss)
+        return terms.loss, terms.recon_nats, terms.kl_nats, stacked, auxiliary
 
 
 def across_ranks(local: ElboSummary, model: VAE, config: RunConfig) -> ElboSummary:
@@ -181,7 +186,10 @@ class Trainer:
         self.keeps_last_epoch = kept_weights(self.val_count) is not None  # else validation picks the epoch
         objective = build_objective(config, dataset_size=len(splits.train))
         self.term_names = objective.terms
-        self.state = TrainerState(model, config, len(splits.train), cluster, terms=len(objective.terms))
+        self.own = own_parts(objective)  # the objective's own module and optimiser, if it has any
+        if self.own is not None:
+            self.own[0].to(device)  # in place: its optimiser keeps the same parameters
+        self.state = TrainerState(model, config, len(splits.train), cluster, terms=len(objective.terms), own=self.own)
         if resume is not None:
             self.state.restore(model, *resume)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
@@ -213,13 +221,16 @@ class Trainer:
         y = None if self.train_labels is None else self.train_labels[global_batch][rows]  # (b,)
         beta = beta_at(state.step, train.beta, train.warmup_steps)
         with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16"):
-            per_image, recon, kl, extras = self.objective(
+            per_image, recon, kl, extras, auxiliary = self.objective(
                 x, beta, state.noise_generator, rows, len(global_batch), state.step, y
-            )  # (b,) x 3, (b, T)
+            )  # (b,) x 3, (b, T), (b,)
         # The mean over the global batch: DDP averages the ranks' gradients, hence the factor
-        # world_size (exact even when the last batch does not split evenly).
-        loss = per_image.sum() * (cluster.world_size / len(global_batch))
+        # world_size (exact even when the last batch does not split evenly). The objective's own
+        # parameters take their loss in the same backward pass; it moves nothing else.
+        loss = (per_image + auxiliary).sum() * (cluster.world_size / len(global_batch))
         state.optimizer.zero_grad(set_to_none=True)
+        if self.own is not None:
+            self.own[1].zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _gradient_norm(self.parameters, train.clip_grad_norm)
         finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
@@ -230,6 +241,8 @@ class Trainer:
         if finite:
             lr = float(state.optimizer.param_groups[0]["lr"])  # this step's, before the schedule moves it
             state.optimizer.step()
+            if self.own is not None:
+                self.own[1].step()
             state.scheduler.step()
             state.step += 1
             state.skipped_in_row = 0

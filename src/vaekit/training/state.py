@@ -32,8 +32,19 @@ Snapshot = tuple[dict[str, torch.Tensor], dict[str, Any]]
 class TrainerState:
     """Everything the loop carries between steps, plus (de)serialisation as flat tensors."""
 
-    def __init__(self, model: VAE, config: RunConfig, n_images: int, cluster: Cluster = SINGLE, terms: int = 0) -> None:
-        """`terms`: how many figures of its own the objective reports (summed beside the loss)."""
+    def __init__(
+        self,
+        model: VAE,
+        config: RunConfig,
+        n_images: int,
+        cluster: Cluster = SINGLE,
+        terms: int = 0,
+        own: tuple[torch.nn.Module, torch.optim.Optimizer] | None = None,
+    ) -> None:
+        """`terms`: how many figures of its own the objective reports (summed beside the loss);
+        `own`: the objective's own module and optimiser (a discriminator), saved and restored with
+        the model's."""
+        self.own = own
         train = config.train
         device = model.device
         self.cluster = cluster
@@ -99,6 +110,15 @@ class TrainerState:
         for index, per_param in optim["state"].items():
             for key, value in per_param.items():
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        own_groups = None
+        if self.own is not None:
+            module, optimizer = self.own
+            tensors.update({f"objective.{k}": v for k, v in module.state_dict().items()})
+            own_state = optimizer.state_dict()
+            for index, per_param in own_state["state"].items():
+                for key, value in per_param.items():
+                    tensors[f"objective_optim.{index}.{key}"] = torch.as_tensor(value)
+            own_groups = own_state["param_groups"]
         tensors["rng.order"] = self.order_generator.get_state()
         tensors["rng.noise"] = self.noise_generator.get_state()  # the same on every rank
         totals = all_sum(torch.cat([self.totals.cpu(), torch.tensor([self.counted], dtype=torch.float64)]))
@@ -117,6 +137,7 @@ class TrainerState:
             "epochs_since_best": self.epochs_since_best,
             "stopped": self.stopped,
             "param_groups": optim["param_groups"],
+            "objective_param_groups": own_groups,
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
         }
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, info
@@ -129,6 +150,8 @@ class TrainerState:
                 _, index, key = name.split(".", 2)
                 per_param.setdefault(int(index), {})[key] = value
         self.optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
+        if self.own is not None:
+            self._restore_own(tensors, info)
         self.scheduler.load_state_dict({**self.scheduler.state_dict(), **info["scheduler"]})
         self.order_generator.set_state(tensors["rng.order"])
         self.noise_generator.set_state(tensors["rng.noise"])
@@ -142,3 +165,14 @@ class TrainerState:
         self.skipped_in_row, self.skipped_this_epoch = info["skipped_in_row"], info["skipped_this_epoch"]
         self.best_val = math.inf if info["best_val"] is None else info["best_val"]
         self.epochs_since_best, self.stopped = info["epochs_since_best"], info["stopped"]
+
+    def _restore_own(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        assert self.own is not None
+        module, optimizer = self.own
+        module.load_state_dict({k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")})
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            if name.startswith("objective_optim."):
+                _, index, key = name.split(".", 2)
+                per_param.setdefault(int(index), {})[key] = value
+        optimizer.load_state_dict({"state": per_param, "param_groups": info["objective_param_groups"]})
