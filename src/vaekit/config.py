@@ -28,6 +28,7 @@ PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
+BINARY_DATASETS = ("dsprites",)  # built-in sets whose pixels are 0 or 255 as stored
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
 Objective = Literal[
@@ -119,6 +120,11 @@ class DataConfig:
     def is_table(self) -> bool:
         """The data is a table of vectors: its standardisation has been fitted (data/tables.py)."""
         return self.feature_mean is not None
+
+    @property
+    def binary_pixels(self) -> bool:
+        """Every pixel the model sees is 0 or 1: binarised, or a set that is binary itself."""
+        return self.binarize or self.dataset in BINARY_DATASETS
 
     @property
     def image_settings(self) -> list[str]:

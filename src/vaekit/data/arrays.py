@@ -22,7 +22,9 @@ IMAGE_KEYS = ("x", "images", "x_train", "data", "arr_0")
 LABEL_KEYS = ("y", "labels", "y_train", "targets")
 COLUMNS_KEY = "columns"  # a table's feature names, as a 1-D array of strings
 CLASS_NAMES_KEY = "class_names"  # label k's name at position k, as a 1-D array of strings
-NAME_KEYS = (COLUMNS_KEY, CLASS_NAMES_KEY)  # arrays of names, never the data
+FACTORS_KEY = "factors"  # ground-truth factors of each item, integers (N, F)
+FACTOR_NAMES_KEY = "factor_names"  # their names, a 1-D array of F strings
+NAME_KEYS = (COLUMNS_KEY, CLASS_NAMES_KEY, FACTORS_KEY, FACTOR_NAMES_KEY)  # never the data
 IMAGE_CHANNELS = (1, 3)
 LAYOUT_SHAPES = {"nhw": "(N, H, W)", "nhwc": "(N, H, W, C)", "nchw": "(N, C, H, W)"}
 
@@ -100,6 +102,30 @@ class ArrayFile:
     data: ImageSet | Table
     class_names: tuple[str, ...] | None = None
     layout: str | None = None
+    factor_names: tuple[str, ...] | None = None
+
+
+def _factors(archive: np.lib.npyio.NpzFile, count: int, path: Path) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """An archive's ground-truth factors (N, F) as int64, and their names (default factor_0, ...)."""
+    if FACTORS_KEY not in archive.files:
+        if FACTOR_NAMES_KEY in archive.files:
+            raise VaekitError(f"{path} names factors but holds no `factors` array: add it, (N, F) integers")
+        return None, None
+    factors = np.asarray(archive[FACTORS_KEY])
+    if factors.ndim != 2 or len(factors) != count or factors.shape[1] < 1:
+        raise VaekitError(f"{path}[factors] has shape {factors.shape}: expected ({count}, F), one row per image")
+    if not np.issubdtype(factors.dtype, np.integer):
+        raise VaekitError(
+            f"{path}[factors] holds {factors.dtype}: factors are integer indices (0, 1, ... per factor): "
+            "discretise them first"
+        )
+    if FACTOR_NAMES_KEY in archive.files:
+        names = tuple(str(n) for n in archive[FACTOR_NAMES_KEY])
+        if len(names) != factors.shape[1]:
+            raise VaekitError(f"{path} names {len(names)} factors for {factors.shape[1]} columns of `factors`")
+    else:
+        names = tuple(f"factor_{j}" for j in range(factors.shape[1]))
+    return factors.astype(np.int64), names
 
 
 def _from_array(
@@ -140,7 +166,8 @@ def load_array_file(path: str | Path, layout: ArrayLayout = "auto") -> ArrayFile
             labels = _labels(loaded, len(data.features) if isinstance(data, Table) else len(data), path)
             if isinstance(data, Table):
                 return ArrayFile(Table(data.features, data.columns, labels, class_names), class_names)
-            return ArrayFile(ImageSet(data.images, labels), class_names, found)
+            factors, factor_names = _factors(loaded, len(data), path)
+            return ArrayFile(ImageSet(data.images, labels, factors), class_names, found, factor_names)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise VaekitError(f"{path} is damaged ({exc}): re-save it with numpy.savez") from None
 

@@ -9,10 +9,21 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from vaekit.config import DataConfig
 from vaekit.data.arrays import load_array_file
-from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, how_to_get, load_builtin, locate
+from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, cache_dir, how_to_get, load_builtin, locate
 from vaekit.data.disk import DiskImages, is_converted, open_converted
+from vaekit.data.dsprites import (
+    FACTOR_NAMES,
+    FACTOR_SIZES,
+    SHAPE_NAMES,
+    is_original,
+    load_dsprites,
+    open_dsprites,
+    open_original,
+)
 from vaekit.data.folders import load_folder
 from vaekit.data.splits import DatasetSplits, ImageSet, hold_out
 from vaekit.data.tables import Table, read_csv_table
@@ -20,6 +31,12 @@ from vaekit.data.transforms import convert_channels, resize_images
 from vaekit.errors import VaekitError
 
 BUILTIN_VAL_SIZE = 5000
+# Built-in sets that vaekit renders itself instead of reading files (data/dsprites.py).
+GENERATED = ("dsprites",)
+BUILTIN_NAMES = (*BUILTINS, *GENERATED)
+GENERATED_TEST_SIZE = 10_000  # held out once (at most a tenth), with a fixed seed: every run tests on the same images
+GENERATED_TEST_SEED = 0
+DSPRITES_SIZES = FACTOR_SIZES  # the factor grid rendered (tests render a smaller one)
 OWN_DATA_HOLDOUT_FRACTION = 0.1
 # Validation and test sets are held in memory; past this size they only cost time, not accuracy.
 MAX_OWN_HOLDOUT = 10_000
@@ -54,6 +71,7 @@ class OwnFile:
     class_names: tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None
     layout: str | None = None
+    factor_names: tuple[str, ...] | None = None
 
 
 def _read_own(path: Path, config: DataConfig) -> OwnFile:
@@ -67,19 +85,21 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
     if path.is_dir():
         images, class_names = load_folder(path, config.image_size, config.channels)
         return OwnFile(images, class_names)
-    class_names, layout = None, None
+    if is_original(path):  # DeepMind's dSprites file: converted to an on-disk set once
+        return OwnFile(open_original(path, cache_dir("dsprites-file")), SHAPE_NAMES, factor_names=FACTOR_NAMES)
+    class_names, layout, factor_names = None, None, None
     if suffix == ".csv":
         data = read_csv_table(path, config.label_column)
         class_names = data.class_names
     elif suffix in (".npy", ".npz"):
         read = load_array_file(path, config.array_layout)
-        data, class_names, layout = read.data, read.class_names, read.layout
+        data, class_names, layout, factor_names = read.data, read.class_names, read.layout, read.factor_names
     else:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
     if config.label_column is not None and suffix != ".csv":
         raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
     columns = data.columns if isinstance(data, Table) else None
-    return OwnFile(as_item_set(data, config, str(path)), class_names, columns, layout)
+    return OwnFile(as_item_set(data, config, str(path)), class_names, columns, layout, factor_names)
 
 
 def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> ImageSet:
@@ -97,9 +117,14 @@ def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> Imag
 def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
     name = config.dataset
     class_names: tuple[str, ...] | None
-    if name in BUILTINS:
-        if config.array_layout != "auto":
-            raise VaekitError(f"--array-layout applies to .npy/.npz image arrays, and {name} is built in: leave it out")
+    factor_names: tuple[str, ...] | None = None
+    if name in BUILTIN_NAMES and config.array_layout != "auto":
+        raise VaekitError(f"--array-layout applies to .npy/.npz image arrays, and {name} is built in: leave it out")
+    if name in GENERATED:
+        train_all, test, source = _load_generated(progress)
+        val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
+        class_names, factor_names = SHAPE_NAMES, FACTOR_NAMES
+    elif name in BUILTINS:
         train_all, test, source = load_builtin(name, config.data_dir, progress=progress)
         val_size = config.val_size if config.val_size is not None else BUILTIN_VAL_SIZE
         class_names = BUILTINS[name].class_names
@@ -107,17 +132,37 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
         path = Path(name).expanduser()
         if not path.exists():
             raise VaekitError(
-                f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder"
+                f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTIN_NAMES)}) and no such file or folder"
             )
         own = _read_own(path, config)
         splits = split_own_data(own.items, config, name, str(path), own.class_names, own.columns)
-        return dataclasses.replace(splits, layout=own.layout)
-    return _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
+        return dataclasses.replace(splits, layout=own.layout, factor_names=own.factor_names)
+    splits = _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
+    return dataclasses.replace(splits, factor_names=factor_names)
+
+
+def _load_generated(progress: bool) -> tuple[ImageSet, ImageSet, str]:
+    """dSprites from the cache, rendered there first (about a minute, 3 GB): (train, test, folder)."""
+    folder = cache_dir("dsprites")
+    if open_dsprites(folder, DSPRITES_SIZES) is None:
+        from tqdm import tqdm
+
+        total = int(np.prod(DSPRITES_SIZES))
+        with tqdm(total=total, desc="rendering dSprites", unit="img", disable=not progress) as bar:
+            everything = load_dsprites(folder, DSPRITES_SIZES, progress=bar.update)
+    else:
+        everything = load_dsprites(folder, DSPRITES_SIZES)
+    test_size = min(GENERATED_TEST_SIZE, len(everything) // 10)
+    train_all, test = hold_out(everything, test_size, GENERATED_TEST_SEED, "test")
+    return train_all, test.in_memory(), str(folder)
 
 
 def load_items(config: DataConfig, progress: bool = False) -> tuple[ImageSet, tuple[str, ...] | None]:
     """Every item of `config.dataset` in its own order, unsplit, prepared as training prepared it
     (size, channels): a user's file or folder whole, a built-in set's official test images."""
+    if config.dataset in GENERATED:
+        _, test, _ = _load_generated(progress)
+        return _conform(test, config), SHAPE_NAMES
     if config.dataset in BUILTINS:
         _, test, _ = load_builtin(config.dataset, config.data_dir, progress=progress)
         return _conform(test, config), BUILTINS[config.dataset].class_names
@@ -181,6 +226,9 @@ def describe_builtins(data_dir: str | None = None) -> list[tuple[str, str]]:
             rows.append((name, f"found in {folder}"))
         else:
             rows.append((name, f"not found (downloads on first use); offline: {how_to_get(name, data_dir)}"))
+    folder = cache_dir("dsprites")
+    found = (folder / "dsprites.json").is_file()
+    rows.append(("dsprites", f"generated in {folder}" if found else f"rendered into {folder} on first use (3 GB)"))
     return rows
 
 

@@ -14,10 +14,12 @@ from vaekit.errors import VaekitError
 @dataclass(frozen=True)
 class ImageSet:
     """Images as uint8 (N, C, H, W), in memory or on disk, or feature vectors as float32
-    (N, 1, 1, D) in memory; labels as int64 (N,) or None."""
+    (N, 1, 1, D) in memory; labels as int64 (N,) or None; the ground-truth factors of data
+    generated from known factors (dSprites) as int64 (N, F) indices, or None."""
 
     images: np.ndarray | DiskImages
     labels: np.ndarray | None = None
+    factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         vectors = self.images.dtype == np.float32 and self.images.ndim == 4 and self.images.shape[1:3] == (1, 1)
@@ -29,6 +31,10 @@ class ImageSet:
         if self.labels is not None and len(self.labels) != len(self.images):
             raise VaekitError(
                 f"ImageSet has {len(self.labels)} labels for {len(self.images)} images: give one label per image"
+            )
+        if self.factors is not None and (self.factors.ndim != 2 or len(self.factors) != len(self.images)):
+            raise VaekitError(
+                f"ImageSet has factors of shape {self.factors.shape} for {len(self.images)} images: give (N, F)"
             )
 
     def __len__(self) -> int:
@@ -47,7 +53,8 @@ class ImageSet:
 
     def take(self, indices: np.ndarray | slice) -> ImageSet:
         images = self.images.take(indices) if isinstance(self.images, DiskImages) else self.images[indices]
-        return ImageSet(images, None if self.labels is None else self.labels[indices])
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageSet(images, labels, None if self.factors is None else self.factors[indices])
 
     @property
     def array(self) -> np.ndarray:
@@ -59,7 +66,7 @@ class ImageSet:
     def in_memory(self) -> ImageSet:
         """The same set with its images read into memory."""
         if isinstance(self.images, DiskImages):
-            return ImageSet(self.images.read(np.arange(len(self.images))), self.labels)
+            return ImageSet(self.images.read(np.arange(len(self.images))), self.labels, self.factors)
         return self
 
 
@@ -73,6 +80,7 @@ class DatasetSplits:
     class_names: tuple[str, ...] | None = None
     columns: tuple[str, ...] | None = None  # a table's feature names; None for images
     layout: str | None = None  # how a .npy/.npz file's images were laid out ('nhw', 'nhwc', 'nchw')
+    factor_names: tuple[str, ...] | None = None  # the names of ImageSet.factors' columns
 
     @property
     def shape(self) -> tuple[int, int, int]:

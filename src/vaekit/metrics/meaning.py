@@ -99,8 +99,9 @@ def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
             0.0,
         )
     if likelihood.support == "binary":
-        if data.binarize:
-            return FigureMeaning("likelihood", f"-log p(x) of the binarised image under a {title}, nats/image", 0.0)
+        if data.binary_pixels:
+            what = "binarised" if data.binarize else "binary"
+            return FigureMeaning("likelihood", f"-log p(x) of the {what} image under a {title}, nats/image", 0.0)
         return FigureMeaning(
             "cross-entropy",
             f"{title} cross-entropy on grey pixels, nats/image (not a likelihood: no bits/dim)",

@@ -35,9 +35,8 @@ from vaekit.checkpoint import (
 )
 from vaekit.config import ArrayLayout, RunConfig
 from vaekit.data import DatasetSplits, ImageSet, load_dataset
-from vaekit.data.builtin import BUILTINS
 from vaekit.data.memory import OWN_DATA_FILE, save_own_data
-from vaekit.data.registry import as_item_set, split_own_data
+from vaekit.data.registry import BUILTIN_NAMES, as_item_set, split_own_data
 from vaekit.data.tables import Table, with_table_scaling
 from vaekit.devices import precision_advice, resolve_device
 from vaekit.errors import VaekitError
@@ -77,7 +76,7 @@ def check_out_free(out: str | Path, force: bool) -> None:
 def with_absolute_paths(config: RunConfig) -> RunConfig:
     """Dataset and TensorBoard paths made absolute, so a saved config works from any directory."""
     data, train = config.data, config.train
-    dataset = data.dataset if data.dataset in BUILTINS else str(Path(data.dataset).expanduser().absolute())
+    dataset = data.dataset if data.dataset in BUILTIN_NAMES else str(Path(data.dataset).expanduser().absolute())
     data_dir = None if data.data_dir is None else str(Path(data.data_dir).expanduser().absolute())
     board = None if train.tensorboard is None else str(Path(train.tensorboard).expanduser().absolute())
     return dataclasses.replace(
