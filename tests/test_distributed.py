@@ -190,8 +190,7 @@ def test_an_existing_run_folder_stops_every_rank_with_one_message(dataset: Path,
 @pytest.mark.parametrize(
     ("objective", "term", "tolerance"),
     [
-        ("betatc", "train_tc_nats", 1e-4),
-        ("dip-ii", "train_dip_penalty", 1e-4),
+        ("betatc", "train_tc_nats", 1e-4),  # DIP's covariance and InfoVAE's MMD gather the same way
         # The discriminator's steps agree to float32 rounding (its weights to 1e-7 after a step), but
         # its gradients start near zero, where Adam's normalised steps amplify rounding: over an
         # epoch the curves agree to 0.1%, its own figure to a few percent.
@@ -203,7 +202,7 @@ def test_an_objective_of_the_whole_batch_follows_the_one_process_curve(
 ) -> None:
     """β-TCVAE's q(z), DIP's covariance and FactorVAE's permuted batch are taken over the global
     batch, gathered from both ranks with its gradient, so 2 processes compute what 1 does."""
-    flags = ("--objective", objective, "--epochs", "2")
+    flags = ("--objective", objective, "--epochs", "1")
     double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
     result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
     assert result.returncode == 0, result.stderr
