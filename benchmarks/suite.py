@@ -6,6 +6,7 @@ evaluation cost and scaling with data, side by side with the classic tutorial lo
     python benchmarks/suite.py --only throughput --models mlp
     python benchmarks/suite.py --only memory    # vaekit.fit on a tensor vs the built-in set
     python benchmarks/suite.py --only one-class # one-class Fashion-MNIST AUROC (benchmarks/one_class.py)
+    python benchmarks/suite.py --only objectives # each objective's step against the VAE's (objective_cost.py)
 
 Every measurement runs in a fresh subprocess (so peak resident memory is its own and runs never
 overlap) and the suite prints ratios vaekit / baseline with the median of the repeats, then
@@ -450,13 +451,24 @@ def from_memory(repeats: int) -> dict[str, Any]:
     return out
 
 
+def objective_costs() -> dict[str, Any]:
+    """Each objective's step against the VAE's, in a process of its own (objective_cost.py)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "objective_cost.py"), "--json"], capture_output=True, text=True, env=env, check=True
+    )
+    lines = done.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]))
+    return json.loads(lines[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parts = ["throughput", "target", "scaling", "iwae", "disk", "serve", "memory"]
+    parts = ["throughput", "target", "scaling", "iwae", "disk", "serve", "memory", "objectives"]
     # one-class anomaly detection trains ten models (about 10 minutes): asked for by name only
     parser.add_argument("--only", nargs="+", default=parts, choices=[*parts, "one-class"])
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -498,6 +510,8 @@ def main() -> None:
         results["serve"] = serve_latency()
     if "memory" in args.only:
         results["memory"] = from_memory(repeats)
+    if "objectives" in args.only:
+        results["objectives"] = objective_costs()
     if "one-class" in args.only:  # its own script and results file (benchmarks/one_class.json)
         subprocess.run([sys.executable, str(HERE / "one_class.py")], check=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

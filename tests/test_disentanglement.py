@@ -1,0 +1,92 @@
+"""The disentanglement metrics against constructed codes: codes equal to the factors score (near) 1,
+a rotation of them lower, codes independent of the factors near 0 (or chance, for the classifier
+scores); the discretised mutual information against independent computations."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from vaekit.metrics.disentanglement import (
+    Representation,
+    beta_vae_score,
+    dci,
+    dci_from_importance,
+    discrete_mutual_information,
+    factor_vae_score,
+    histogram_discretize,
+    mig,
+    sap,
+)
+
+pytest.importorskip("sklearn")
+SIZES = (4, 5, 6)
+GRID = np.stack(np.meshgrid(*[np.arange(n) for n in SIZES], indexing="ij"), -1).reshape(-1, 3)  # (120, 3)
+SMALL = {"train": 1500, "test": 600}
+
+
+def representation(kind: str, seed: int = 0) -> Representation:
+    rng = np.random.default_rng(seed)
+    factors = np.repeat(GRID, 20, axis=0)  # every combination 20 times: 2,400 items
+    standard = (factors - factors.mean(0)) / factors.std(0)
+    if kind == "factors":
+        codes = np.concatenate([standard, 0.01 * rng.normal(size=(len(factors), 2))], axis=1)  # 5 codes, 2 unused
+    elif kind == "rotated":  # 45 degrees in the plane of the first two factors: each code mixes both equally
+        c = math.cos(math.pi / 4)
+        rotation = np.array([[c, -c, 0.0], [c, c, 0.0], [0.0, 0.0, 1.0]])
+        codes = np.concatenate([standard @ rotation, 0.01 * rng.normal(size=(len(factors), 2))], axis=1)
+    else:  # independent of the factors
+        codes = rng.normal(size=(len(factors), 5))
+    return Representation(codes + 0.001 * rng.normal(size=codes.shape), factors)
+
+
+def test_the_mutual_information_is_the_textbook_sum_and_sklearns() -> None:
+    from sklearn.metrics import mutual_info_score
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 4, size=500)
+    b = (a + rng.integers(0, 2, size=500)) % 5
+    joint, pa, pb = Counter(zip(a, b, strict=True)), Counter(a), Counter(b)
+    by_hand = sum(c / 500 * math.log((c / 500) / (pa[x] / 500 * pb[y] / 500)) for (x, y), c in joint.items())
+    assert discrete_mutual_information(a, b) == pytest.approx(by_hand, rel=1e-12)
+    assert discrete_mutual_information(a, b) == pytest.approx(mutual_info_score(a, b), rel=1e-10)
+
+
+def test_histogram_discretisation_puts_each_code_into_its_own_twenty_bins() -> None:
+    codes = np.stack([np.linspace(0, 1, 200), np.linspace(-5, 5, 200)], axis=1)
+    bins = histogram_discretize(codes, 20)
+    assert bins.min() == 1 and bins.max() == 20 and all(len(np.unique(bins[:, j])) == 20 for j in range(2))
+
+
+def test_dci_of_an_identity_importance_is_one_and_of_a_uniform_one_is_zero() -> None:
+    assert dci_from_importance(np.eye(4)) == pytest.approx((1.0, 1.0), abs=1e-6)
+    assert dci_from_importance(np.ones((4, 4))) == pytest.approx((0.0, 0.0), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("metric", "key"),
+    [
+        (lambda r, g: mig(r, g, train=SMALL["train"]), "mig"),
+        (lambda r, g: sap(r, g, **SMALL), "sap"),
+        (lambda r, g: dci(r, g, train=600, test=300), "disentanglement"),
+        (lambda r, g: beta_vae_score(r, g, batch=32, train=300, test=150), "eval_accuracy"),
+        (lambda r, g: factor_vae_score(r, g, batch=32, train=300, test=150, variance_items=1000), "eval_accuracy"),
+    ],
+    ids=["mig", "sap", "dci", "beta-vae", "factor-vae"],
+)
+def test_the_factors_score_highest_a_rotation_lower_and_independent_codes_lowest(metric, key: str) -> None:  # type: ignore[no-untyped-def]
+    scores = {
+        kind: float(metric(representation(kind), np.random.default_rng(2))[key])
+        for kind in ("factors", "rotated", "independent")
+    }
+    chance = 1 / len(SIZES)
+    # SAP's one-dimensional linear SVM cannot separate the 4 to 6 values of a factor: its best is
+    # about 0.35 here even for the factors themselves (a known limit for discrete factors).
+    high = {"sap": 0.3, "mig": 0.85, "disentanglement": 0.85}.get(key, 0.95)
+    assert scores["factors"] >= high, scores
+    assert scores["rotated"] < scores["factors"] - 0.05, scores
+    floor = chance + 0.2 if key == "eval_accuracy" else 0.1
+    assert scores["independent"] < floor, scores
