@@ -4,8 +4,10 @@ scores); the discretised mutual information against independent computations."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +92,53 @@ def test_the_factors_score_highest_a_rotation_lower_and_independent_codes_lowest
     assert scores["rotated"] < scores["factors"] - 0.05, scores
     floor = chance + 0.2 if key == "eval_accuracy" else 0.1
     assert scores["independent"] < floor, scores
+
+
+@pytest.mark.slow
+def test_evaluate_reports_the_metrics_on_data_with_factors_and_refuses_them_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import vaekit.metrics.evaluation as evaluation
+    from tests.conftest import blob_images
+    from tests.test_dsprites import SMALL as GRID_SIZES
+    from vaekit.cli import main
+    from vaekit.data import registry
+
+    monkeypatch.setattr(registry, "DSPRITES_SIZES", GRID_SIZES)  # a 1,536-image dSprites grid
+    for name in ("beta_vae_score", "factor_vae_score"):  # fewer points: the test is about the wiring
+        real = getattr(evaluation, name)
+        monkeypatch.setattr(evaluation, name, lambda rep, rng, real=real: real(rep, rng, train=200, test=100))
+    real_dci = evaluation.dci
+    monkeypatch.setattr(evaluation, "dci", lambda rep, rng: real_dci(rep, rng, train=300, test=100))
+    run = tmp_path / "run"
+    flags = ["--preset", "mlp", "--latent-dim", "4", "--epochs", "1", "--val-size", "100", "--quiet"]
+    assert main(["train", "--dataset", "dsprites", *flags, "--out", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run), "--k", "2", "--no-quality"]) == 0
+    printed = capsys.readouterr().out
+    assert "MIG" in printed and "FactorVAE score" in printed and "DCI" in printed
+    figures = json.loads((run / "eval.json").read_text())["disentanglement"]
+    assert figures["factor_names"] == ["shape", "scale", "orientation", "posX", "posY"]
+    assert 0.0 <= figures["mig"] <= 1.0 and np.array(figures["mutual_information_nats"]).shape == (4, 5)
+    assert 0.0 <= figures["dci"]["disentanglement"] <= 1.0
+    images, labels = blob_images(400, side=16, seed=4)
+    np.savez(tmp_path / "plain.npz", x=images[:, 0], y=labels)
+    plain = tmp_path / "plain"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tmp_path / "plain.npz"),
+                *flags[:-3],
+                "--val-size",
+                "20",
+                "--quiet",
+                "--out",
+                str(plain),
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", "--run", str(plain), "--k", "2", "--no-quality", "--disentanglement"]) == 2
+    assert "need data with known factors" in capsys.readouterr().err
+    assert not (plain / "eval.json").exists()

@@ -171,6 +171,13 @@ def _add_evaluation_commands(commands: Commands) -> None:
     evaluate.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (default 1000)")
     evaluate.add_argument("--no-quality", action="store_true", help="skip the classifier-based sample quality")
     evaluate.add_argument("--images", type=int, help="only the first N images of the split (a quicker estimate)")
+    evaluate.add_argument(
+        "--disentanglement",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the disentanglement metrics (beta-VAE and FactorVAE scores, MIG, SAP, DCI); default: when the data has "
+        "factors (dsprites, an npz with `factors`)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
 
@@ -408,7 +415,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     splits = run.load_data()
     if len(getattr(splits, args.split)) == 0:
         raise VaekitError(f"{args.run} was trained with no {args.split} set (--val-size 0): evaluate --split test")
-    result = evaluate_run(run, splits, args.split, args.k, args.seed, quality=not args.no_quality, limit=args.images)
+    result = evaluate_run(
+        run,
+        splits,
+        args.split,
+        args.k,
+        args.seed,
+        quality=not args.no_quality,
+        limit=args.images,
+        factors=args.disentanglement,
+    )
     print(format_table(result))
     warning = collapse_warning(result)
     if warning:

@@ -6,9 +6,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vaekit.atomic import write_json
-from vaekit.data import DatasetSplits
+from vaekit.codes import encode_items
+from vaekit.data import DatasetSplits, ImageSet
+from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
+from vaekit.metrics.disentanglement import Representation, beta_vae_score, dci, factor_vae_score, mig, sap
 from vaekit.metrics.elbo import elbo_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
@@ -29,8 +34,10 @@ def evaluate_run(
     quality: bool = True,
     batch_size: int = IWAE_BATCH,
     limit: int | None = None,
+    factors: bool | None = None,
 ) -> dict[str, Any]:
-    """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given)."""
+    """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given).
+    `factors`: the disentanglement metrics (None: when the data has factors; True: insist)."""
     chosen = getattr(splits, split).take(slice(0, limit))
     images = chosen.images
     # A conditional model is measured given each image's label: -log p(x|y).
@@ -58,6 +65,10 @@ def evaluate_run(
         started = time.perf_counter()
         scores = sample_quality(run.model, splits, data, seed=seed)
         seconds["quality"] = time.perf_counter() - started
+    started = time.perf_counter()
+    disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
+    if disentanglement is not None:
+        seconds["disentanglement"] = time.perf_counter() - started
     meaning = figure_meaning(run.model.likelihood, data)
     # Keys name the figure: elbo_nelbo_nats / iwae_nll_nats only for a likelihood, otherwise e.g.
     # elbo_cross_entropy_nats / iwae_cross_entropy_nats; *_bits_per_dim only where honest.
@@ -84,6 +95,7 @@ def evaluate_run(
         **usage.to_dict(),
         **bottom,
         "quality": None if scores is None else scores.to_dict(),
+        "disentanglement": disentanglement,
         "seconds": seconds,
         "units": {
             "*_nats": f"nats per {item_word(run.config.data)}",
@@ -91,6 +103,35 @@ def evaluate_run(
             "kl_per_dim_nats": f"nats per {item_word(run.config.data)}, per latent dimension",
             "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
         },
+    }
+
+
+def disentanglement_figures(
+    run: TrainedRun, chosen: ImageSet, names: tuple[str, ...] | None, seed: int, wanted: bool | None
+) -> dict[str, Any] | None:
+    """The disentanglement metrics (metrics/disentanglement.py) of the posterior means of `chosen`,
+    sampled from its own items; None when not wanted or, unasked, when the data has no factors."""
+    if wanted is False or (wanted is None and chosen.factors is None):
+        return None
+    if chosen.factors is None:
+        raise VaekitError(
+            "the disentanglement metrics need data with known factors (--dataset dsprites, or an .npz with `factors`); "
+            "this run's data has none: leave out --disentanglement"
+        )
+    if run.model.latent_dim < 2:
+        raise VaekitError("the disentanglement metrics compare latent dimensions: this run has fewer than 2")
+    labels = run.model.conditioning(chosen.labels, "the evaluated set")
+    codes = encode_items(run.model, np.asarray(chosen.images), run.config.data, seed=seed, labels=labels).mean
+    rep = Representation(codes.astype(np.float64), chosen.factors)
+    rng = np.random.default_rng(seed)
+    return {
+        "factor_names": list(names or (f"factor_{j}" for j in range(chosen.factors.shape[1]))),
+        "items": len(codes),
+        "beta_vae_score": beta_vae_score(rep, rng),
+        "factor_vae_score": factor_vae_score(rep, rng),
+        **mig(rep, rng),
+        **sap(rep, rng),
+        "dci": dci(rep, rng),
     }
 
 
@@ -150,6 +191,21 @@ def format_table(result: dict[str, Any]) -> str:
                     f"{quality['label_agreement']:.4f} (vaekit's classifier agrees with the label asked for)",
                 )
             )
+    factors = result.get("disentanglement")
+    if factors:
+        dci_figures = factors["dci"]
+        rows += [
+            ("beta-VAE score", f"{factors['beta_vae_score']['eval_accuracy']:.4f} (accuracy)"),
+            ("FactorVAE score", f"{factors['factor_vae_score']['eval_accuracy']:.4f} (accuracy)"),
+            ("MIG", f"{factors['mig']:.4f}"),
+            ("SAP", f"{factors['sap']:.4f}"),
+            (
+                "DCI",
+                f"disentanglement {dci_figures['disentanglement']:.4f}, "
+                f"completeness {dci_figures['completeness']:.4f}, "
+                f"informativeness {dci_figures['informativeness_test']:.4f}",
+            ),
+        ]
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
     if result.get("figure_description"):
