@@ -191,3 +191,37 @@ def test_an_unknown_objective_is_one_line_from_the_cli(capsys: pytest.CaptureFix
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'factor-vae'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("objective", ["betatc", "factorvae"])
+def test_evaluate_names_the_terms_of_the_objective_the_run_optimised(
+    objective: str, blobs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(blobs),
+                "--preset",
+                "mlp",
+                "--objective",
+                objective,
+                *SMALL,
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", "--run", str(run), "--k", "2", "--no-quality"]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads((run / "eval.json").read_text())["objective"]
+    assert figures["name"] == objective and f"objective {objective}" in printed
+    if objective == "betatc":
+        for term in OBJECTIVES[objective]:
+            assert math.isfinite(figures[term]) and term in printed
+    else:  # the discriminator is not kept with the weights
+        assert "discriminator" in figures["note"]

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vaekit.atomic import write_json
 from vaekit.codes import encode_items
 from vaekit.data import DatasetSplits, ImageSet
+from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
 from vaekit.metrics.disentanglement import Representation, beta_vae_score, dci, factor_vae_score, mig, sap
@@ -21,6 +23,8 @@ from vaekit.metrics.meaning import figure_description, figure_meaning, item_word
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
+from vaekit.objectives.base import StepBatch, own_parts
+from vaekit.objectives.registry import build_objective
 
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
 
@@ -65,6 +69,7 @@ def evaluate_run(
         started = time.perf_counter()
         scores = sample_quality(run.model, splits, data, seed=seed)
         seconds["quality"] = time.perf_counter() - started
+    objective = objective_terms(run, chosen, len(splits.train), seed)
     started = time.perf_counter()
     disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
     if disentanglement is not None:
@@ -95,6 +100,7 @@ def evaluate_run(
         **usage.to_dict(),
         **bottom,
         "quality": None if scores is None else scores.to_dict(),
+        "objective": objective,
         "disentanglement": disentanglement,
         "seconds": seconds,
         "units": {
@@ -104,6 +110,38 @@ def evaluate_run(
             "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
         },
     }
+
+
+@torch.no_grad()
+def objective_terms(run: TrainedRun, chosen: ImageSet, train_items: int, seed: int) -> dict[str, Any] | None:
+    """The mean per item of each term of the objective the run optimised, over `chosen` in
+    batches of its training batch size (the batch-level estimators, β-TCVAE's q(z) among them,
+    see batches of that size), at the kept checkpoint's step; None for the ELBO and IWAE, which
+    have no terms beyond the -ELBO's own."""
+    config = run.config
+    objective = build_objective(config, dataset_size=train_items)
+    if not objective.terms:
+        return None
+    result: dict[str, Any] = {"name": config.train.objective, "batch_size": config.train.batch_size}
+    if own_parts(objective) is not None:  # FactorVAE: its discriminator trains with the run, is not kept
+        result["note"] = "its terms need the discriminator, which is not kept with the weights: see metrics.jsonl"
+        return result
+    model, device = run.model, run.model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    labels = model.conditioning(chosen.labels, "the evaluated set")
+    sums = torch.zeros(len(objective.terms), dtype=torch.float64)
+    count = 0
+    step = int(run.info.get("step") or 0)
+    images = np.asarray(chosen.images)
+    for x, y in labelled_batches(images, labels, config.data, config.train.batch_size, device, generator):
+        if len(x) < 2 and count:  # a last batch of one has no batch statistics: leave it out
+            break
+        batch = StepBatch(x, y, step, 1.0, slice(0, len(x)), len(x), generator)
+        terms = objective(model, batch)
+        sums += torch.stack([terms.extras[name].sum() for name in objective.terms]).double().cpu()
+        count += len(x)
+    result.update({name: float(total / max(1, count)) for name, total in zip(objective.terms, sums, strict=True)})
+    return result
 
 
 def disentanglement_figures(
@@ -191,6 +229,11 @@ def format_table(result: dict[str, Any]) -> str:
                     f"{quality['label_agreement']:.4f} (vaekit's classifier agrees with the label asked for)",
                 )
             )
+    objective = result.get("objective")
+    if objective:
+        terms = [f"{k} {v:.4g}" for k, v in objective.items() if k not in ("name", "batch_size", "note")]
+        shown = ", ".join(terms) if terms else objective.get("note", "")
+        rows.append((f"objective {objective['name']}", f"{shown} (per item, batches of {objective['batch_size']})"))
     factors = result.get("disentanglement")
     if factors:
         dci_figures = factors["dci"]
