@@ -142,3 +142,16 @@ def test_evaluate_reports_the_metrics_on_data_with_factors_and_refuses_them_with
     assert main(["evaluate", "--run", str(plain), "--k", "2", "--no-quality", "--disentanglement"]) == 2
     assert "need data with known factors" in capsys.readouterr().err
     assert not (plain / "eval.json").exists()
+
+
+def test_items_drawn_to_share_a_factor_share_it_and_cover_its_group() -> None:
+    rep = representation("independent")
+    rng = np.random.default_rng(5)
+    rows = rep.sample(3000, rng)
+    partners = rep.sharing(rows, 2, rng)
+    assert np.array_equal(rep.factors[partners, 2], rep.factors[rows, 2])
+    group = np.flatnonzero(rep.factors[:, 2] == rep.factors[rows[0], 2])  # 400 items share that value
+    drawn = rep.sharing(np.full(20_000, rows[0]), 2, rng)
+    assert set(drawn) <= set(group) and len(set(drawn)) > 0.95 * len(group)  # uniform over the group
+    fixed = rep.fixed(1, 64, rng)
+    assert len(set(rep.factors[fixed, 1])) == 1

@@ -25,7 +25,7 @@ are encoded. Shapes: N items, Z codes, F factors, B a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,8 @@ class Representation:
 
     codes: np.ndarray
     factors: np.ndarray
+    # per factor: the items sorted by its value, and where each value's run starts and ends
+    _groups: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.codes.ndim != 2 or self.factors.ndim != 2 or len(self.codes) != len(self.factors):
@@ -55,25 +57,30 @@ class Representation:
                 f"codes {self.codes.shape} and factors {self.factors.shape} must be (N, Z) and (N, F) for the same N"
             )
 
+    def _group(self, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if factor not in self._groups:
+            order = np.argsort(self.factors[:, factor], kind="stable")
+            values = self.factors[order, factor]
+            starts = np.searchsorted(values, values, side="left")  # per sorted item: its value's run
+            ends = np.searchsorted(values, values, side="right")
+            position = np.empty(len(order), dtype=np.int64)
+            position[order] = np.arange(len(order))
+            self._groups[factor] = (order, starts[position], ends[position])  # starts/ends by item
+        return self._groups[factor]
+
     def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """Indices of `count` items drawn uniformly."""
         return rng.integers(0, len(self.codes), size=count)
 
     def sharing(self, rows: np.ndarray, factor: int, rng: np.random.Generator) -> np.ndarray:
         """For each item in `rows`, another item with the same value of `factor`, drawn uniformly."""
-        values = self.factors[rows, factor]
-        out = np.empty(len(rows), dtype=np.int64)
-        for value in np.unique(values):
-            pool = np.flatnonzero(self.factors[:, factor] == value)
-            where = values == value
-            out[where] = pool[rng.integers(0, len(pool), size=int(where.sum()))]
-        return out
+        order, starts, ends = self._group(factor)
+        return order[rng.integers(starts[rows], ends[rows])]
 
     def fixed(self, factor: int, count: int, rng: np.random.Generator) -> np.ndarray:
         """`count` items that all share one random value of `factor` (drawn as an item's value)."""
-        value = self.factors[rng.integers(0, len(self.factors)), factor]
-        pool = np.flatnonzero(self.factors[:, factor] == value)
-        return pool[rng.integers(0, len(pool), size=count)]
+        anchor = np.full(count, rng.integers(0, len(self.factors)))
+        return self.sharing(anchor, factor, rng)
 
 
 # --- mutual information ---------------------------------------------------------------------------
@@ -216,24 +223,39 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
     return float((per_code * code_weight).sum()), float((per_factor * factor_weight).sum())
 
 
-def dci(rep: Representation, rng: np.random.Generator, train: int = 10_000, test: int = 5_000) -> dict[str, object]:
-    _sklearn()
+def _boosted_trees(
+    codes_train: np.ndarray, y_train: np.ndarray, codes_test: np.ndarray, y_test: np.ndarray, seed: int
+) -> tuple[np.ndarray, float, float]:
     from sklearn.ensemble import GradientBoostingClassifier
 
+    model = GradientBoostingClassifier(random_state=seed).fit(codes_train, y_train)
+    return np.abs(model.feature_importances_), model.score(codes_train, y_train), model.score(codes_test, y_test)
+
+
+def dci(rep: Representation, rng: np.random.Generator, train: int = 10_000, test: int = 5_000) -> dict[str, object]:
+    """DCI from one gradient-boosted classifier per factor (scikit-learn's defaults, as dci.py),
+    the factors fitted in parallel on every core: the trees are most of the metrics' cost."""
+    _sklearn()
+    from joblib import Parallel, delayed  # scikit-learn's own dependency
+
     rows_train, rows_test = rep.sample(train, rng), rep.sample(test, rng)
-    importance = np.zeros((rep.codes.shape[1], rep.factors.shape[1]))
-    train_accuracy, test_accuracy = [], []
-    for k in range(rep.factors.shape[1]):
-        model = GradientBoostingClassifier(random_state=int(rng.integers(0, 2**31)))
-        model.fit(rep.codes[rows_train], rep.factors[rows_train, k])
-        importance[:, k] = np.abs(model.feature_importances_)
-        train_accuracy.append(model.score(rep.codes[rows_train], rep.factors[rows_train, k]))
-        test_accuracy.append(model.score(rep.codes[rows_test], rep.factors[rows_test, k]))
+    seeds = [int(v) for v in np.asarray(rng.integers(0, 2**31, size=rep.factors.shape[1])).tolist()]
+    fitted = Parallel(n_jobs=-1)(
+        delayed(_boosted_trees)(
+            rep.codes[rows_train],
+            rep.factors[rows_train, k],
+            rep.codes[rows_test],
+            rep.factors[rows_test, k],
+            int(seed),
+        )
+        for k, seed in enumerate(seeds)
+    )
+    importance = np.stack([f[0] for f in fitted], axis=1)  # (Z, F)
     disentanglement, completeness = dci_from_importance(importance)
     return {
         "disentanglement": disentanglement,
         "completeness": completeness,
-        "informativeness_train": float(np.mean(train_accuracy)),
-        "informativeness_test": float(np.mean(test_accuracy)),
+        "informativeness_train": float(np.mean([f[1] for f in fitted])),
+        "informativeness_test": float(np.mean([f[2] for f in fitted])),
         "importance_matrix": importance.tolist(),
     }
