@@ -162,14 +162,23 @@ def disentanglement_figures(
     codes = encode_items(run.model, np.asarray(chosen.images), run.config.data, seed=seed, labels=labels).mean
     rep = Representation(codes.astype(np.float64), chosen.factors)
     rng = np.random.default_rng(seed)
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, metric: Any) -> Any:
+        started = time.perf_counter()
+        value = metric(rep, rng)
+        seconds[name] = time.perf_counter() - started
+        return value
+
     return {
         "factor_names": list(names or (f"factor_{j}" for j in range(chosen.factors.shape[1]))),
         "items": len(codes),
-        "beta_vae_score": beta_vae_score(rep, rng),
-        "factor_vae_score": factor_vae_score(rep, rng),
-        **mig(rep, rng),
-        **sap(rep, rng),
-        "dci": dci(rep, rng),
+        "beta_vae_score": timed("beta_vae_score", beta_vae_score),
+        "factor_vae_score": timed("factor_vae_score", factor_vae_score),
+        **timed("mig", mig),
+        **timed("sap", sap),
+        "dci": timed("dci", dci),
+        "seconds": seconds,
     }
 
 
