@@ -103,12 +103,18 @@ def evaluate_run(
         "objective": objective,
         "disentanglement": disentanglement,
         "seconds": seconds,
-        "units": {
-            "*_nats": f"nats per {item_word(run.config.data)}",
-            "*_bits_per_dim": "bits per dimension",
-            "kl_per_dim_nats": f"nats per {item_word(run.config.data)}, per latent dimension",
-            "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
-        },
+        "units": units(item_word(run.config.data)),
+    }
+
+
+def units(item: str) -> dict[str, str]:
+    """What eval.json's keys are measured in, by pattern."""
+    return {
+        "*_nats": f"nats per {item}",
+        "*_bits_per_dim": "bits per dimension",
+        "kl_per_dim_nats": f"nats per {item}, per latent dimension",
+        "frechet_distance*": "squared distance in the feature space of vaekit's own classifier (not Inception FID)",
+        "disentanglement": "scores and accuracies in [0, 1]; mutual_information_nats in nats",
     }
 
 
