@@ -27,6 +27,7 @@ PAGES = {
     "results": "results/#a-the-tutorials-convention-cross-entropy-on-grey-pixels",  # the presets' table
     "api-training": "reference/training/",
     "objectives": "concepts/objectives/",
+    "disentanglement": "concepts/disentanglement/",
 }
 
 
