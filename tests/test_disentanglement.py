@@ -155,3 +155,34 @@ def test_items_drawn_to_share_a_factor_share_it_and_cover_its_group() -> None:
     assert set(drawn) <= set(group) and len(set(drawn)) > 0.95 * len(group)  # uniform over the group
     fixed = rep.fixed(1, 64, rng)
     assert len(set(rep.factors[fixed, 1])) == 1
+
+
+@pytest.mark.slow
+def test_the_factors_picture_is_drawn_for_data_with_factors_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from tests.conftest import blob_images
+    from tests.test_dsprites import SMALL as GRID_SIZES
+    from vaekit.cli import main
+    from vaekit.data import registry
+
+    monkeypatch.setattr(registry, "DSPRITES_SIZES", GRID_SIZES)
+    flags = ["--preset", "mlp", "--latent-dim", "4", "--epochs", "1", "--quiet"]
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "dsprites", *flags, "--val-size", "100", "--out", str(run)]) == 0
+    assert main(["plot", "--run", str(run), "factors"]) == 0
+    width, height = Image.open(run / "plots" / "factors.png").size
+    assert width > 300 and height > 200
+    images, labels = blob_images(400, side=16, seed=4)
+    np.savez(tmp_path / "plain.npz", x=images[:, 0], y=labels)
+    plain = tmp_path / "plain"
+    assert (
+        main(["train", "--dataset", str(tmp_path / "plain.npz"), *flags, "--val-size", "20", "--out", str(plain)]) == 0
+    )
+    capsys.readouterr()
+    assert main(["plot", "--run", str(plain), "factors"]) == 2
+    assert "needs data with known factors" in capsys.readouterr().err
+    assert main(["plot", "--run", str(plain), "all"]) == 0  # `all` leaves it out
+    assert not (plain / "plots" / "factors.png").exists() and (plain / "plots" / "curves.png").exists()

@@ -15,7 +15,9 @@ from vaekit.cli import PICTURE_NAMES
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.training.run import train_run
 
-PICTURES = list(PICTURE_NAMES)  # every picture `vaekit plot all` offers
+# every picture `vaekit plot all` offers for data without known factors (the factors picture is
+# tested on dSprites in tests/test_disentanglement.py)
+PICTURES = [name for name in PICTURE_NAMES if name != "factors"]
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ PICTURE_NAMES = (
     "manifold",
     "scores",
     "anomalies",
+    "factors",
 )
 
 

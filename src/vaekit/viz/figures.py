@@ -69,6 +69,25 @@ def training_curves(rows: Sequence[dict[str, Any]]) -> Figure:
     return figure
 
 
+def factor_heatmap(information: np.ndarray, factor_names: Sequence[str]) -> Figure:
+    """The mutual information of each factor (rows) with each latent dimension (columns), as a
+    share of the factor's entropy: (F, Z) in [0, 1]."""
+    factors, latents = information.shape
+    figure = Figure(figsize=(max(4.0, 0.55 * latents + 2.0), max(2.5, 0.5 * factors + 1.2)))
+    ax = figure.subplots()
+    image = ax.imshow(information, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for (row, col), value in np.ndenumerate(information):
+        ax.text(
+            col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black"
+        )
+    ax.set_xticks(range(latents), [f"z{j}" for j in range(latents)], fontsize=8)
+    ax.set_yticks(range(factors), list(factor_names), fontsize=8)
+    ax.set_title("I(factor; z_j) / H(factor), test set (20 bins per latent)", fontsize=10)
+    figure.colorbar(image, ax=ax, fraction=0.04)
+    figure.tight_layout()
+    return figure
+
+
 def score_histogram(scores: np.ndarray, label: str, threshold: float | None = None) -> Figure:
     """Histogram of per-item anomaly scores (higher: less typical), with an optional threshold."""
     figure = Figure(figsize=(7.0, 3.5))

@@ -19,10 +19,11 @@ from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
 from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
 from vaekit.loading import TrainedRun
+from vaekit.metrics.disentanglement import discrete_mutual_information, histogram_discretize, mutual_information_matrix
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import item_word
 from vaekit.metrics.scores import has_excess, score_by
-from vaekit.viz.figures import latent_map, save_figure, score_histogram, training_curves
+from vaekit.viz.figures import factor_heatmap, latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
 
@@ -189,6 +190,19 @@ def anomalies(ctx: PictureContext) -> np.ndarray:
     return make_grid(torch.cat([shown, rebuilt, error]), len(worst))
 
 
+def factor_information(ctx: PictureContext) -> Figure:
+    """How much each latent dimension says about each known factor (data with factors only)."""
+    factors = ctx.splits.test.factors
+    if factors is None:
+        raise VaekitError("the factors picture needs data with known factors (dsprites, an npz with `factors`)")
+    codes = histogram_discretize(ctx.test_means().numpy())
+    information = mutual_information_matrix(codes, factors).T  # (F, Z) nats
+    entropy = np.array([discrete_mutual_information(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+    shares = np.divide(information, entropy[:, None], out=np.zeros_like(information), where=entropy[:, None] > 0)
+    names = ctx.splits.factor_names or tuple(f"factor_{k}" for k in range(factors.shape[1]))
+    return factor_heatmap(shares, names)
+
+
 PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "reconstructions": reconstructions,
     "samples": samples,
@@ -200,11 +214,12 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "curves": curves,
     "scores": score_distribution,
     "anomalies": anomalies,
+    "factors": factor_information,
 }
 
 
 # Pictures of the latent space itself: a model without one (--latent-dim 0) has none of them.
-LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold")
+LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold", "factors")
 
 
 # What a table's run can show: its rows are not images, so no grids of them.
@@ -219,11 +234,14 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
         for name in names
         if (ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES)
         and (not ctx.splits.is_table or name in TABLE_PICTURES)
+        and (name != "factors" or ctx.splits.test.factors is not None)
     ]
 
 
 def draw(ctx: PictureContext, what: str, path: Path) -> Path:
     if what not in drawable(ctx, [what]):
+        if what == "factors":
+            raise VaekitError("the factors picture needs data with known factors (dsprites, an npz with `factors`)")
         if ctx.splits.is_table:
             raise VaekitError(
                 f"{what} shows images, and this run's data is a table: plot {' or '.join(TABLE_PICTURES)}"

@@ -24,6 +24,7 @@ PICTURE_TITLES = {
     "manifold": "Decoded manifold (2-D latent, or the top two principal directions)",
     "scores": "Anomaly scores: -ELBO of test items (vaekit score gives them per item, with a threshold)",
     "anomalies": "The least typical test items (highest -ELBO): the items, their reconstructions, the per-pixel error",
+    "factors": "What each latent dimension says about each known factor: I(factor; z_j) / H(factor) on the test set",
 }
 
 STYLE = """
