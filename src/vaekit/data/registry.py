@@ -144,14 +144,13 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
 def _load_generated(progress: bool) -> tuple[ImageSet, ImageSet, str]:
     """dSprites from the cache, rendered there first (about a minute, 3 GB): (train, test, folder)."""
     folder = cache_dir("dsprites")
-    if open_dsprites(folder, DSPRITES_SIZES) is None:
+    everything = open_dsprites(folder, DSPRITES_SIZES)  # the fingerprint is read once per load
+    if everything is None:
         from tqdm import tqdm
 
         total = int(np.prod(DSPRITES_SIZES))
         with tqdm(total=total, desc="rendering dSprites", unit="img", disable=not progress) as bar:
             everything = load_dsprites(folder, DSPRITES_SIZES, progress=bar.update)
-    else:
-        everything = load_dsprites(folder, DSPRITES_SIZES)
     test_size = min(GENERATED_TEST_SIZE, len(everything) // 10)
     train_all, test = hold_out(everything, test_size, GENERATED_TEST_SEED, "test")
     return train_all, test.in_memory(), str(folder)

@@ -40,6 +40,17 @@ def _kl_part(
     return posterior_kl if model.closed_form_kl else (log_px - log_w).mean(0)
 
 
+def _weighted_samples(
+    model: TrainableModel, batch: StepBatch, count: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`count` importance samples per item: their log weights (count, b), and the ELBO's parts
+    from them, -log p(x|z) and the KL, each (b,)."""
+    posterior = model.encode(batch.x, batch.y)
+    eps = batch.noise(model.noise_dim, samples=count)  # (count, b, Z)
+    log_w, log_px = model.log_weights(batch.x, posterior, count, eps=eps, y=batch.y)
+    return log_w, -log_px.mean(0), _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
+
+
 @dataclass(frozen=True)
 class Iwae:
     samples: int  # K
@@ -58,12 +69,8 @@ class Miwae:
     terms: tuple[str, ...] = ()
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
-        total = self.groups * self.samples
-        posterior = model.encode(batch.x, batch.y)
-        eps = batch.noise(model.noise_dim, samples=total)  # (M K, b, Z)
-        log_w, log_px = model.log_weights(batch.x, posterior, total, eps=eps, y=batch.y)  # (M K, b)
-        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
-        return ObjectiveTerms(-miwae_bound(log_w, self.groups), -log_px.mean(0), kl)
+        log_w, recon, kl = _weighted_samples(model, batch, self.groups * self.samples)  # (M K, b)
+        return ObjectiveTerms(-miwae_bound(log_w, self.groups), recon, kl)
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,8 @@ class Ciwae:
     terms: tuple[str, ...] = ()
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
-        posterior = model.encode(batch.x, batch.y)
-        eps = batch.noise(model.noise_dim, samples=self.samples)  # (K, b, Z)
-        log_w, log_px = model.log_weights(batch.x, posterior, self.samples, eps=eps, y=batch.y)
-        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
-        return ObjectiveTerms(-ciwae_bound(log_w, self.beta), -log_px.mean(0), kl)
+        log_w, recon, kl = _weighted_samples(model, batch, self.samples)  # (K, b)
+        return ObjectiveTerms(-ciwae_bound(log_w, self.beta), recon, kl)
 
 
 @dataclass(frozen=True)

@@ -107,17 +107,13 @@ class TrainerState:
         """
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         optim = self.optimizer.state_dict()
-        for index, per_param in optim["state"].items():
-            for key, value in per_param.items():
-                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        tensors.update(_flat_optimizer_state(optim, "optim."))
         own_groups = None
         if self.own is not None:
             module, optimizer = self.own
             tensors.update({f"objective.{k}": v for k, v in module.state_dict().items()})
             own_state = optimizer.state_dict()
-            for index, per_param in own_state["state"].items():
-                for key, value in per_param.items():
-                    tensors[f"objective_optim.{index}.{key}"] = torch.as_tensor(value)
+            tensors.update(_flat_optimizer_state(own_state, "objective_optim."))
             own_groups = own_state["param_groups"]
         tensors["rng.order"] = self.order_generator.get_state()
         tensors["rng.noise"] = self.noise_generator.get_state()  # the same on every rank
@@ -144,14 +140,17 @@ class TrainerState:
 
     def restore(self, model: VAE, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        per_param: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in tensors.items():
-            if name.startswith("optim."):
-                _, index, key = name.split(".", 2)
-                per_param.setdefault(int(index), {})[key] = value
-        self.optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
+        self.optimizer.load_state_dict(
+            {"state": _optimizer_state(tensors, "optim."), "param_groups": info["param_groups"]}
+        )
         if self.own is not None:
-            self._restore_own(tensors, info)
+            module, optimizer = self.own
+            module.load_state_dict(
+                {k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")}
+            )
+            optimizer.load_state_dict(
+                {"state": _optimizer_state(tensors, "objective_optim."), "param_groups": info["objective_param_groups"]}
+            )
         self.scheduler.load_state_dict({**self.scheduler.state_dict(), **info["scheduler"]})
         self.order_generator.set_state(tensors["rng.order"])
         self.noise_generator.set_state(tensors["rng.noise"])
@@ -166,13 +165,21 @@ class TrainerState:
         self.best_val = math.inf if info["best_val"] is None else info["best_val"]
         self.epochs_since_best, self.stopped = info["epochs_since_best"], info["stopped"]
 
-    def _restore_own(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        assert self.own is not None
-        module, optimizer = self.own
-        module.load_state_dict({k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")})
-        per_param: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in tensors.items():
-            if name.startswith("objective_optim."):
-                _, index, key = name.split(".", 2)
-                per_param.setdefault(int(index), {})[key] = value
-        optimizer.load_state_dict({"state": per_param, "param_groups": info["objective_param_groups"]})
+
+def _flat_optimizer_state(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state as flat tensors named PREFIX<index>.<key>."""
+    return {
+        f"{prefix}{index}.{key}": torch.as_tensor(value)
+        for index, per_param in state["state"].items()
+        for key, value in per_param.items()
+    }
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[int, dict[str, torch.Tensor]]:
+    """The inverse of _flat_optimizer_state: {index: {key: tensor}} from the PREFIX tensors."""
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            index, key = name[len(prefix) :].split(".", 1)
+            per_param.setdefault(int(index), {})[key] = value
+    return per_param
