@@ -166,7 +166,10 @@ def test_the_factors_picture_is_drawn_for_data_with_factors_only(
     from tests.conftest import blob_images
     from tests.test_dsprites import SMALL as GRID_SIZES
     from vaekit.cli import main
-    from vaekit.data import registry
+    from vaekit.data import load_dataset, registry
+    from vaekit.data.dsprites import FACTOR_NAMES
+    from vaekit.loading import load_run
+    from vaekit.viz.gallery import PictureContext, traversals
 
     monkeypatch.setattr(registry, "DSPRITES_SIZES", GRID_SIZES)
     flags = ["--preset", "mlp", "--latent-dim", "4", "--epochs", "1", "--quiet"]
@@ -175,6 +178,11 @@ def test_the_factors_picture_is_drawn_for_data_with_factors_only(
     assert main(["plot", "--run", str(run), "factors"]) == 0
     width, height = Image.open(run / "plots" / "factors.png").size
     assert width > 300 and height > 200
+    trained = load_run(run)
+    rows = traversals(PictureContext(trained, load_dataset(trained.config.data, progress=False)))
+    labels = [tick.get_text() for tick in rows.axes[0].get_yticklabels()]  # one per traversed dimension
+    assert len(labels) == 4 and all(label.startswith("z") for label in labels)
+    assert all(any(name in label for name in FACTOR_NAMES) for label in labels), labels
     images, labels = blob_images(400, side=16, seed=4)
     np.savez(tmp_path / "plain.npz", x=images[:, 0], y=labels)
     plain = tmp_path / "plain"
@@ -186,3 +194,18 @@ def test_the_factors_picture_is_drawn_for_data_with_factors_only(
     assert "needs data with known factors" in capsys.readouterr().err
     assert main(["plot", "--run", str(plain), "all"]) == 0  # `all` leaves it out
     assert not (plain / "plots" / "factors.png").exists() and (plain / "plots" / "curves.png").exists()
+
+
+def test_each_latent_is_labelled_with_the_factor_it_shares_most_information_with() -> None:
+    from vaekit.viz.gallery import captured_factor, information_shares
+
+    rng = np.random.default_rng(3)
+    factors = np.stack([rng.integers(0, 4, 4000), rng.integers(0, 6, 4000)], axis=1)  # (N, 2)
+    codes = np.stack([rng.normal(size=4000), factors[:, 1] + 0.01 * rng.normal(size=4000), factors[:, 0]], axis=1)
+    shares = information_shares(codes.astype(np.float64), factors)  # (F, Z)
+    assert shares.shape == (2, 3)
+    assert shares[1, 1] > 0.95 and shares[0, 2] > 0.95 and shares[:, 0].max() < 0.02
+    names = ("shape", "scale")
+    assert captured_factor(shares[:, 1], names).startswith("scale (")
+    assert captured_factor(shares[:, 2], names).startswith("shape (")
+    assert captured_factor(shares[:, 0], names).startswith("no factor (best ")

@@ -126,3 +126,21 @@ def test_the_epoch_sample_picture_comes_from_the_model_s_own_prior(blob_npz: Pat
     generator = torch.Generator(model.device).manual_seed(config.train.seed + EVAL_SEED_OFFSET)
     expected = sample_grid(to_unit_range(model.sample(PICTURE_SAMPLES, generator), config.data))[..., 0]
     assert np.array_equal(written, expected)
+
+
+def test_a_step_budget_ends_the_run_mid_epoch_and_the_cosine_schedule_with_it(blob_npz: Path) -> None:
+    from vaekit.training.loop import train_model
+
+    trainer = tiny_trainer(blob_npz, max_steps=3, lr_schedule="cosine")
+    steps_per_epoch = trainer.state.steps_per_epoch
+    assert steps_per_epoch > 3  # the budget ends the first epoch early
+    config = trainer.config
+    splits = load_dataset(config.data, progress=False)
+    torch.manual_seed(0)
+    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
+    assert [(r.epoch, r.step) for r in reports] == [(1, 3)]
+    unlimited = tiny_trainer(blob_npz, lr_schedule="cosine")
+    assert (unlimited.state.total_steps, tiny_trainer(blob_npz, max_steps=3).state.total_steps) == (
+        3 * steps_per_epoch,
+        3,
+    )

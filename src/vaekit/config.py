@@ -279,6 +279,10 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = field(default=10, metadata=_help("passes over the training set"))
+    max_steps: int = field(
+        default=0,
+        metadata=_help("stop after N optimiser steps, mid-epoch if need be (0: the epochs decide); papers count steps"),
+    )
     batch_size: int = field(default=128, metadata=_help("images per optimiser step"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate (the peak one under a schedule)"))
     lr_schedule: LrSchedule = field(
@@ -324,6 +328,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs {self.epochs} must be at least 1")
+        _require(self.max_steps >= 0, f"--max-steps {self.max_steps} must be >= 0 (0: the epochs decide)")
         _require(self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1")
         _require(math.isfinite(self.lr) and self.lr > 0, f"--lr {self.lr} must be a positive number")
         _require(math.isfinite(self.beta) and self.beta >= 0, f"--beta {self.beta} must be >= 0")

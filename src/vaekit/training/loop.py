@@ -286,14 +286,15 @@ class Trainer:
         state.totals = state.totals.to(self.model.device)  # the snapshot copies it back to the CPU
         self.model.train()
         self.progress.begin(state)
-        while state.batch_index < state.steps_per_epoch:
+        while state.batch_index < state.steps_per_epoch and state.step < state.total_steps:
             start = state.batch_index * train.batch_size
             pressed = self.step(order[start : start + train.batch_size], interrupted)
             state.batch_index += 1
             self.progress.advance(state)
             state.epoch_seconds = time.perf_counter() - started
             at_checkpoint = train.checkpoint_every and state.step % train.checkpoint_every == 0
-            if pressed or (at_checkpoint and state.batch_index < state.steps_per_epoch):
+            more_to_come = state.batch_index < state.steps_per_epoch and state.step < state.total_steps
+            if pressed or (at_checkpoint and more_to_come):
                 self.save()
             if pressed:
                 self.progress.end()
@@ -336,7 +337,7 @@ class Trainer:
             best_val_nats=state.best_val if val is not None else None,
             epochs_since_best=state.epochs_since_best,
             epoch_seconds=time.perf_counter() - started,
-            images_per_second=state.n_images / train_seconds
+            images_per_second=min(state.n_images, state.batch_index * train.batch_size) / train_seconds
             if math.isfinite(train_seconds) and train_seconds > 0
             else 0.0,
             skipped_steps=state.skipped_this_epoch,
@@ -385,7 +386,7 @@ def train_model(
                 reports.append(report)
                 for callback in (*callbacks, early_stopping):
                     callback.on_epoch_end(model, report)
-                state.stopped = early_stopping.triggered
+                state.stopped = early_stopping.triggered or state.step >= state.total_steps
                 state.end_epoch()
                 trainer.save()
     finally:

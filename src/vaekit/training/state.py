@@ -52,6 +52,8 @@ class TrainerState:
         self.batch_size = train.batch_size
         self.steps_per_epoch = -(-n_images // train.batch_size)
         self.total_steps = self.steps_per_epoch * train.epochs
+        if train.max_steps:  # a step budget shorter than the epochs ends the run (and the schedule) early
+            self.total_steps = min(self.total_steps, train.max_steps)
         self.order_generator = torch.Generator().manual_seed(train.seed)
         self.noise_generator = torch.Generator(device=device).manual_seed(train.seed + NOISE_SEED_OFFSET)
         # fused: one kernel for the whole update instead of a loop over parameters (a fifth of

@@ -88,6 +88,22 @@ def factor_heatmap(information: np.ndarray, factor_names: Sequence[str]) -> Figu
     return figure
 
 
+def labelled_rows(grid: np.ndarray, labels: Sequence[str], title: str) -> Figure:
+    """A picture grid (H, W, C) uint8 of len(labels) equal rows, each row named on its left."""
+    height, width = grid.shape[:2]
+    rows = len(labels)
+    figure = Figure(figsize=(width / 60 + 2.6, height / 60 + 0.5), dpi=100)
+    ax = figure.subplots()
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([(row + 0.5) * height / rows for row in range(rows)], list(labels), fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
 def score_histogram(scores: np.ndarray, label: str, threshold: float | None = None) -> Figure:
     """Histogram of per-item anomaly scores (higher: less typical), with an optional threshold."""
     figure = Figure(figsize=(7.0, 3.5))

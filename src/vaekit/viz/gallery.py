@@ -23,7 +23,7 @@ from vaekit.metrics.disentanglement import discrete_mutual_information, histogra
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import item_word
 from vaekit.metrics.scores import has_excess, score_by
-from vaekit.viz.figures import factor_heatmap, latent_map, save_figure, score_histogram, training_curves
+from vaekit.viz.figures import factor_heatmap, labelled_rows, latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
 
@@ -106,14 +106,20 @@ def interpolations(ctx: PictureContext, pairs: int = 4, steps: int = 10) -> np.n
     return make_grid(ctx.decode_to_display(torch.cat(rows)), steps)
 
 
-def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float = 3.0) -> np.ndarray:
-    """One row per latent dimension (largest KL first), from -span to +span around z = 0."""
+def traversals(ctx: PictureContext, dims: int = 10, steps: int = 9, span: float = 3.0) -> np.ndarray | Figure:
+    """One row per latent dimension (largest KL first), from -span to +span around z = 0; on data
+    with known factors each row is labelled with the factor that dimension tells most about."""
     images = ctx.splits.test.images[:2000]
     usage = latent_usage(ctx.run.model, images, ctx.run.config.data, labels=ctx.test_labels(slice(0, len(images))))
     order = usage.order[: min(dims, ctx.run.model.latent_dim)]
     base = torch.zeros(ctx.run.model.latent_dim)
     codes = traversal(base, order, torch.linspace(-span, span, steps))
-    return make_grid(ctx.decode_to_display(codes), steps)
+    grid = make_grid(ctx.decode_to_display(codes), steps)
+    if ctx.splits.test.factors is None:
+        return grid
+    shares, names = factor_shares(ctx)
+    labels = [f"z{int(j)}: {captured_factor(shares[:, int(j)], names)}" for j in order]
+    return labelled_rows(grid, labels, f"latent traversals, {-span:g} to +{span:g}")
 
 
 TSNE_POINTS = 2000
@@ -190,17 +196,36 @@ def anomalies(ctx: PictureContext) -> np.ndarray:
     return make_grid(torch.cat([shown, rebuilt, error]), len(worst))
 
 
-def factor_information(ctx: PictureContext) -> Figure:
-    """How much each latent dimension says about each known factor (data with factors only)."""
+def information_shares(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """I(factor; z_j) / H(factor) of codes (N, Z) discretised in 20 bins, factors (N, F): (F, Z) in [0, 1]."""
+    information = mutual_information_matrix(histogram_discretize(codes), factors).T  # (F, Z) nats
+    entropy = np.array([discrete_mutual_information(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+    return np.divide(information, entropy[:, None], out=np.zeros_like(information), where=entropy[:, None] > 0)
+
+
+CAPTURE_FLOOR = 0.1  # a dimension holding less than a tenth of every factor's entropy captures none
+
+
+def captured_factor(shares: np.ndarray, names: tuple[str, ...], floor: float = CAPTURE_FLOOR) -> str:
+    """The factor one latent dimension tells most about, given its shares (F,) of each factor's entropy."""
+    best = int(np.argmax(shares))
+    if shares[best] < floor:
+        return f"no factor (best {names[best]} {shares[best]:.2f})"
+    return f"{names[best]} ({shares[best]:.2f})"
+
+
+def factor_shares(ctx: PictureContext) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The test set's (F, Z) information shares and the factors' names (data with factors only)."""
     factors = ctx.splits.test.factors
     if factors is None:
         raise VaekitError("the factors picture needs data with known factors (dsprites, an npz with `factors`)")
-    codes = histogram_discretize(ctx.test_means().numpy())
-    information = mutual_information_matrix(codes, factors).T  # (F, Z) nats
-    entropy = np.array([discrete_mutual_information(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
-    shares = np.divide(information, entropy[:, None], out=np.zeros_like(information), where=entropy[:, None] > 0)
     names = ctx.splits.factor_names or tuple(f"factor_{k}" for k in range(factors.shape[1]))
-    return factor_heatmap(shares, names)
+    return information_shares(ctx.test_means().numpy(), factors), names
+
+
+def factor_information(ctx: PictureContext) -> Figure:
+    """How much each latent dimension says about each known factor (data with factors only)."""
+    return factor_heatmap(*factor_shares(ctx))
 
 
 PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {

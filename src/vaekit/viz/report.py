@@ -19,7 +19,8 @@ PICTURE_TITLES = {
     "samples": "Samples from the prior: E[x|z] for z drawn from the prior",
     "samples-drawn": "Samples from the prior, drawn: x ~ p(x|z) for the same z (what the model generates)",
     "interpolations": "Interpolations between test images (per pair: linear row, then spherical row)",
-    "traversals": "Latent traversals (one row per dimension, largest KL first; -3 to +3)",
+    "traversals": "Latent traversals (one row per dimension, largest KL first; -3 to +3; on data with known "
+    "factors each row names the factor it tells most about, with its share of that factor's entropy)",
     "latent-map": "Latent space of the test set",
     "manifold": "Decoded manifold (2-D latent, or the top two principal directions)",
     "scores": "Anomaly scores: -ELBO of test items (vaekit score gives them per item, with a threshold)",
