@@ -19,7 +19,7 @@ from vaekit.objectives.betatc import log_density_matrix, log_weight_matrix, tc_d
 from vaekit.objectives.dip import batch_covariance, dip_penalty
 from vaekit.objectives.factorvae import Discriminator, FactorVae, permute_dims
 from vaekit.objectives.iwae import Miwae, Piwae, ciwae_bound, miwae_bound
-from vaekit.objectives.mmd import kernel_matrix, mmd
+from vaekit.objectives.mmd import Wae, kernel_matrix, mmd
 
 # --- beta-TCVAE ----------------------------------------------------------------------------------
 
@@ -131,6 +131,28 @@ def test_mmd_is_near_zero_for_one_distribution_and_positive_for_two() -> None:
     apart = float(mmd(torch.randn(64, 4, generator=gen) + 1.5, torch.randn(64, 4, generator=gen), "imq"))
     assert abs(np.mean(same)) < 3 * np.std(same) / math.sqrt(50)  # unbiased: centred on zero
     assert apart > 10 * np.std(same)
+
+
+def test_the_wae_loss_is_the_reconstruction_at_the_mean_plus_lambda_mmd_and_ignores_the_variance() -> None:
+    model = _tiny_model()
+    x = (torch.rand(10, 1, 4, 4, generator=torch.Generator().manual_seed(8)) > 0.5).float()
+    terms = Wae(lam=10.0, kernel="imq", scale=1.0)(model, _batch(x, seed=3))
+    with torch.no_grad():
+        mu = model.encode(x).mu
+        recon = -model.log_likelihood(x, model.decode(mu))
+        reference = torch.randn(10, 3, generator=torch.Generator().manual_seed(3))  # the prior's draws
+    a, b, c = mu.double().numpy(), reference.double().numpy(), 2.0 * 3
+    k = lambda u, v: c / (c + float(((u - v) ** 2).sum()))  # noqa: E731
+    n = len(a)
+    within = sum(k(a[i], a[j]) + k(b[i], b[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    textbook = within - 2 * sum(k(a[i], b[j]) for i in range(n) for j in range(n)) / (n * n)
+    torch.testing.assert_close(terms.recon_nats.detach(), recon)
+    assert float(terms.extras["mmd"][0].detach()) == pytest.approx(textbook, rel=1e-5)
+    assert float(terms.loss.mean()) == pytest.approx(float(recon.mean()) + 10.0 * textbook, rel=1e-5)
+    terms.loss.mean().backward()
+    last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]  # 2Z outputs: mu, log-variance
+    assert last.weight.grad is not None
+    assert last.weight.grad[3:].abs().max() == 0 and last.weight.grad[:3].abs().max() > 0  # the variance is unused
 
 
 # --- AnnealedVAE ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ OBJECTIVES = {
     "dip-i": ["dip_penalty"],
     "dip-ii": ["dip_penalty"],
     "infovae": ["mmd"],
+    "wae": ["mmd"],
     "miwae": [],
     "piwae": [],
     "ciwae": [],
@@ -44,6 +45,11 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("objectives") / "blobs.npz"
     np.savez(path, x=images[:, 0], y=labels)
     return path
+
+
+def figure_key(objective: str) -> str:
+    """summary.json's figure: the -ELBO, or the reconstruction cost of a WAE (which has no ELBO)."""
+    return "test_recon_nats" if objective == "wae" else "test_nelbo_nats"
 
 
 def metric_lines(run: Path) -> list[dict]:
@@ -79,7 +85,7 @@ def test_the_objective_trains_an_mlp_from_the_cli_and_names_its_terms(
         assert math.isfinite(line[f"train_{term}"]), term
         assert term in log.err  # the training log names it too
     summary = json.loads((out / "summary.json").read_text())
-    assert math.isfinite(summary["test_nelbo_nats"])  # the plain -ELBO, whatever was trained
+    assert math.isfinite(summary[figure_key(objective)])  # the plain -ELBO, whatever was trained (but a WAE)
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -99,7 +105,7 @@ def test_the_objective_trains_a_conv_network_from_python(objective: str, tmp_pat
         batch_size=32,
         **settings,
     )
-    assert math.isfinite(run.summary["test_nelbo_nats"])
+    assert math.isfinite(run.summary[figure_key(objective)])
     assert set(OBJECTIVES[objective]) <= {k.removeprefix("train_") for k in metric_lines(tmp_path / "run")[-1]}
 
 
@@ -170,7 +176,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_terms(objective: str
             {"train": {"objective": "elbo"}, "objective": {"tc_beta": 2.0}},
             "--tc-beta is a setting of --objective betatc",
         ),
-        ({"train": {"objective": "dip-i"}, "objective": {"mmd_kernel": "rbf"}}, "setting of --objective infovae"),
+        (
+            {"train": {"objective": "dip-i"}, "objective": {"mmd_kernel": "rbf"}},
+            "setting of --objective infovae or wae",
+        ),
+        ({"train": {"objective": "wae"}, "objective": {"wae_lambda": -1.0}}, "--wae-lambda -1.0 must be >= 0"),
+        ({"train": {"objective": "infovae"}, "objective": {"wae_lambda": 3.0}}, "setting of --objective wae, not"),
+        ({"train": {"objective": "wae"}, "model": {"stochastic_layers": 2}}, "written for one stochastic layer"),
         ({"train": {"objective": "betatc", "batch_size": 1}}, "needs --batch-size 2 or more"),
         ({"train": {"objective": "factorvae", "batch_size": 1}}, "--objective factorvae estimates over the batch"),
         ({"train": {"objective": "factorvae"}, "objective": {"discriminator_lr": 0.0}}, "must be a positive number"),
@@ -225,3 +237,25 @@ def test_evaluate_names_the_terms_of_the_objective_the_run_optimised(
             assert math.isfinite(figures[term]) and term in printed
     else:  # the discriminator is not kept with the weights
         assert "discriminator" in figures["note"]
+
+
+def test_a_wae_reports_its_reconstruction_and_mmd_and_says_it_has_no_likelihood_figure(
+    blobs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "wae"
+    args = ["--dataset", str(blobs), "--preset", "mlp", "--objective", "wae", "--wae-lambda", "5", *SMALL]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    log = capsys.readouterr().err + capsys.readouterr().out
+    assert "no likelihood figure" in log
+    summary = json.loads((out / "summary.json").read_text())
+    assert "test_nelbo_nats" not in summary and summary["test_figure"] == "reconstruction"
+    assert "no likelihood figure" in summary["figure_description"]
+    assert main(["evaluate", "--run", str(out), "--k", "5", "--no-quality"]) == 0
+    table = capsys.readouterr().out
+    assert "none: a deterministic encoder has no ELBO" in table and "mmd" in table
+    result = json.loads((out / "eval.json").read_text())
+    assert not any(key.startswith("iwae") or "nelbo" in key for key in result)
+    assert result["elbo_recon_at_mean_nats"] == pytest.approx(summary["test_recon_nats"], rel=1e-6)
+    assert main(["score", "--run", str(out), "--out", str(tmp_path / "scores.csv")]) == 2
+    assert "has none (a deterministic encoder)" in capsys.readouterr().err
+    assert not (tmp_path / "scores.csv").exists()

@@ -452,6 +452,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_has_elbo(objective: str) -> None:
+    from vaekit.metrics.meaning import has_elbo
+
+    if not has_elbo(objective):
+        raise VaekitError(
+            f"vaekit score ranks items by their -ELBO, and a run trained with --objective {objective} has none "
+            "(a deterministic encoder): its reconstruction cost per set is in vaekit evaluate"
+        )
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
     from vaekit.metrics.scores import check_fpr, score_by, score_items, threshold_at_fpr, write_scores
@@ -461,6 +471,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.threshold_fpr is not None:
         check_fpr(args.threshold_fpr)  # before any work
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
+    _check_has_elbo(run.config.train.objective)
     threshold = None
     if args.threshold_fpr is not None:
         validation = run.load_data().val  # only the score the threshold is on

@@ -32,7 +32,7 @@ BINARY_DATASETS = ("dsprites",)  # built-in sets whose pixels are 0 or 255 as st
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
 Objective = Literal[
-    "elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae"
+    "elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae", "wae"
 ]
 TcEstimator = Literal["mss", "mws"]
 MmdKernel = Literal["imq", "rbf"]
@@ -292,8 +292,8 @@ class TrainConfig:
         default="elbo",
         metadata=_help(
             "what training minimises (docs: concepts/objectives): elbo; iwae, miwae, piwae, ciwae (importance-weighted "
-            "bounds); annealed (controlled capacity); betatc; factorvae; dip-i, dip-ii; infovae (MMD). Every run still "
-            "reports its plain -ELBO"
+            "bounds); annealed (controlled capacity); betatc; factorvae; dip-i, dip-ii; infovae (MMD); wae (MMD, a "
+            "deterministic encoder: no ELBO). Every other run still reports its plain -ELBO"
         ),
     )
     iwae_samples: int = field(
@@ -371,15 +371,27 @@ OBJECTIVE_SETTINGS = {
     "dip_lambda_d": ("dip-i", "dip-ii"),
     "info_alpha": ("infovae",),
     "info_lambda": ("infovae",),
-    "mmd_kernel": ("infovae",),
-    "mmd_scale": ("infovae",),
+    "wae_lambda": ("wae",),
+    "mmd_kernel": ("infovae", "wae"),
+    "mmd_scale": ("infovae", "wae"),
     "iwae_groups": ("miwae", "piwae"),
     "ciwae_beta": ("ciwae",),
 }
 # Objectives that need a batch of at least 2: they estimate something over the batch.
-BATCH_OBJECTIVES = ("betatc", "factorvae", "dip-i", "dip-ii", "infovae")
+BATCH_OBJECTIVES = ("betatc", "factorvae", "dip-i", "dip-ii", "infovae", "wae")
 # Objectives written for one stochastic layer; and those that need the N(0, I) prior's factors.
-ONE_LAYER_OBJECTIVES = ("miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae")
+ONE_LAYER_OBJECTIVES = (
+    "miwae",
+    "piwae",
+    "ciwae",
+    "annealed",
+    "betatc",
+    "factorvae",
+    "dip-i",
+    "dip-ii",
+    "infovae",
+    "wae",
+)
 FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
 
 
@@ -412,8 +424,11 @@ class ObjectiveConfig:
     info_lambda: float = field(
         default=1000.0, metadata=_help("infovae: lambda; the MMD's weight is alpha + lambda - 1")
     )
-    mmd_kernel: MmdKernel = field(default="imq", metadata=_help("infovae: imq (inverse multiquadratic) or rbf"))
-    mmd_scale: float = field(default=1.0, metadata=_help("infovae: the kernel's scale s per dimension, C = 2 Z s^2"))
+    wae_lambda: float = field(default=10.0, metadata=_help("wae: lambda, the MMD's weight beside the reconstruction"))
+    mmd_kernel: MmdKernel = field(default="imq", metadata=_help("infovae, wae: imq (inverse multiquadratic) or rbf"))
+    mmd_scale: float = field(
+        default=1.0, metadata=_help("infovae, wae: the kernel's scale s per dimension, C = 2 Z s^2")
+    )
     iwae_groups: int = field(default=8, metadata=_help("miwae, piwae: M groups of --iwae-samples samples"))
     ciwae_beta: float = field(
         default=0.5, metadata=_help("ciwae: the ELBO's share beta of beta ELBO + (1 - beta) IWAE")
@@ -452,6 +467,9 @@ class ObjectiveConfig:
         )
         _require(
             math.isfinite(self.info_lambda) and self.info_lambda >= 0, f"--info-lambda {self.info_lambda} must be >= 0"
+        )
+        _require(
+            math.isfinite(self.wae_lambda) and self.wae_lambda >= 0, f"--wae-lambda {self.wae_lambda} must be >= 0"
         )
         _require(math.isfinite(self.mmd_scale) and self.mmd_scale > 0, f"--mmd-scale {self.mmd_scale} must be > 0")
         _require(self.iwae_groups >= 1, f"--iwae-groups {self.iwae_groups} must be at least 1")

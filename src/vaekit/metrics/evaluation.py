@@ -16,10 +16,10 @@ from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
 from vaekit.metrics.disentanglement import Representation, beta_vae_score, dci, factor_vae_score, mig, sap
-from vaekit.metrics.elbo import elbo_over
+from vaekit.metrics.elbo import elbo_over, reconstruction_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
-from vaekit.metrics.meaning import figure_description, figure_meaning, item_word, meaning_of_kind
+from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
@@ -48,6 +48,9 @@ def evaluate_run(
     labels = run.model.conditioning(chosen.labels, f"the {split} set")
     data = run.config.data
     seconds: dict[str, float] = {}
+
+    if not has_elbo(run.config.train.objective):
+        return _without_elbo(run, splits, chosen, split, limit, seed, quality, factors)
 
     started = time.perf_counter()
     elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=labels)
@@ -104,6 +107,57 @@ def evaluate_run(
         "disentanglement": disentanglement,
         "seconds": seconds,
         "units": units(item_word(run.config.data)),
+    }
+
+
+def _without_elbo(
+    run: TrainedRun,
+    splits: DatasetSplits,
+    chosen: ImageSet,
+    split: str,
+    limit: int | None,
+    seed: int,
+    quality: bool,
+    factors: bool | None,
+) -> dict[str, Any]:
+    """What a deterministic encoder (a WAE) has instead of an ELBO: the reconstruction cost at
+    z = mu(x), the objective's MMD, active units, sample quality, the disentanglement metrics."""
+    data, seconds, images = run.config.data, {}, np.asarray(chosen.images)
+    labels = run.model.conditioning(chosen.labels, f"the {split} set")
+    started = time.perf_counter()
+    recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
+    seconds["reconstruction"] = time.perf_counter() - started
+    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
+    scores = None
+    if quality and not splits.is_table:
+        started = time.perf_counter()
+        scores = sample_quality(run.model, splits, data, seed=seed)
+        seconds["quality"] = time.perf_counter() - started
+    started = time.perf_counter()
+    disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
+    if disentanglement is not None:
+        seconds["disentanglement"] = time.perf_counter() - started
+    item = item_word(data)
+    return {
+        "split": split,
+        "images": len(chosen),
+        "first_images": limit,
+        "seed": seed,
+        "checkpoint_epoch": run.info.get("epoch"),
+        "figure": "reconstruction",
+        "figure_description": figure_description(
+            run.model.likelihood, data, bool(run.model.classes), run.config.train.objective
+        ),
+        "per": item,
+        "elbo_recon_at_mean_nats": recon.recon_nats,
+        "latent_dim": run.model.latent_dim,
+        # KL per dimension means nothing for a point mass: active units come from the means alone
+        **{key: value for key, value in usage.items() if key != "kl_per_dim_nats"},
+        "quality": None if scores is None else scores.to_dict(),
+        "objective": objective_terms(run, chosen, len(splits.train), seed),
+        "disentanglement": disentanglement,
+        "seconds": seconds,
+        "units": units(item),
     }
 
 
@@ -207,11 +261,18 @@ def collapse_warning(result: dict[str, Any]) -> str | None:
     return None
 
 
-def format_table(result: dict[str, Any]) -> str:
+def _figure_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table's first rows: the -ELBO and IWAE figures, or a WAE's reconstruction cost."""
     meaning = meaning_of_kind(result.get("figure", "likelihood"))
     bound = meaning.label
     per = f"nats/{result.get('per', 'image')}"
-    rows = [
+    if meaning.kind == "reconstruction":
+        return [
+            ("reconstruction at z = mu(x)", f"{result[meaning.elbo_key]:.2f} {per}"),
+            ("likelihood figure", "none: a deterministic encoder has no ELBO and no IWAE bound"),
+            ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
+        ]
+    return [
         (f"negative ELBO ({bound})", f"{result[meaning.elbo_key]:.2f} {per}"),
         ("  reconstruction", f"{result['elbo_recon_nats']:.2f} {per}"),
         ("  KL", f"{result['elbo_kl_nats']:.2f} {per}"),
@@ -224,6 +285,10 @@ def format_table(result: dict[str, Any]) -> str:
         ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}" if "iwae_bits_per_dim" in result else "none"),
         ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
     ]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = _figure_rows(result)
     if "bottom_active_units" in result:
         rows[-1] = ("active units, z2", rows[-1][1])
         rows.append(("active units, z1", f"{result['bottom_active_units']} of {result['bottom_latent_dim']}"))

@@ -23,7 +23,7 @@ from vaekit.data.transforms import pixel_bin_width
 from vaekit.distributions import Likelihood
 from vaekit.objectives import bits_per_dim
 
-Kind = Literal["likelihood", "cross-entropy", "density", "dequantized-density"]
+Kind = Literal["likelihood", "cross-entropy", "density", "dequantized-density", "reconstruction"]
 
 # The word eval.json keys use for each kind: iwae_<word>_nats, elbo_<word>_nats.
 KEY_WORDS: dict[Kind, tuple[str, str]] = {
@@ -31,7 +31,20 @@ KEY_WORDS: dict[Kind, tuple[str, str]] = {
     "cross-entropy": ("cross_entropy", "cross_entropy"),
     "density": ("neg_log_density", "neg_log_density"),
     "dequantized-density": ("neg_log_density", "neg_log_density"),
+    "reconstruction": ("recon_at_mean", "recon_at_mean"),  # a deterministic encoder: no bound at all
 }
+
+# Objectives whose encoder is deterministic (a point mass): no ELBO, no IWAE, no likelihood figure.
+NO_ELBO_OBJECTIVES = ("wae",)
+NO_ELBO = (
+    "no likelihood figure: a WAE's encoder is deterministic, a point mass with no ELBO; the figure is the "
+    "reconstruction cost -log p(x | z = mu(x)), nats/{item}"
+)
+
+
+def has_elbo(objective: str) -> bool:
+    """Whether a run trained with `objective` has an ELBO (and so an IWAE figure) at all."""
+    return objective not in NO_ELBO_OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class FigureMeaning:
             "cross-entropy": "cross-entropy",
             "density": "-log density",
             "dequantized-density": "-log density (dequantised)",
+            "reconstruction": "reconstruction at z = mu(x)",
         }[self.kind]
 
     @property
@@ -82,9 +96,10 @@ def item_word(data: DataConfig) -> str:
     return "item" if data.is_table else "image"
 
 
-def figure_description(likelihood: Likelihood, data: DataConfig, conditional: bool) -> str:
+def figure_description(likelihood: Likelihood, data: DataConfig, conditional: bool, objective: str = "elbo") -> str:
     """What the figures are, in words; a conditional model's are given each item's label."""
-    return figure_meaning(likelihood, data).description + (_GIVEN_LABEL if conditional else "")
+    what = figure_meaning(likelihood, data).description if has_elbo(objective) else NO_ELBO.format(item=item_word(data))
+    return what + (_GIVEN_LABEL if conditional else "")
 
 
 def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:

@@ -15,7 +15,7 @@ from vaekit.objectives.dip import Dip
 from vaekit.objectives.elbo import Elbo
 from vaekit.objectives.factorvae import Discriminator, FactorVae
 from vaekit.objectives.iwae import Ciwae, Iwae, Miwae, Piwae
-from vaekit.objectives.mmd import InfoVae
+from vaekit.objectives.mmd import InfoVae, Wae
 
 DISCRIMINATOR_SEED_OFFSET = 7_919
 
@@ -53,4 +53,6 @@ def build_objective(config: RunConfig, dataset_size: int) -> Objective:
         return FactorVae(settings.factor_gamma, discriminator, settings.discriminator_lr)
     if name == "infovae":
         return InfoVae(settings.info_alpha, settings.info_lambda, settings.mmd_kernel, settings.mmd_scale)
+    if name == "wae":
+        return Wae(settings.wae_lambda, settings.mmd_kernel, settings.mmd_scale)
     raise ValueError(f"no objective {name!r}")  # config.Objective lists every name: a vaekit bug

@@ -11,6 +11,7 @@ Shapes: B global batch, b this rank's rows of it, Z noise per image, K importanc
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import signal
@@ -29,7 +30,7 @@ from vaekit.data import DatasetSplits
 from vaekit.data.disk import DiskImages
 from vaekit.data.transforms import to_model_input
 from vaekit.errors import VaekitError
-from vaekit.metrics.elbo import ElboSummary, elbo_over, summarise
+from vaekit.metrics.elbo import ElboSummary, set_figure, summarise
 from vaekit.models import VAE
 from vaekit.objectives import beta_at
 from vaekit.objectives.base import Objective, StepBatch, own_parts
@@ -118,7 +119,10 @@ def across_ranks(local: ElboSummary, model: VAE, config: RunConfig) -> ElboSumma
         [local.recon_nats * weight, local.kl_nats * weight, weight], dtype=torch.float64, device=model.device
     )
     recon, kl, n = all_sum(sums).tolist()
-    return summarise(model, config.data, recon / n, kl / n, int(n))
+    combined = summarise(model, config.data, recon / n, kl / n, int(n))
+    if local.figure == "reconstruction":  # a deterministic encoder's figure stays what it is
+        return dataclasses.replace(combined, figure=local.figure, bits_per_dim=None)
+    return combined
 
 
 @contextmanager
@@ -306,13 +310,20 @@ class Trainer:
         return started
 
     def validate(self) -> ElboSummary | None:
-        """Validation -ELBO of the whole validation set (each rank scores its share); None without one."""
+        """Validation -ELBO of the whole validation set (each rank scores its share), or a WAE's
+        reconstruction cost (metrics/elbo.py set_figure); None without one."""
         train, cluster = self.config.train, self.cluster
         if self.val_count == 0:
             return None
         seed = train.seed + EVAL_SEED_OFFSET + RANK_SEED_STRIDE * cluster.rank
-        val = elbo_over(
-            self.model, self.val_images, self.config.data, train.eval_batch_size, seed=seed, labels=self.val_labels
+        val = set_figure(
+            self.model,
+            self.val_images,
+            self.config.data,
+            train.eval_batch_size,
+            seed=seed,
+            labels=self.val_labels,
+            objective=train.objective,
         )
         return across_ranks(val, self.model, self.config) if cluster.active else val
 

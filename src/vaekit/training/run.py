@@ -41,8 +41,8 @@ from vaekit.data.tables import Table, with_table_scaling
 from vaekit.devices import precision_advice, resolve_device
 from vaekit.errors import VaekitError
 from vaekit.loading import with_data_in_run
-from vaekit.metrics.elbo import ElboSummary, elbo_over
-from vaekit.metrics.meaning import figure_description, figure_meaning, item_word
+from vaekit.metrics.elbo import ElboSummary, set_figure
+from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
 from vaekit.models import VAE, build_model
 from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -248,7 +248,9 @@ def _announce_start(
     )
     notes = (
         layout_note(splits),
-        figure_meaning(model.likelihood, config.data).advice,
+        figure_meaning(model.likelihood, config.data).advice
+        if has_elbo(config.train.objective)
+        else NO_ELBO.format(item=item),
         kept_weights(len(splits.val), item),
         precision_advice(config.train.precision, device),
     )
@@ -377,20 +379,29 @@ def _train_and_summarise(
         # trusted: this process built the network itself a moment ago
         best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
         labels = best.conditioning(splits.test.labels, "the test set")
-        test = elbo_over(
-            best, splits.test.array, config.data, config.train.eval_batch_size, seed=config.train.seed, labels=labels
+        test = set_figure(
+            best,
+            splits.test.array,
+            config.data,
+            config.train.eval_batch_size,
+            seed=config.train.seed,
+            labels=labels,
+            objective=config.train.objective,
         )
         wall = time.perf_counter() - started
+        watched = "-ELBO" if has_elbo(config.train.objective) else "reconstruction cost"
         write_json(
             run_dir / "summary.json",
             {
                 **test.to_dict(prefix="test_"),
                 "checkpoint": "best",
                 "best_epoch": info["epoch"],
-                "kept": kept_weights(len(splits.val), test.item) or "the epoch with the lowest validation -ELBO",
+                "kept": kept_weights(len(splits.val), test.item) or f"the epoch with the lowest validation {watched}",
                 "wall_seconds": wall,
                 "device": str(device),
-                "figure_description": figure_description(best.likelihood, config.data, bool(best.classes)),
+                "figure_description": figure_description(
+                    best.likelihood, config.data, bool(best.classes), config.train.objective
+                ),
                 "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },
         )

@@ -21,7 +21,7 @@ from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
 from vaekit.loading import TrainedRun
 from vaekit.metrics.disentanglement import discrete_mutual_information, histogram_discretize, mutual_information_matrix
 from vaekit.metrics.latents import latent_means, latent_usage
-from vaekit.metrics.meaning import item_word
+from vaekit.metrics.meaning import has_elbo, item_word
 from vaekit.metrics.scores import has_excess, score_by
 from vaekit.viz.figures import factor_heatmap, labelled_rows, latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
@@ -171,6 +171,10 @@ SCORED_ITEMS = 2000  # test items scored for the histogram and the anomalies (-E
 def _test_scores(ctx: PictureContext) -> tuple[np.ndarray, str]:
     """The score the one-class measurements favour per test item, the first SCORED_ITEMS, as
     `vaekit score` computes it, and its name: the excess for a Bernoulli, else -ELBO (nats)."""
+    if not has_elbo(ctx.run.config.train.objective):
+        raise VaekitError(
+            "the score pictures rank items by their -ELBO, which a WAE run (deterministic encoder) has not"
+        )
     items = ctx.splits.test.array[:SCORED_ITEMS]
     labels = ctx.test_labels(slice(0, len(items)))
     name = "excess" if has_excess(ctx.run.model) else "nelbo"
@@ -247,6 +251,10 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
 LATENT_PICTURES = ("interpolations", "traversals", "latent-map", "manifold", "factors")
 
 
+# Pictures that rank items by their -ELBO: a run without one (a WAE) has none of them.
+SCORE_PICTURES = ("scores", "anomalies")
+
+
 # What a table's run can show: its rows are not images, so no grids of them.
 TABLE_PICTURES = ("curves", "latent-map", "scores")
 
@@ -260,6 +268,7 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
         if (ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES)
         and (not ctx.splits.is_table or name in TABLE_PICTURES)
         and (name != "factors" or ctx.splits.test.factors is not None)
+        and (name not in SCORE_PICTURES or has_elbo(ctx.run.config.train.objective))
     ]
 
 
