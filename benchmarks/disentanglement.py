@@ -154,6 +154,9 @@ def record(path: Path, key: str, entry: dict[str, Any]) -> None:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL)
             break
         except FileExistsError:
+            # a worker killed while holding it leaves the lock behind: writing takes milliseconds
+            if time.time() - lock.stat().st_mtime > 60:
+                lock.unlink(missing_ok=True)
             time.sleep(0.2)
     try:
         results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
@@ -210,9 +213,65 @@ def work(args: argparse.Namespace) -> None:
         )
 
 
+COLUMNS = (  # (header, how to read it from a run's entry)
+    ("-ELBO (nats)", lambda r: r["test_nelbo_nats"]),
+    ("recon (nats)", lambda r: r["test_recon_nats"]),
+    ("beta-VAE score", lambda r: r["metrics"]["beta_vae_score"]["eval_accuracy"]),
+    ("FactorVAE score", lambda r: r["metrics"]["factor_vae_score"]["eval_accuracy"]),
+    ("MIG", lambda r: r["metrics"]["mig"]["mig"]),
+    ("SAP", lambda r: r["metrics"]["sap"]["sap"]),
+    ("DCI D", lambda r: r["metrics"]["dci"]["disentanglement"]),
+    ("DCI C", lambda r: r["metrics"]["dci"]["completeness"]),
+    ("DCI I", lambda r: r["metrics"]["dci"]["informativeness_test"]),
+    ("training (s)", lambda r: r["training_seconds"]),
+)
+
+
+def _cell(values: list[float], header: str) -> str:
+    import numpy as np
+
+    digits = 0 if header == "training (s)" else 1 if "nats" in header else 3
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def beats_the_vae(runs: dict[str, Any], method: str, seeds: list[int]) -> str:
+    """Whether `method` is above the VAE of the same seed on MIG and on the FactorVAE score."""
+    marks = []
+    for seed in seeds:
+        mine, vae = runs.get(f"{method}/seed{seed}"), runs.get(f"vae/seed{seed}")
+        if mine is None or vae is None:
+            marks.append("?")
+            continue
+        above = all(read(mine) > read(vae) for _, read in (COLUMNS[4], COLUMNS[3]))
+        marks.append("yes" if above else "no")
+    return " ".join(marks)
+
+
 def render(results: dict[str, Any]) -> str:
-    """The Markdown table (filled in below once the runs exist)."""
-    return json.dumps(results)
+    """The Markdown table: each method's mean ± standard deviation over its seeds, and per seed
+    whether it beats the VAE of that seed on both MIG and the FactorVAE score."""
+    runs = results["runs"]
+    seeds = sorted({entry["seed"] for entry in runs.values()})
+    header = ["method", "seeds", *(name for name, _ in COLUMNS), f"above the VAE (seeds {', '.join(map(str, seeds))})"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method, (title, *_rest) in METHODS.items():
+        mine = [runs[f"{method}/seed{seed}"] for seed in seeds if f"{method}/seed{seed}" in runs]
+        if not mine:
+            continue
+        cells = [_cell([read(r) for r in mine], name) for name, read in COLUMNS]
+        verdict = "" if method == "vae" else beats_the_vae(runs, method, seeds)
+        lines.append(f"| {title} | {len(mine)} | " + " | ".join(cells) + f" | {verdict} |")
+    first = next(iter(runs.values()))
+    lines += [
+        "",
+        f"{first['steps']:,} steps of {BATCH} ({first['images_seen']:,} images, "
+        f"{first['images_seen'] / (PAPER_STEPS * BATCH):.1%} of the papers' {PAPER_STEPS:,} steps) per run; "
+        f"{first['machine']['cpu']}, {first['machine']['torch_threads']} torch thread per run; "
+        f"DCI on {first['dci_train_points']:,} training points.",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
