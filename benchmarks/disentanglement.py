@@ -27,6 +27,7 @@ the run folders under --work. Not part of the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -155,8 +156,9 @@ def record(path: Path, key: str, entry: dict[str, Any]) -> None:
             break
         except FileExistsError:
             # a worker killed while holding it leaves the lock behind: writing takes milliseconds
-            if time.time() - lock.stat().st_mtime > 60:
-                lock.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # released between the two calls
+                if time.time() - lock.stat().st_mtime > 60:
+                    lock.unlink()
             time.sleep(0.2)
     try:
         results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
