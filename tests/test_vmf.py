@@ -81,7 +81,7 @@ def test_the_kl_to_the_uniform_sphere_equals_its_monte_carlo_estimate(dim: int) 
 def test_the_corrected_sampler_gradient_is_the_derivative_of_a_d(dim: int, kappa: float) -> None:
     """d/dk E[mu.z] = A_d'(k) = 1 - A^2 - (d - 1) A / k; the transform's gradient alone misses it."""
     k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
-    kappas = k.expand(200_000)
+    kappas = k.expand(100_000)
     e = vmf.accepted_proposals(dim, kappas, torch.Generator().manual_seed(1))
     w = vmf.w_of(dim, e, kappas)
     (corrected,) = torch.autograd.grad(
@@ -89,7 +89,7 @@ def test_the_corrected_sampler_gradient_is_the_derivative_of_a_d(dim: int, kappa
     )
     a = float(vmf.mean_resultant_length(dim, k.detach()))
     exact = 1 - a**2 - (dim - 1) / kappa * a
-    assert float(corrected) == pytest.approx(exact, rel=0.02)
+    assert float(corrected) == pytest.approx(exact, rel=0.03)
     with torch.no_grad():  # the correction adds nothing to the value
         value = vmf.with_correction(w, vmf.correction_log_ratio(dim, e, kappas)).mean()
         assert float(value) == pytest.approx(float(w.mean()), rel=1e-12)
