@@ -151,7 +151,7 @@ def test_early_stopping_waits_patience_epochs_and_stays_stopped(
     from vaekit.metrics.elbo import ElboSummary
 
     values = iter([10.0, 9.0, 9.5, 9.6, 8.0, 7.0, 6.0, 5.0])
-    monkeypatch.setattr("vaekit.training.loop.set_figure", lambda *args, **kwargs: ElboSummary(next(values), 0, 0, 0, 1))
+    monkeypatch.setattr("vaekit.training.loop.set_figure", lambda *a, **k: ElboSummary(next(values), 0, 0, 0, 1))
     config = tiny_config(blob_npz, epochs=8, early_stopping=2)
     splits = load_dataset(config.data, progress=False)
     model = build_model(config.model, splits.shape)
