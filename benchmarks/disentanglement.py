@@ -45,7 +45,8 @@ DCI_TRAIN = 1_000  # disentanglement_lib uses 10,000: 264 s per model on 2 cores
 METHODS: dict[str, tuple[str, dict[str, Any], dict[str, Any], float]] = {
     "vae": ("VAE (beta 1)", {"objective": "elbo"}, {}, 1.0),
     "beta-vae": ("beta-VAE (beta 4)", {"objective": "elbo", "beta": 4.0}, {}, 1.0),
-    "annealed": ("AnnealedVAE (C_max 25, gamma 1000)", {"objective": "annealed"}, {"capacity_steps": STEPS // 3}, 1.0),
+    # its capacity_steps follow the run's length (config_of)
+    "annealed": ("AnnealedVAE (C_max 25, gamma 1000)", {"objective": "annealed"}, {}, 1.0),
     "betatc": ("beta-TCVAE (beta 6)", {"objective": "betatc"}, {}, 1.0),
     "factorvae": ("FactorVAE (gamma 40)", {"objective": "factorvae"}, {}, 4.0),
     "dip-ii": ("DIP-VAE-II (lambda_od 10)", {"objective": "dip-ii"}, {}, 1.05),
@@ -141,14 +142,10 @@ def score(folder: Path, seed: int, dci_train: int) -> dict[str, Any]:
     }
 
 
-def write_atomically(path: Path, results: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(partial, path)
-
-
 def record(path: Path, key: str, entry: dict[str, Any]) -> None:
     """Add one run's entry to the shared results file (read afresh: the other worker writes too)."""
+    from vaekit.atomic import write_json
+
     lock = path.with_name(path.name + ".lock")
     while True:
         try:
@@ -163,30 +160,15 @@ def record(path: Path, key: str, entry: dict[str, Any]) -> None:
     try:
         results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
         results["runs"][key] = entry
-        write_atomically(path, results)
+        write_json(path, results)
     finally:
         os.close(descriptor)
         os.unlink(lock)
 
 
-def machine() -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-
-
 def work(args: argparse.Namespace) -> None:
     import torch
+    from suite import machine  # benchmarks/suite.py: the CPU, cores, torch and its threads
 
     torch.set_num_threads(args.threads)
     done = json.loads(args.out.read_text())["runs"] if args.out.is_file() else {}

@@ -69,31 +69,23 @@ def seconds_per_step(objective: str, steps: int) -> float:
 
 
 def main() -> None:
-    import platform
-
-    import torch
+    from suite import machine  # benchmarks/suite.py: the CPU, cores, torch and its threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=HERE / "iwae_family.json")
     args = parser.parse_args()
     recipe_steps = RECIPE_EPOCHS * (RECIPE_IMAGES // RECIPE_BATCH)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    results = {"cpu": cpu, "torch_threads": torch.get_num_threads(), "recipe_steps": recipe_steps, "objectives": {}}
+    where = machine()
+    cpu, threads = where["cpu"], where["torch_threads"]
+    results = {"cpu": cpu, "torch_threads": threads, "recipe_steps": recipe_steps, "objectives": {}}
     for objective in RECIPES:
         step = seconds_per_step(objective, args.steps)
         hours = step * recipe_steps / 3600
         results["objectives"][objective] = {"seconds_per_step": step, "recipe_hours": hours}
         print(
             f"{objective}: {step * 1000:.2f} ms per step of {RECIPE_BATCH}; the recipe's {recipe_steps:,} steps: "
-            f"{hours:.1f} h ({cpu}, {torch.get_num_threads()} threads)",
+            f"{hours:.1f} h ({cpu}, {threads} threads)",
             flush=True,
         )
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -117,6 +117,13 @@ def mutual_information_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -
     )
 
 
+def information_shares(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """I(factor; z_j) / H(factor) of codes (N, Z) discretised in 20 bins, factors (N, F): (F, Z) in [0, 1]."""
+    information = mutual_information_matrix(histogram_discretize(codes), factors).T  # (F, Z) nats
+    entropy = np.array([discrete_mutual_information(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+    return np.divide(information, entropy[:, None], out=np.zeros_like(information), where=entropy[:, None] > 0)
+
+
 def mig(rep: Representation, rng: np.random.Generator, train: int = 10_000, bins: int = 20) -> dict[str, object]:
     """The mutual information gap, and the (Z, F) mutual information matrix behind it."""
     rows = rep.sample(train, rng)

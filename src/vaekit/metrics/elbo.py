@@ -7,6 +7,7 @@ data: see meaning.py; bits/dim are given only where they are honest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -47,6 +48,33 @@ class ElboSummary:
 
 
 @torch.inference_mode()
+def _per_item(
+    model: VAE,
+    images: np.ndarray | torch.Tensor,
+    data: DataConfig,
+    batch_size: int,
+    seed: int,
+    labels: np.ndarray | None,
+    measure: Callable[[torch.Tensor, torch.Tensor | None, torch.Generator], tuple[torch.Tensor, ...]],
+    columns: int,
+) -> tuple[torch.Tensor, ...]:
+    """The `columns` per-item figures that `measure(x, y, generator)` gives, over every stored
+    item, float64 (N,) each, in eval mode and from a fixed seed, so the same model on the same data
+    always gets the same numbers."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    batches = [
+        tuple(part.double().cpu() for part in measure(x, y, generator))
+        for x, y in labelled_batches(images, labels, data, batch_size, device, generator)
+    ]
+    model.train(was_training)
+    if not batches:
+        return (torch.zeros(0, dtype=torch.float64),) * columns
+    return tuple(torch.cat(column) for column in zip(*batches, strict=True))
+
+
 def elbo_terms_per_item(
     model: VAE,
     images: np.ndarray | torch.Tensor,
@@ -56,20 +84,14 @@ def elbo_terms_per_item(
     labels: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-sample reconstruction term and KL of every stored item, float64 (N,) each, with a
-    fixed seed, so the same model on the same data always gets the same numbers. `labels` (N,):
-    a conditional model's labels for the items (`model.conditioning`), else None."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    recon, kl = [], []
-    for x, y in labelled_batches(images, labels, data, batch_size, device, generator):
+    fixed seed. `labels` (N,): a conditional model's labels for the items (`model.conditioning`), else None."""
+
+    def measure(x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         terms = model.elbo(x, generator=generator, y=y)
-        recon.append(terms.recon_nats.double().cpu())
-        kl.append(terms.kl_nats.double().cpu())
-    model.train(was_training)
-    empty = torch.zeros(0, dtype=torch.float64)
-    return (torch.cat(recon) if recon else empty), (torch.cat(kl) if kl else empty)
+        return terms.recon_nats, terms.kl_nats
+
+    recon, kl = _per_item(model, images, data, batch_size, seed, labels, measure, columns=2)
+    return recon, kl
 
 
 def elbo_over(
@@ -87,7 +109,6 @@ def elbo_over(
     return summarise(model, data, float(recon.sum()) / max(1, n), float(kl.sum()) / max(1, n), n)
 
 
-@torch.inference_mode()
 def reconstruction_over(
     model: VAE,
     images: np.ndarray | torch.Tensor,
@@ -97,19 +118,16 @@ def reconstruction_over(
     labels: np.ndarray | None = None,
 ) -> ElboSummary:
     """A deterministic encoder's figure (a WAE's): the mean of -log p(x | z = mu(x)) in nats per
-    image, in place of an ELBO it does not have (its KL 0 is no KL: the summary leaves it out)."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    generator = torch.Generator(device=device).manual_seed(seed)  # dynamic binarisation only
-    total = 0.0
-    for x, y in labelled_batches(images, labels, data, batch_size, device, generator):
-        z = model.encode(x, y).mode()  # (B, Z)
-        total += float(-model.log_likelihood(x, model.decode(z, y)).double().sum())
-    model.train(was_training)
+    image, in place of an ELBO it does not have (its KL 0 is no KL: the summary leaves it out).
+    The seed only draws a dynamic binarisation."""
+
+    def measure(x: torch.Tensor, y: torch.Tensor | None, _: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return (-model.log_likelihood(x, model.decode(model.encode(x, y).mode(), y)),)  # (B,)
+
+    (recon,) = _per_item(model, images, data, batch_size, seed, labels, measure, columns=1)
     n = len(images)
-    recon = total / max(1, n)
-    return ElboSummary(recon, recon, 0.0, None, n, "reconstruction", item_word(data))
+    mean = float(recon.sum()) / max(1, n)
+    return ElboSummary(mean, mean, 0.0, None, n, "reconstruction", item_word(data))
 
 
 def set_figure(

@@ -48,19 +48,17 @@ def evaluate_run(
     labels = run.model.conditioning(chosen.labels, f"the {split} set")
     data = run.config.data
     seconds: dict[str, float] = {}
+    if has_elbo(run.config.train.objective):
+        figures = _bound_figures(run, images, labels, k, batch_size, seed, seconds)
+    else:  # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
+        started = time.perf_counter()
+        recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
+        seconds["reconstruction"] = time.perf_counter() - started
+        figures = {"figure": "reconstruction", "elbo_recon_at_mean_nats": recon.recon_nats}
 
-    if not has_elbo(run.config.train.objective):
-        return _without_elbo(run, splits, chosen, split, limit, seed, quality, factors)
-
-    started = time.perf_counter()
-    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=labels)
-    seconds["elbo"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed, labels=labels)
-    seconds["iwae"] = time.perf_counter() - started
-
-    usage = latent_usage(run.model, images, data, seed=seed, labels=labels)
+    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
+    if figures["figure"] == "reconstruction":  # KL per dimension means nothing for a point mass
+        del usage["kl_per_dim_nats"]
     bottom: dict[str, int] = {}
     if isinstance(run.model, LadderVAE):  # usage above is the top layer z2; z1 is counted apart
         bottom = {
@@ -77,21 +75,53 @@ def evaluate_run(
     disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
     if disentanglement is not None:
         seconds["disentanglement"] = time.perf_counter() - started
-    meaning = figure_meaning(run.model.likelihood, data)
-    # Keys name the figure: elbo_nelbo_nats / iwae_nll_nats only for a likelihood, otherwise e.g.
-    # elbo_cross_entropy_nats / iwae_cross_entropy_nats; *_bits_per_dim only where honest.
-    bits = {} if iwae.bits_per_dim is None else {"iwae_bits_per_dim": iwae.bits_per_dim}
-    if elbo.bits_per_dim is not None:
-        bits["elbo_bits_per_dim"] = elbo.bits_per_dim
     return {
         "split": split,
         "images": len(images),
         "first_images": limit,  # None: the whole split
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
+        "figure_description": figure_description(
+            run.model.likelihood, data, bool(run.model.classes), run.config.train.objective
+        ),
+        "per": item_word(data),
+        **figures,
+        "latent_dim": run.model.latent_dim,
+        **usage,
+        **bottom,
+        "quality": None if scores is None else scores.to_dict(),
+        "objective": objective,
+        "disentanglement": disentanglement,
+        "seconds": seconds,
+        "units": units(item_word(data)),
+    }
+
+
+def _bound_figures(
+    run: TrainedRun,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    k: int,
+    batch_size: int,
+    seed: int,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The -ELBO and its parts and the IWAE estimate with K samples, keyed by what the figure is
+    (elbo_nelbo_nats / iwae_nll_nats only for a likelihood, else e.g. elbo_cross_entropy_nats),
+    *_bits_per_dim only where honest; each pass's time in `seconds`."""
+    data = run.config.data
+    started = time.perf_counter()
+    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=labels)
+    seconds["elbo"] = time.perf_counter() - started
+    started = time.perf_counter()
+    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed, labels=labels)
+    seconds["iwae"] = time.perf_counter() - started
+    meaning = figure_meaning(run.model.likelihood, data)
+    bits = {} if iwae.bits_per_dim is None else {"iwae_bits_per_dim": iwae.bits_per_dim}
+    if elbo.bits_per_dim is not None:
+        bits["elbo_bits_per_dim"] = elbo.bits_per_dim
+    return {
         "figure": meaning.kind,
-        "figure_description": figure_description(run.model.likelihood, data, bool(run.model.classes)),
-        "per": item_word(run.config.data),
         meaning.elbo_key: elbo.nelbo_nats,
         "elbo_recon_nats": elbo.recon_nats,
         "elbo_kl_nats": elbo.kl_nats,
@@ -99,65 +129,6 @@ def evaluate_run(
         meaning.iwae_key: iwae.nll_nats,
         "iwae_standard_error_nats": iwae.standard_error_nats,
         **bits,
-        "latent_dim": run.model.latent_dim,
-        **usage.to_dict(),
-        **bottom,
-        "quality": None if scores is None else scores.to_dict(),
-        "objective": objective,
-        "disentanglement": disentanglement,
-        "seconds": seconds,
-        "units": units(item_word(run.config.data)),
-    }
-
-
-def _without_elbo(
-    run: TrainedRun,
-    splits: DatasetSplits,
-    chosen: ImageSet,
-    split: str,
-    limit: int | None,
-    seed: int,
-    quality: bool,
-    factors: bool | None,
-) -> dict[str, Any]:
-    """What a deterministic encoder (a WAE) has instead of an ELBO: the reconstruction cost at
-    z = mu(x), the objective's MMD, active units, sample quality, the disentanglement metrics."""
-    data, seconds, images = run.config.data, {}, np.asarray(chosen.images)
-    labels = run.model.conditioning(chosen.labels, f"the {split} set")
-    started = time.perf_counter()
-    recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
-    seconds["reconstruction"] = time.perf_counter() - started
-    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
-    scores = None
-    if quality and not splits.is_table:
-        started = time.perf_counter()
-        scores = sample_quality(run.model, splits, data, seed=seed)
-        seconds["quality"] = time.perf_counter() - started
-    started = time.perf_counter()
-    disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
-    if disentanglement is not None:
-        seconds["disentanglement"] = time.perf_counter() - started
-    item = item_word(data)
-    return {
-        "split": split,
-        "images": len(chosen),
-        "first_images": limit,
-        "seed": seed,
-        "checkpoint_epoch": run.info.get("epoch"),
-        "figure": "reconstruction",
-        "figure_description": figure_description(
-            run.model.likelihood, data, bool(run.model.classes), run.config.train.objective
-        ),
-        "per": item,
-        "elbo_recon_at_mean_nats": recon.recon_nats,
-        "latent_dim": run.model.latent_dim,
-        # KL per dimension means nothing for a point mass: active units come from the means alone
-        **{key: value for key, value in usage.items() if key != "kl_per_dim_nats"},
-        "quality": None if scores is None else scores.to_dict(),
-        "objective": objective_terms(run, chosen, len(splits.train), seed),
-        "disentanglement": disentanglement,
-        "seconds": seconds,
-        "units": units(item),
     }
 
 

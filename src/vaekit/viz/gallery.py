@@ -19,7 +19,7 @@ from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
 from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
 from vaekit.loading import TrainedRun
-from vaekit.metrics.disentanglement import discrete_mutual_information, histogram_discretize, mutual_information_matrix
+from vaekit.metrics.disentanglement import information_shares
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import has_elbo, item_word
 from vaekit.metrics.scores import has_excess, score_by
@@ -198,13 +198,6 @@ def anomalies(ctx: PictureContext) -> np.ndarray:
     error = (shown - rebuilt).pow(2).mean(1, keepdim=True)  # (N, 1, H, W)
     error = (error / error.flatten(1).amax(1).clamp(min=1e-12)[:, None, None, None]).expand_as(shown)
     return make_grid(torch.cat([shown, rebuilt, error]), len(worst))
-
-
-def information_shares(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """I(factor; z_j) / H(factor) of codes (N, Z) discretised in 20 bins, factors (N, F): (F, Z) in [0, 1]."""
-    information = mutual_information_matrix(histogram_discretize(codes), factors).T  # (F, Z) nats
-    entropy = np.array([discrete_mutual_information(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
-    return np.divide(information, entropy[:, None], out=np.zeros_like(information), where=entropy[:, None] > 0)
 
 
 CAPTURE_FLOOR = 0.1  # a dimension holding less than a tenth of every factor's entropy captures none
