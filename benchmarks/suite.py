@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 FASHION = "fashion-mnist"
 MODELS = ("mlp", "conv-fashion")
+OWN_DATA = ("best-binarized",)  # presets measured on their own data (binarised MNIST), not Fashion-MNIST
 
 
 # --- children: one measurement each, printing one JSON line --------------------------------------
@@ -43,6 +44,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def _peak_gpu_mb() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def _splits_and_config(model: str, fraction: float, epochs: int) -> tuple[Any, Any]:
     import dataclasses
 
@@ -50,10 +55,9 @@ def _splits_and_config(model: str, fraction: float, epochs: int) -> tuple[Any, A
     from vaekit.presets import preset_config
 
     config = preset_config(model)
+    data = config.data if model in OWN_DATA else dataclasses.replace(config.data, dataset=FASHION)
     config = dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, dataset=FASHION),
-        train=dataclasses.replace(config.train, epochs=epochs, checkpoint_every=0),
+        config, data=data, train=dataclasses.replace(config.train, epochs=epochs, checkpoint_every=0)
     )
     splits = load_dataset(config.data, progress=False)
     if fraction < 1.0:
@@ -67,6 +71,7 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
     import dataclasses
 
     from vaekit.config import with_overrides
+    from vaekit.devices import resolve_device
     from vaekit.metrics.elbo import elbo_over
     from vaekit.models import build_model
     from vaekit.training.loop import train_model
@@ -88,8 +93,15 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
             )
 
     recorder = TestEveryEpoch()
-    train_model(net, splits, dataclasses.replace(config), callbacks=[recorder], progress=False)
-    return {"epochs": recorder.rows, "train_images": len(splits.train), "peak_rss_mb": _peak_rss_mb()}
+    device = resolve_device(config.train.device)
+    train_model(net.to(device), splits, dataclasses.replace(config), callbacks=[recorder], progress=False)
+    return {
+        "epochs": recorder.rows,
+        "train_images": len(splits.train),
+        "steps_per_epoch": -(-len(splits.train) // config.train.batch_size),
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_gpu_mb": _peak_gpu_mb(),
+    }
 
 
 def child_baseline_epochs(model: str, epochs: int, fraction: float) -> dict[str, Any]:
@@ -98,7 +110,12 @@ def child_baseline_epochs(model: str, epochs: int, fraction: float) -> dict[str,
 
     config, splits = _splits_and_config(model, fraction, epochs)
     rows = train_epochs(config, splits, epochs)
-    return {"epochs": rows, "train_images": len(splits.train), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "epochs": rows,
+        "train_images": len(splits.train),
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_gpu_mb": _peak_gpu_mb(),
+    }
 
 
 def child_iwae(k: int) -> dict[str, Any]:
@@ -234,6 +251,118 @@ def child_memory(source: str, workdir: str) -> dict[str, Any]:
     }
 
 
+def _cuda_seconds(work: Any, repeats: int) -> float:
+    """Seconds per call of `work` on the GPU: queued `repeats` times, timed to the last kernel's end."""
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
+def _kernels_per_call(work: Any, calls: int) -> float:
+    """GPU activities (kernels, copies, fills) one call of `work` starts, counted by the profiler."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            work()
+        torch.cuda.synchronize()
+    return sum(1 for event in prof.events() if event.device_type == DeviceType.CUDA) / calls
+
+
+def _graph_step_seconds(model_name: str, splits: Any, config: Any, repeats: int) -> float:
+    """The same training step (ELBO, backward, fused Adam) captured once in a CUDA graph and
+    replayed: what the step costs with no launch overhead at all, the batch gathered outside."""
+    from vaekit.data.transforms import to_model_input
+    from vaekit.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(config.model, splits.shape).cuda()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr, fused=True, capturable=True)
+    resident = torch.from_numpy(splits.train.array).cuda()  # uint8 (N, C, H, W)
+    batch_size = config.train.batch_size
+    static_x = to_model_input(resident[:batch_size], config.data)
+
+    def step() -> None:
+        loss = net.elbo(static_x).loss.mean()  # noise from the default CUDA generator: capturable
+        loss.backward()
+        optimizer.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=False)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        optimizer.zero_grad(set_to_none=False)
+        step()
+    count = len(resident) // batch_size
+
+    def replay(state: list[int] = [0]) -> None:  # noqa: B006  (a counter kept between calls)
+        start = (state[0] % count) * batch_size
+        static_x.copy_(to_model_input(resident[start : start + batch_size], config.data))
+        graph.replay()
+        state[0] += 1
+
+    for _ in range(10):
+        replay()
+    return _cuda_seconds(replay, repeats)
+
+
+def child_launch_floor(model: str, steps: int) -> dict[str, Any]:
+    """On CUDA, vaekit's training step (Trainer.step, as an epoch runs it) against two floors: the
+    kernels it launches times what one launch costs from eager PyTorch (a one-element add in a
+    loop), and the same step replayed from a CUDA graph."""
+    import dataclasses
+
+    from vaekit.models import build_model
+    from vaekit.training.loop import Trainer
+
+    config, splits = _splits_and_config(model, 1.0, 1)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, device="cuda"))
+    torch.manual_seed(0)
+    trainer = Trainer(build_model(config.model, splits.shape).cuda(), splits, config, progress=False)
+    order = trainer.state.start_epoch().cuda()
+    batch_size = config.train.batch_size
+    count = len(order) // batch_size
+    position = [0]
+
+    def vaekit_step() -> None:
+        start = (position[0] % count) * batch_size
+        trainer.step(order[start : start + batch_size], lambda: False)
+        position[0] += 1
+
+    for _ in range(30):
+        vaekit_step()
+    step_seconds = _cuda_seconds(vaekit_step, steps)
+    result: dict[str, Any] = {"model": model, "batch_size": batch_size, "vaekit_step_us": 1e6 * step_seconds}
+    try:
+        result["kernels_per_step"] = _kernels_per_call(vaekit_step, 20)
+    except Exception as exc:  # the profiler is optional: the floor is then not known, the rest is
+        result["kernels_per_step_error"] = repr(exc)[:300]
+    one = torch.zeros(1, device="cuda")
+    for _ in range(1000):
+        one.add_(1.0)
+    result["eager_launch_us"] = 1e6 * _cuda_seconds(lambda: one.add_(1.0), 20_000)
+    if "kernels_per_step" in result:
+        result["launch_floor_step_us"] = result["kernels_per_step"] * result["eager_launch_us"]
+        result["vaekit_over_launch_floor"] = result["vaekit_step_us"] / result["launch_floor_step_us"]
+    try:
+        result["graph_step_us"] = 1e6 * _graph_step_seconds(model, splits, config, steps)
+        result["vaekit_over_graph"] = result["vaekit_step_us"] / result["graph_step_us"]
+    except Exception as exc:  # capture can fail on a model that syncs inside its step; say so
+        result["graph_error"] = repr(exc)[:300]
+    result["peak_gpu_mb"] = _peak_gpu_mb()
+    return result
+
+
 def run_child(args: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
@@ -338,6 +467,52 @@ def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def launch_floor(models: list[str], steps: int = 300) -> dict[str, Any]:
+    """CUDA only: each model's training step against the launch-overhead floor and a CUDA graph."""
+    out = {}
+    for model in models:
+        r = out[model] = run_child(["launch", model, str(steps)])
+        floor = (
+            f"{r['kernels_per_step']:.0f} kernels x {r['eager_launch_us']:.1f} us per eager launch = "
+            f"{r['launch_floor_step_us']:.0f} us floor ({r['vaekit_over_launch_floor']:.2f}x of it)"
+            if "launch_floor_step_us" in r
+            else f"kernel count failed: {r.get('kernels_per_step_error')}"
+        )
+        graph = (
+            f"the step in a CUDA graph {r['graph_step_us']:.0f} us ({r['vaekit_over_graph']:.2f}x)"
+            if "graph_step_us" in r
+            else f"graph capture failed: {r.get('graph_error')}"
+        )
+        print(f"{model:13s} CUDA step: vaekit {r['vaekit_step_us']:.0f} us; {floor}; {graph}")
+    return out
+
+
+def binarized_epoch(repeats: int) -> dict[str, Any]:
+    """best-binarized (binarised MNIST): the steady-state epoch (the second) and its test -ELBO."""
+    runs = [run_child(["vaekit", "best-binarized", "2", "1.0", "{}"]) for _ in range(repeats)]
+    seconds = median([r["epochs"][-1]["train_seconds"] for r in runs])
+    total = preset_epochs("best-binarized")
+    result = {
+        "seconds_per_epoch": seconds,
+        "all_seconds": [r["epochs"][-1]["train_seconds"] for r in runs],
+        "preset_epochs": total,
+        "preset_train_minutes": seconds * total / 60,
+        "test_nelbo_nats_after_2_epochs": runs[0]["epochs"][-1]["test_nelbo_nats"],
+        "peak_gpu_mb": runs[0].get("peak_gpu_mb"),
+    }
+    print(
+        f"best-binarized: {seconds:.2f} s per epoch ({total} epochs: {result['preset_train_minutes']:.1f} min of "
+        f"training), test -ELBO after 2 epochs {result['test_nelbo_nats_after_2_epochs']:.2f} nats"
+    )
+    return result
+
+
+def preset_epochs(name: str) -> int:
+    from vaekit.presets import preset_config
+
+    return preset_config(name).train.epochs
 
 
 def time_to_target(epochs: int, repeats: int) -> dict[str, Any]:
@@ -469,8 +644,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parts = ["throughput", "target", "scaling", "iwae", "disk", "serve", "memory", "objectives"]
-    # one-class anomaly detection trains ten models (about 10 minutes): asked for by name only
-    parser.add_argument("--only", nargs="+", default=parts, choices=[*parts, "one-class"])
+    # one-class anomaly detection trains ten models (about 10 minutes): asked for by name only; the
+    # launch floor and best-binarized's epoch are the GPU's parts (benchmarks/gpu_check.sh)
+    parser.add_argument("--only", nargs="+", default=parts, choices=[*parts, "one-class", "launch", "binarized"])
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     if args.child:
@@ -485,6 +661,8 @@ def main() -> None:
             result = child_serve(int(rest[0]))
         elif kind == "memory":
             result = child_memory(rest[0], rest[1])
+        elif kind == "launch":
+            result = child_launch_floor(rest[0], int(rest[1]))
         else:
             result = child_iwae(int(rest[0]))
         print(json.dumps(result))
@@ -496,7 +674,7 @@ def main() -> None:
     print(json.dumps(results["machine"]))
     if "throughput" in args.only:
         results["throughput"] = throughput(args.models, repeats)
-        if "mlp" in results["throughput"]:
+        if "mlp" in results["throughput"] and not torch.cuda.is_available():  # the CPU's sgemm ceiling
             results["arithmetic"] = arithmetic_ceiling(results["throughput"]["mlp"])
     if "target" in args.only:
         results["time_to_target"] = time_to_target(epochs=3 if args.quick else 10, repeats=repeats)
@@ -512,6 +690,12 @@ def main() -> None:
         results["memory"] = from_memory(repeats)
     if "objectives" in args.only:
         results["objectives"] = objective_costs()
+    if "launch" in args.only:
+        if not torch.cuda.is_available():
+            sys.exit("--only launch measures CUDA launches: this machine has no GPU")
+        results["launch_floor"] = launch_floor(args.models)
+    if "binarized" in args.only:
+        results["binarized"] = binarized_epoch(repeats)
     if "one-class" in args.only:  # its own script and results file (benchmarks/one_class.json)
         subprocess.run([sys.executable, str(HERE / "one_class.py")], check=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
