@@ -68,7 +68,7 @@ class TutorialConvVAE(nn.Module):
         super().__init__()
         m = config.model
         layout = (m.conv_channels, m.conv_strides, m.kernel_size)
-        self.encoder = ConvEncoder(shape, *layout, m.latent_dim, m.activation)
+        self.encoder = ConvEncoder(shape, *layout, 2 * m.latent_dim, m.activation)
         self.decoder = ConvDecoder(shape, *layout, m.latent_dim, m.activation)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

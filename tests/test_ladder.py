@@ -115,9 +115,9 @@ def test_under_bf16_autocast_every_distribution_is_fp32() -> None:
     x = to_model_input(torch.from_numpy(blob_images(4, side=8)[0]), DataConfig())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         top = model.encode(x)
-        _, prior1, posterior1, _ = model._descend(top, torch.zeros_like(top.mu), torch.zeros_like(top.bottom_up.mu))
+        down = model._descend(top, torch.zeros_like(top.mu), torch.zeros_like(top.bottom_up.mu))
         terms = model.elbo(x, generator=torch.Generator().manual_seed(0))
-    for tensor in (top.mu, top.logvar, top.bottom_up.mu, prior1.mu, posterior1.logvar, terms.kl_nats):
+    for tensor in (top.mu, top.logvar, top.bottom_up.mu, down.prior1.mu, down.posterior1.logvar, terms.kl_nats):
         assert tensor.dtype == torch.float32
 
 

@@ -25,6 +25,7 @@ FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
+PosteriorName = Literal["gaussian", "iaf", "vmf"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
@@ -195,6 +196,20 @@ class ModelConfig:
     pixel_context_channels: int = field(
         default=32, metadata=_help("pixel-context head only: channels of its masked convolutions")
     )
+    posterior: PosteriorName = field(
+        default="gaussian",
+        metadata=_help(
+            "q(z|x): gaussian (diagonal); iaf: a diagonal Gaussian through --flow-steps inverse autoregressive "
+            "steps (KL by Monte Carlo); vmf: von Mises-Fisher on the unit sphere under a uniform prior (S-VAE)"
+        ),
+    )
+    flow_steps: int = field(default=2, metadata=_help("iaf only: inverse autoregressive steps (1 or more)"))
+    flow_hidden: int = field(
+        default=256, metadata=_help("iaf only: width of the two hidden layers of each step's autoregressive network")
+    )
+    flow_context: int = field(
+        default=32, metadata=_help("iaf only: size of the context h the encoder hands every flow step")
+    )
     prior: PriorName = field(
         default="standard",
         metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
@@ -269,11 +284,50 @@ class ModelConfig:
             "--conditional builds the label into vaekit's own networks, not into a factory's: use --architecture "
             "mlp, conv or resnet",
         )
+        self._check_posterior()
         _require(self.classes == 0 or self.classes >= 2, f"model.classes {self.classes} must be 0 or at least 2")
         _require(
             self.class_names is None or len(self.class_names) == self.classes,
             f"model.class_names names {len(self.class_names or ())} classes but model.classes is {self.classes}",
         )
+
+    def _check_posterior(self) -> None:
+        name = self.posterior
+        _require(
+            self.flow_steps >= 1,
+            f"--flow-steps {self.flow_steps}: an IAF needs at least 1 step "
+            "(for no flow at all, use --posterior gaussian)",
+        )
+        _require(self.flow_hidden >= 1, f"--flow-hidden {self.flow_hidden} must be at least 1")
+        _require(self.flow_context >= 0, f"--flow-context {self.flow_context} must be 0 or more")
+        default = ModelConfig.__dataclass_fields__
+        for setting in ("flow_steps", "flow_hidden", "flow_context"):
+            _require(
+                name == "iaf" or getattr(self, setting) == default[setting].default,
+                f"--{setting.replace('_', '-')} is a setting of --posterior iaf, not of {name}: leave it out or add "
+                "--posterior iaf",
+            )
+        if name == "gaussian":
+            return
+        _require(self.latent_dim >= 1, f"--posterior {name} needs a latent: give --latent-dim 1 or more")
+        _require(
+            self.prior != "vamp",
+            "--prior vamp is a mixture of the encoder's Gaussian posteriors: use it with --posterior gaussian",
+        )
+        if name == "vmf":
+            _require(
+                self.latent_dim >= 2,
+                f"--posterior vmf puts z on the sphere S^(Z-1) in R^Z, which needs --latent-dim 2 or more "
+                f"(got {self.latent_dim})",
+            )
+            _require(
+                self.prior == "standard",
+                "--posterior vmf has its own prior, uniform on the sphere: leave out --prior",
+            )
+            _require(
+                self.stochastic_layers == 1,
+                "--posterior vmf is for one stochastic layer: leave out --stochastic-layers 2",
+            )
 
 
 @dataclass(frozen=True)
@@ -393,6 +447,9 @@ ONE_LAYER_OBJECTIVES = (
     "wae",
 )
 FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
+# The objectives a posterior family beyond the Gaussian trains with: the rest read q(z|x)'s mean
+# and variance, or its density at other items' codes, which only the diagonal Gaussian gives.
+FAMILY_OBJECTIVES = {"iaf": ("elbo", "iwae"), "vmf": ("elbo", "iwae")}
 
 
 @dataclass(frozen=True)
@@ -517,6 +574,11 @@ class RunConfig:
             self.model.prior == "standard" or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
+        _require(
+            self.model.posterior == "gaussian" or self.train.free_bits == 0.0,
+            f"--free-bits needs the KL per latent dimension, which --posterior {self.model.posterior} does not have: "
+            "leave it out or use --posterior gaussian",
+        )
         self._check_objective()
 
     def _check_objective(self) -> None:
@@ -539,6 +601,12 @@ class RunConfig:
         _require(
             name not in BATCH_OBJECTIVES or self.train.batch_size >= 2,
             f"--objective {name} estimates over the batch and needs --batch-size 2 or more",
+        )
+        family = self.model.posterior
+        _require(
+            family not in FAMILY_OBJECTIVES or name in FAMILY_OBJECTIVES[family],
+            f"--objective {name} is written for a Gaussian posterior (it reads q(z|x)'s mean and variance): with "
+            f"--posterior {family} use --objective {' or '.join(FAMILY_OBJECTIVES.get(family, ()))}",
         )
         _require(
             name not in BATCH_OBJECTIVES + ONE_LAYER_OBJECTIVES or self.model.latent_dim >= 1,

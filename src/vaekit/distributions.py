@@ -7,6 +7,7 @@ Every log-probability is returned per example, shape (B,), in nats; the caller r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
@@ -20,6 +21,24 @@ LOGVAR_BOUND = 30.0
 # A learned Gaussian likelihood's variance is kept above (1e-3)^2: narrower than an 8-bit pixel's
 # bin (width 1/256 on [0, 1], std of a uniform in it 0.0011) a density only grows on gridded data.
 MIN_LOGVAR = 2.0 * math.log(1e-3)
+
+
+@dataclass(frozen=True)
+class PosteriorDraw:
+    """z ~ q(z|x), (..., B, Z), with log q(z|x) (..., B) and, for a sampler whose reparameterised
+    gradient alone is biased (the vMF's rejection sampler), the log-ratio whose score corrects it
+    (vmf.with_correction); None where the reparameterised gradient is exact."""
+
+    z: torch.Tensor
+    log_q: torch.Tensor
+    correction: torch.Tensor | None = None
+
+    def corrected(self, value: torch.Tensor) -> torch.Tensor:
+        """`value` (..., B), a function of z averaged over draws, with the sampler's correction
+        added to its gradient (its forward value unchanged)."""
+        if self.correction is None:
+            return value
+        return value + value.detach() * (self.correction - self.correction.detach())
 
 
 class DiagonalGaussian:
@@ -47,8 +66,19 @@ class DiagonalGaussian:
             eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
         return self.mu + self.std * eps
 
+    def rsample_and_log_prob(
+        self, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+    ) -> PosteriorDraw:
+        """z = mu + sigma * eps with log q(z|x); eps (..., B, Z) may carry leading sample dimensions."""
+        z = self.rsample(generator, eps)
+        return PosteriorDraw(z, self.log_prob(z))
+
     def mode(self) -> torch.Tensor:
         return self.mu
+
+    def summary(self) -> dict[str, torch.Tensor]:
+        """What `vaekit encode` writes per item, (B, Z) each: the mean and the standard deviation."""
+        return {"mean": self.mu, "std": self.std}
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x) summed over Z; z (..., B, Z) -> (..., B)."""

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vaekit.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
+from vaekit.vmf import log_sphere_area
 
 Encode = Callable[[torch.Tensor], DiagonalGaussian]
 
@@ -102,4 +103,23 @@ class VampPrior(nn.Module):
             return mixture_sample(n, *self._mixture(encode), generator)
 
 
-Prior = StandardNormalPrior | MixturePrior | VampPrior
+class UniformSpherePrior(nn.Module):
+    """p(z) uniform on the unit sphere S^(Z-1): the prior of the hyperspherical VAE (--posterior vmf)."""
+
+    closed_form_kl = False  # the vMF posterior's KL to it is closed form, but not per dimension
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def log_prob(self, z: torch.Tensor, encode: Encode | None = None) -> torch.Tensor:
+        return z.new_full(z.shape[:-1], -log_sphere_area(self.latent_dim))  # (..., Z) -> (...)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None, device: torch.device, encode: Encode | None = None
+    ) -> torch.Tensor:
+        g = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        return g / g.norm(dim=-1, keepdim=True)  # a Gaussian's direction is uniform on the sphere
+
+
+Prior = StandardNormalPrior | MixturePrior | VampPrior | UniformSpherePrior

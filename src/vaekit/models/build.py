@@ -3,6 +3,7 @@ stochastic layers."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from torch import nn
@@ -21,11 +22,13 @@ from vaekit.models.conditional import LabelledDecoder, LabelledEncoder, encoder_
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name, untrusted_message
 from vaekit.models.ladder import LadderVAE
+from vaekit.models.layers import activation
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE
-from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
+from vaekit.posteriors import GaussianFamily, IafFamily, InverseAutoregressiveFlow, PosteriorFamily, VmfFamily
+from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, UniformSpherePrior, VampPrior
 
 
 def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
@@ -38,6 +41,20 @@ def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> 
     if config.likelihood == "logistic-mixture":
         return MixtureOfLogisticsLikelihood(config.logistic_components, config.sigma)
     return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+
+
+def build_family(config: ModelConfig) -> PosteriorFamily:
+    """The posterior family `--posterior` names (posteriors/), for a one-layer model."""
+    z = config.latent_dim
+    if config.posterior == "iaf":
+        return IafFamily(z, config.flow_steps, config.flow_hidden, config.flow_context, flow_activation(config))
+    if config.posterior == "vmf":
+        return VmfFamily(z)
+    return GaussianFamily(z)
+
+
+def flow_activation(config: ModelConfig) -> functools.partial[nn.Module]:
+    return functools.partial(activation, config.activation)
 
 
 def build_model(
@@ -81,23 +98,39 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     flat = config.architecture == "mlp"
     input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
     decoder_in = z + classes
+    ladder = config.stochastic_layers == 2
+    family = None if ladder else build_family(config)
+    # What the encoder emits per item: the family's parameters; a ladder's estimate of z1 and,
+    # with flows, their context.
+    if family is not None:
+        outputs = family.encoder_outputs
+    else:
+        outputs = 2 * z + (config.flow_context if config.posterior == "iaf" else 0)
     if is_factory_name(config.architecture):
-        encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, z, decoded_shape))
+        spec = NetworkSpec(image_shape, z, decoded_shape, outputs)
+        encoder, decoder = build_custom(config.architecture, spec)
     elif config.architecture == "mlp":
-        encoder = MLPEncoder(input_shape, config.hidden_sizes, z, act)
+        encoder = MLPEncoder(input_shape, config.hidden_sizes, outputs, act)
         decoder = MLPDecoder(decoded_shape, config.hidden_sizes, decoder_in, act)
     elif config.architecture == "resnet":
         layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
-        encoder = ResNetEncoder(input_shape, *layout, z, act)
+        encoder = ResNetEncoder(input_shape, *layout, outputs, act)
         decoder = ResNetDecoder(decoded_shape, *layout, decoder_in, act)
     else:
         layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
-        encoder = ConvEncoder(input_shape, *layout_conv, z, act)
+        encoder = ConvEncoder(input_shape, *layout_conv, outputs, act)
         decoder = ConvDecoder(decoded_shape, *layout_conv, decoder_in, act)
     if classes:
         encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
-    if config.stochastic_layers == 2:
+    if family is None:
         # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
+        flows = None
+        if config.posterior == "iaf":  # z2's flow, then z1's, under one context
+            settings = (config.flow_steps, config.flow_hidden, config.flow_context, flow_activation(config))
+            flows = (
+                InverseAutoregressiveFlow(config.top_latent_dim, *settings),
+                InverseAutoregressiveFlow(z, *settings),
+            )
         return LadderVAE(
             encoder,
             decoder,
@@ -109,12 +142,15 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             act,
             pixel_context,
             classes,
+            flows,
         )
     prior: Prior
-    if config.prior == "mixture":
+    if config.posterior == "vmf":
+        prior = UniformSpherePrior(z)
+    elif config.prior == "mixture":
         prior = MixturePrior(z, config.prior_components)
     elif config.prior == "vamp":
         prior = VampPrior(image_shape, config.prior_components)
     else:
         prior = StandardNormalPrior(z)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)

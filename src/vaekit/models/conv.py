@@ -51,7 +51,7 @@ def mirror_geometry(
 
 
 class ConvEncoder(nn.Module):
-    """x (B, C, H, W) -> posterior parameters (B, 2Z)."""
+    """x (B, C, H, W) -> posterior parameters (B, W)."""
 
     prefers_channels_last = True  # oneDNN's convolutions are faster on NHWC tensors
 
@@ -61,7 +61,7 @@ class ConvEncoder(nn.Module):
         channels: tuple[int, ...],
         strides: tuple[int, ...],
         kernel: int,
-        latent_dim: int,
+        outputs: int,
         act: str,
     ) -> None:
         super().__init__()
@@ -71,10 +71,10 @@ class ConvEncoder(nn.Module):
         for c_in, c_out, stride in zip((c, *channels[:-1]), channels, strides, strict=True):
             layers += [nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(math.prod(self.feature_shape), 2 * latent_dim)
+        self.head = nn.Linear(math.prod(self.feature_shape), outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).flatten(start_dim=1))  # (B, C_L, H_L, W_L) -> (B, F) -> (B, 2Z)
+        return self.head(self.body(x).flatten(start_dim=1))  # (B, C_L, H_L, W_L) -> (B, F) -> (B, W)
 
 
 class ConvDecoder(nn.Module):

@@ -2,7 +2,9 @@
 
 The contracts (checked on a dry run when the model is built, each fault named):
 - `factory(spec: NetworkSpec) -> (encoder, decoder)`, both `torch.nn.Module`s;
-- encoder: x (B, C, H, W) -> (B, 2Z): the posterior's mean, then its log-variance;
+- encoder: x (B, C, H, W) -> (B, spec.encoder_outputs): for the Gaussian posterior 2Z numbers, its
+  mean, then its log-variance; another posterior family (`--posterior`) reads a width of its own
+  (iaf: 2Z + the flow's context; vmf: Z + 1), so build the encoder's last layer with that width;
 - decoder: z (B, Z) -> (B, P, H, W): the likelihood's parameters at every position, e.g. logits
   for a Bernoulli, means for a Gaussian (spec.output_shape gives P, H, W);
 - for a table, (C, H, W) = (1, 1, D).
@@ -35,8 +37,15 @@ class NetworkSpec:
     """What a factory builds for: shapes in, out and of the latent."""
 
     input_shape: tuple[int, int, int]  # (C, H, W) of one item; (1, 1, D) for a table
-    latent_dim: int  # Z: the encoder emits 2Z numbers per item (mean, then log-variance)
+    latent_dim: int  # Z: what the decoder takes per item
     output_shape: tuple[int, int, int]  # (P, H, W): what the decoder emits per item
+    # W: what the encoder emits per item, as the posterior family reads it (2Z for a Gaussian:
+    # the mean, then the log-variance)
+    encoder_outputs: int = -1
+
+    def __post_init__(self) -> None:
+        if self.encoder_outputs < 0:  # a spec made without it: the Gaussian's 2Z
+            object.__setattr__(self, "encoder_outputs", 2 * self.latent_dim)
 
 
 @runtime_checkable
@@ -116,12 +125,17 @@ def build_custom(architecture: str, spec: NetworkSpec) -> tuple[nn.Module, nn.Mo
     with torch.no_grad():
         x = torch.zeros(DRY_RUN_BATCH, *spec.input_shape)
         params = encoder(x)
-        expected = (DRY_RUN_BATCH, 2 * spec.latent_dim)
+        expected = (DRY_RUN_BATCH, spec.encoder_outputs)
         if not isinstance(params, torch.Tensor) or tuple(params.shape) != expected:
             got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+            what = (
+                f"the mean then the log-variance of each of the {spec.latent_dim} latents"
+                if spec.encoder_outputs == 2 * spec.latent_dim
+                else "the posterior family's parameters: build the encoder's last layer with spec.encoder_outputs"
+            )
             raise VaekitError(
                 f"{architecture}: the encoder maps (B, C, H, W) = {(DRY_RUN_BATCH, *spec.input_shape)} to {got}; it "
-                f"must give {expected}, the mean then the log-variance of each of the {spec.latent_dim} latents"
+                f"must give {expected}, {what}"
             )
         out = decoder(torch.zeros(DRY_RUN_BATCH, spec.latent_dim))
         wanted = (DRY_RUN_BATCH, *spec.output_shape)

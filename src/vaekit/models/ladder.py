@@ -7,11 +7,18 @@ q(z2|x); the top-down pass then combines the estimate with the generative p(z1|z
 weighting, so q(z1|x, z2) and p(z1|z2) share the top-down network. Both KL terms are closed forms
 between Gaussians; the IWAE weights use the joint densities of (z1, z2).
 
-Shapes: B batch, Z1 bottom latent, Z2 top latent. The encoder and decoder are the usual families
-(mlp, conv, resnet) around z1; z2 is the "latent space" the pictures and maps show.
+With --posterior iaf, each layer's posterior is followed by an inverse autoregressive flow
+(posteriors/iaf.py) under a context the encoder gives beside its estimate of z1, as in Kingma et
+al. (2016)'s ladder with IAF: z2 = flow2(z2_0), z1 = flow1(z1_0) with z1_0 ~ q(z1|x, z2). The KL
+terms are then Monte Carlo estimates from the densities of the draws.
+
+Shapes: B batch, Z1 bottom latent, Z2 top latent, C flow context. The encoder and decoder are the
+usual families (mlp, conv, resnet) around z1; z2 is the "latent space" the pictures and maps show.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,16 +27,43 @@ from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, sta
 from vaekit.errors import VaekitError
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.models.vae import VAE, repeat_labels
+from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, log_importance_weights
+from vaekit.posteriors import InverseAutoregressiveFlow
 
 
 class LadderPosterior(DiagonalGaussian):
-    """q(z2|x), carrying the bottom-up estimate of z1 the top-down pass needs."""
+    """q(z2|x), carrying the bottom-up estimate of z1 the top-down pass needs and, with flows, their
+    context (B, C) and z2's flow (its mean is then the base's, and `mode()` the flow's image of it)."""
 
-    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor, bottom_up: DiagonalGaussian) -> None:
+    def __init__(
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        bottom_up: DiagonalGaussian,
+        context: torch.Tensor | None = None,
+        flow: InverseAutoregressiveFlow | None = None,
+    ) -> None:
         super().__init__(mu, logvar)
-        self.bottom_up = bottom_up
+        self.bottom_up, self.context, self.flow = bottom_up, context, flow
+
+    def mode(self) -> torch.Tensor:
+        if self.flow is None or self.context is None:
+            return self.mu
+        return self.flow(self.mu, self.context)[0]
+
+
+@dataclass(frozen=True)
+class Descent:
+    """One pass down the ladder: z2 and z1 (..., B, Z), p(z1|z2), q(z1|x, z2) before its flow, and
+    log q of both draws (..., B) (the flows' log-determinants included)."""
+
+    z2: torch.Tensor
+    z1: torch.Tensor
+    prior1: DiagonalGaussian
+    posterior1: DiagonalGaussian
+    log_q2: torch.Tensor
+    log_q1: torch.Tensor
 
 
 def precision_weighted(a: DiagonalGaussian, b: DiagonalGaussian) -> DiagonalGaussian:
@@ -62,6 +96,7 @@ class LadderVAE(VAE):
         act: str,
         pixel_context: PixelContextHead | None = None,
         classes: int = 0,
+        flows: tuple[InverseAutoregressiveFlow, InverseAutoregressiveFlow] | None = None,
     ) -> None:
         # A conditional ladder takes the label in the bottom-up encoder and the decoder of x;
         # p(z1|z2) stays label-free, like the prior of a one-layer conditional VAE.
@@ -72,6 +107,8 @@ class LadderVAE(VAE):
         self.noise_dim = top_dim + bottom_dim  # eps = [eps2, eps1]
         self.up = _mlp([2 * bottom_dim, hidden, hidden, 2 * top_dim], act)  # (mu_hat, logvar_hat) -> q(z2|x)
         self.down = _mlp([top_dim, hidden, hidden, 2 * bottom_dim], act)  # z2 -> p(z1|z2)
+        # --posterior iaf: z2's flow, then z1's, both under the encoder's context
+        self.flows = None if flows is None else nn.ModuleList(flows)
 
     @property
     def closed_form_kl(self) -> bool:
@@ -80,10 +117,13 @@ class LadderVAE(VAE):
         return False
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> LadderPosterior:
-        bottom_up = super().encode(x, y)  # (B, Z1) x 2: the encoder's estimate of z1
+        params = self.encoder_outputs(x, y)  # (B, 2 Z1 + C), fp32
+        bottom_up = DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim])  # the encoder's estimate of z1
+        context = params[..., 2 * self.bottom_dim :] if self.flows is not None else None  # (B, C)
         # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
         top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
-        return LadderPosterior(top.mu, top.logvar, bottom_up)
+        flow2 = None if self.flows is None else self.flows[0]
+        return LadderPosterior(top.mu, top.logvar, bottom_up, context, flow2)  # type: ignore[arg-type]
 
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:
         return DiagonalGaussian.from_params(self.down(z2).float())  # (..., Z2) -> (..., Z1) x 2
@@ -110,15 +150,23 @@ class LadderVAE(VAE):
             eps = torch.randn((*shape, self.noise_dim), generator=generator, device=like.device, dtype=like.dtype)
         return eps[..., : self.latent_dim], eps[..., self.latent_dim :]
 
-    def _descend(
-        self, top: LadderPosterior, eps2: torch.Tensor, eps1: torch.Tensor
-    ) -> tuple[torch.Tensor, DiagonalGaussian, DiagonalGaussian, torch.Tensor]:
+    def _descend(self, top: LadderPosterior, eps2: torch.Tensor, eps1: torch.Tensor) -> Descent:
         """One reparameterised pass down the ladder: z2 ~ q(z2|x), then p(z1|z2), q(z1|x, z2) and
-        z1 ~ q(z1|x, z2). eps2 (..., B, Z2), eps1 (..., B, Z1); leading sample dimensions broadcast."""
+        z1 ~ q(z1|x, z2), each draw through its flow when there are flows. eps2 (..., B, Z2), eps1
+        (..., B, Z1); leading sample dimensions broadcast."""
         z2 = top.rsample(eps=eps2)  # (..., B, Z2)
+        log_q2 = top.log_prob(z2)
+        if self.flows is not None and top.context is not None:
+            z2, log_det2 = self.flows[0](z2, top.context)
+            log_q2 = log_q2 - log_det2
         prior1 = self.top_down(z2)  # (..., B, Z1)
         posterior1 = precision_weighted(top.bottom_up, prior1)
-        return z2, prior1, posterior1, posterior1.rsample(eps=eps1)
+        z1 = posterior1.rsample(eps=eps1)
+        log_q1 = posterior1.log_prob(z1)
+        if self.flows is not None and top.context is not None:
+            z1, log_det1 = self.flows[1](z1, top.context)
+            log_q1 = log_q1 - log_det1
+        return Descent(z2, z1, prior1, posterior1, log_q2, log_q1)
 
     def elbo(
         self,
@@ -130,15 +178,20 @@ class LadderVAE(VAE):
         kl_batch_mean: BatchMean | None = None,
         y: torch.Tensor | None = None,
     ) -> ElboTerms:
-        """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension."""
+        """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension
+        in closed form; with flows, the one-sample estimate log q(z2, z1|x) - log p(z2, z1)."""
         top = self.encode(x, y)
         eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
-        _, prior1, posterior1, z1 = self._descend(top, eps2, eps1)
-        log_px = self.log_likelihood(x, self.decode_bottom(z1, y))
-        kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(posterior1, prior1)], dim=-1)  # (B, Z2 + Z1)
+        down = self._descend(top, eps2, eps1)
+        log_px = self.log_likelihood(x, self.decode_bottom(down.z1, y))
+        if self.flows is not None:
+            log_p = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
+            kl = down.log_q2 + down.log_q1 - log_p  # (B,)
+            return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
+        kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(down.posterior1, down.prior1)], dim=-1)  # (B, Z2 + Z1)
         return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
 
-    def log_weights(
+    def weighted_draws(
         self,
         x: torch.Tensor,
         posterior: DiagonalGaussian,
@@ -146,23 +199,27 @@ class LadderVAE(VAE):
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> WeightedDraws:
         """log w_k = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x, z2) - log q(z2|x), (K, B)."""
         if not isinstance(posterior, LadderPosterior):
             raise VaekitError("LadderVAE.log_weights needs the posterior from its own encode()")
         batch = x.shape[0]
         eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
-        z2, prior1, posterior1, z1 = self._descend(posterior, eps2, eps1)  # (K, B, Z2), ..., (K, B, Z1)
-        decoded = self.decode_bottom(z1.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
+        down = self._descend(posterior, eps2, eps1)  # z2 (K, B, Z2), z1 (K, B, Z1)
+        decoded = self.decode_bottom(down.z1.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
         log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
-        log_pz = standard_normal_log_prob(z2) + prior1.log_prob(z1)
-        log_qz = posterior.log_prob(z2) + posterior1.log_prob(z1)
-        return log_importance_weights(log_px, log_pz, log_qz), log_px
+        log_pz = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
+        log_w = log_importance_weights(log_px, log_pz, down.log_q2 + down.log_q1)
+        return WeightedDraws(log_w, log_px, log_pz, None)  # None: the KL part is (log p(x|z) - log w)'s mean
 
     def bottom_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The mean of q(z1|x, z2) at z2 = the mean of q(z2|x), (B, Z1)."""
+        """z1's single code: the mean of q(z1|x, z2) at z2's code (the mean of q(z2|x), through
+        its flow when there are flows), then through z1's flow, (B, Z1)."""
         top = self.encode(x, y)
-        return precision_weighted(top.bottom_up, self.top_down(top.mu)).mu
+        bottom = precision_weighted(top.bottom_up, self.top_down(top.mode())).mu
+        if self.flows is not None and top.context is not None:
+            bottom = self.flows[1](bottom, top.context)[0]
+        return bottom
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

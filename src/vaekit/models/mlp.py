@@ -22,18 +22,19 @@ def _stack(sizes: list[int], act: str) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """x (B, C, H, W) -> posterior parameters (B, 2Z) = [mu, logvar]."""
+    """x (B, C, H, W) -> posterior parameters (B, W): `outputs` numbers per image, as the posterior
+    family reads them (W = 2Z for a Gaussian: [mu, logvar])."""
 
     def __init__(
-        self, image_shape: tuple[int, int, int], hidden_sizes: tuple[int, ...], latent_dim: int, act: str
+        self, image_shape: tuple[int, int, int], hidden_sizes: tuple[int, ...], outputs: int, act: str
     ) -> None:
         super().__init__()
         self.body = _stack([math.prod(image_shape), *hidden_sizes], act)
-        # One fused head for mu and logvar: a single matmul instead of two.
-        self.head = nn.Linear(hidden_sizes[-1] if hidden_sizes else math.prod(image_shape), 2 * latent_dim)
+        # One fused head for all the posterior's parameters: a single matmul.
+        self.head = nn.Linear(hidden_sizes[-1] if hidden_sizes else math.prod(image_shape), outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x.flatten(start_dim=1)))  # (B, C, H, W) -> (B, D) -> (B, 2Z)
+        return self.head(self.body(x.flatten(start_dim=1)))  # (B, C, H, W) -> (B, D) -> (B, W)
 
 
 class MLPDecoder(nn.Module):

@@ -41,7 +41,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """x (B, C, H, W) -> posterior parameters (B, 2Z)."""
+    """x (B, C, H, W) -> posterior parameters (B, W)."""
 
     prefers_channels_last = True  # oneDNN's convolutions are faster on NHWC tensors
 
@@ -52,7 +52,7 @@ class ResNetEncoder(nn.Module):
         strides: tuple[int, ...],
         kernel: int,
         blocks: int,
-        latent_dim: int,
+        outputs: int,
         act: str,
     ) -> None:
         super().__init__()
@@ -64,10 +64,10 @@ class ResNetEncoder(nn.Module):
             layers += [ResidualBlock(c_out, kernel, act) for _ in range(blocks)]
         layers += [group_norm(channels[-1]), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(math.prod(self.feature_shape), 2 * latent_dim)
+        self.head = nn.Linear(math.prod(self.feature_shape), outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).flatten(start_dim=1))  # (B, C_L, H_L, W_L) -> (B, F) -> (B, 2Z)
+        return self.head(self.body(x).flatten(start_dim=1))  # (B, C_L, H_L, W_L) -> (B, F) -> (B, W)
 
 
 class ResNetDecoder(nn.Module):

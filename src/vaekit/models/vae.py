@@ -10,15 +10,30 @@ A conditional model (`classes` K >= 2, models/conditional.py) takes each image's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 
-from vaekit.distributions import DiagonalGaussian, Likelihood
+from vaekit.distributions import Likelihood, PosteriorDraw
 from vaekit.errors import VaekitError
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, iwae_bound, log_importance_weights
-from vaekit.priors import Prior, StandardNormalPrior, monte_carlo_kl
+from vaekit.posteriors import GaussianFamily, Posterior, PosteriorFamily
+from vaekit.priors import Prior, StandardNormalPrior
+
+
+@dataclass(frozen=True)
+class WeightedDraws:
+    """K draws z_k ~ q(z|x) per item with their importance weights: log w_k, log p(x|z_k) and
+    log p(z_k), each (K, B), and the draws themselves (z (K, B, Z), log q, a sampler's correction)."""
+
+    log_w: torch.Tensor
+    log_px: torch.Tensor
+    log_pz: torch.Tensor
+    draw: PosteriorDraw | None
 
 
 class VAE(nn.Module):
@@ -32,6 +47,7 @@ class VAE(nn.Module):
         prior: Prior | None = None,
         pixel_context: PixelContextHead | None = None,
         classes: int = 0,
+        family: PosteriorFamily | None = None,
     ) -> None:
         super().__init__()
         self.classes = classes  # 0: unconditional; else the encoder and decoder take the label too
@@ -43,7 +59,10 @@ class VAE(nn.Module):
         # between the decoder and the likelihood (models/pixelcontext.py).
         self.pixel_context = pixel_context
         self.latent_dim = latent_dim
-        self.noise_dim = latent_dim  # standard normal numbers one posterior sample takes
+        # What turns the encoder's outputs into q(z|x) (posteriors/): a module of the model, so a
+        # flow's networks are weights like any other.
+        self.family = family if family is not None else GaussianFamily(latent_dim)
+        self.noise_dim = self.family.noise_dim  # standard normal numbers one posterior sample takes
         self.image_shape = image_shape
         # An encoder says whether it runs faster on channels-last (NHWC) tensors (the conv families
         # do, with oneDNN, in fp32 and more so in bf16: benchmarks/suite.py); an MLP gains nothing.
@@ -53,8 +72,8 @@ class VAE(nn.Module):
 
     @property
     def closed_form_kl(self) -> bool:
-        """Whether encode(x).kl_per_dim() is the model's whole KL term."""
-        return self.prior.closed_form_kl
+        """Whether encode(x).kl_per_dim() is the model's whole KL term, dimension by dimension."""
+        return self.prior.closed_form_kl and self.family.kl_per_dimension
 
     @property
     def device(self) -> torch.device:
@@ -89,17 +108,23 @@ class VAE(nn.Module):
         """Labels 0, 1, ..., K-1, 0, 1, ... (n,) to draw every class in turn; None when unconditional."""
         return torch.arange(n, device=self.device) % self.classes if self.classes else None
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian:
-        # float(): under bf16 autocast only the network runs in bf16; the distributions, the KL
-        # and the likelihood are computed in fp32.
+    def encoder_outputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W) -> the encoder's (B, W) outputs, in fp32: under bf16 autocast only the
+        network runs in bf16; the distributions, the KL and the likelihood are computed in fp32."""
         self.check_labels(y)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # same shape, NHWC strides
-        params = self.encoder(x) if y is None else self.encoder(x, y)
-        return DiagonalGaussian.from_params(params.float())  # (B, C, H, W) -> (B, Z) x 2
+        return (self.encoder(x) if y is None else self.encoder(x, y)).float()
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
+        """q(z|x) for a batch: a DiagonalGaussian for --posterior gaussian, else the family's
+        posterior (posteriors/base.py's contract)."""
+        posterior: Posterior = self.family(self.encoder_outputs(x, y))
+        return posterior
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_labels(y)
+        z = self.family.decoder_input(z)
         return (self.decoder(z) if y is None else self.decoder(z, y)).float()  # (B, Z) -> (B, C, H, W)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -132,31 +157,55 @@ class VAE(nn.Module):
         unless given. `kl_batch_mean` gives the batch-mean KL per dimension that free bits compare
         with their floor (by default this batch's; the trainer's spans every rank)."""
         posterior = self.encode(x, y)
-        z = posterior.rsample(generator, eps)  # (B, Z)
-        log_px = self.log_likelihood(x, self.decode(z, y))
-        if self.prior.closed_form_kl:
+        if self.closed_form_kl:  # a diagonal Gaussian under N(0, I): the KL per dimension, exactly
+            z = posterior.rsample(generator, eps)  # (B, Z)
+            log_px = self.log_likelihood(x, self.decode(z, y))
             return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits, kl_batch_mean)
-        kl = monte_carlo_kl(posterior.log_prob(z), self.prior.log_prob(z, self.encode))  # (B,), no closed form
+        draw = posterior.rsample_and_log_prob(generator, eps)  # z (B, Z), log q(z|x) (B,)
+        log_px = draw.corrected(self.log_likelihood(x, self.decode(draw.z, y)))
+        # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
+        kl = self.family.kl(posterior, draw, self.prior.log_prob(draw.z, self.encode))  # (B,)
         return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
+
+    def noise(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, eps: torch.Tensor | None
+    ) -> torch.Tensor:
+        """eps itself, or standard normal noise (*shape, N) for `shape` draws of the posterior."""
+        if eps is not None:
+            return eps
+        dtype = next(self.parameters()).dtype
+        return torch.randn((*shape, self.noise_dim), generator=generator, device=self.device, dtype=dtype)
 
     def log_weights(
         self,
         x: torch.Tensor,
-        posterior: DiagonalGaussian,
+        posterior: Any,
         k: int,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """K importance samples z_k ~ q(z|x): log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) and
-        log p(x|z_k), both (K, B). eps (K, B, Z) is drawn from `generator` unless given."""
+        log p(x|z_k), both (K, B). eps (K, B, N) is drawn from `generator` unless given."""
+        weighted = self.weighted_draws(x, posterior, k, generator, eps, y)
+        return weighted.log_w, weighted.log_px
+
+    def weighted_draws(
+        self,
+        x: torch.Tensor,
+        posterior: Any,
+        k: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> WeightedDraws:
+        """log_weights' figures, with log p(z_k) and the draws themselves."""
         batch = x.shape[0]
-        if eps is None:
-            eps = torch.randn((k, *posterior.mu.shape), generator=generator, device=x.device, dtype=posterior.mu.dtype)
-        z = posterior.mu + posterior.std * eps  # (K, B, Z)
-        decoded = self.decode(z.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
+        draw = posterior.rsample_and_log_prob(eps=self.noise((k, batch), generator, eps))  # z (K, B, Z)
+        decoded = self.decode(draw.z.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
         log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
-        return log_importance_weights(log_px, self.prior.log_prob(z, self.encode), posterior.log_prob(z)), log_px
+        log_pz = self.prior.log_prob(draw.z, self.encode)  # (K, B)
+        return WeightedDraws(log_importance_weights(log_px, log_pz, draw.log_q), log_px, log_pz, draw)
 
     def iwae(
         self,
@@ -172,10 +221,21 @@ class VAE(nn.Module):
         -log p(x|z) and the closed-form KL), reported beside the loss; K = 1 is the ELBO itself.
         """
         posterior = self.encode(x, y)
-        log_w, log_px = self.log_weights(x, posterior, k, generator, eps, y)
-        # KL part: closed form when there is one, else the K-sample mean of log q - log p.
-        kl = posterior.kl_per_dim().sum(-1) if self.closed_form_kl else (log_px - log_w).mean(0)
-        return ElboTerms(loss=-iwae_bound(log_w), recon_nats=-log_px.mean(0), kl_nats=kl)
+        weighted = self.weighted_draws(x, posterior, k, generator, eps, y)
+        log_w, log_px, draw = weighted.log_w, weighted.log_px, weighted.draw
+        loss = -iwae_bound(log_w)
+        if draw is not None and draw.correction is not None:
+            # the bound is a function of all K draws: the sampler's correction is their summed score
+            score = draw.correction.sum(0)  # (B,)
+            loss = loss + loss.detach() * (score - score.detach())
+        # KL part: closed form when there is one, else the family's (the K-sample mean of log q - log p).
+        if self.closed_form_kl:
+            kl = posterior.kl_per_dim().sum(-1)
+        elif draw is not None:
+            kl = self.family.kl(posterior, draw, weighted.log_pz).mean(0)
+        else:
+            kl = (log_px - log_w).mean(0)
+        return ElboTerms(loss=loss, recon_nats=-log_px.mean(0), kl_nats=kl)
 
     def draw_image(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x ~ p(x|z) in model scale: what the model generates. With a pixel-context head, pixel by
