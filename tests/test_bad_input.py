@@ -123,6 +123,19 @@ SETTING_FAULTS = {
         ["--dataset", "ok.npy", "--preset", "conv-32px", "--image-size", "4", "--batch-size", "8"],
         "too small for 4 stride-2 conv layers",
     ),
+    "iaf without steps": (["--posterior", "iaf", "--flow-steps", "0"], "--flow-steps 0: an IAF needs at least 1 step"),
+    "flow setting without a flow": (["--flow-steps", "3"], "--flow-steps is a setting of --posterior iaf"),
+    "vmf on a circle of one dimension": (
+        ["--posterior", "vmf", "--latent-dim", "1"],
+        "--posterior vmf puts z on the sphere S^(Z-1) in R^Z, which needs --latent-dim 2",
+    ),
+    "vmf with a prior of its own": (["--posterior", "vmf", "--prior", "mixture"], "has its own prior"),
+    "vmf on a ladder": (["--posterior", "vmf", "--stochastic-layers", "2"], "is for one stochastic layer"),
+    "flow with a gaussian-only objective": (
+        ["--posterior", "iaf", "--objective", "betatc"],
+        "--objective betatc is written for a Gaussian posterior",
+    ),
+    "free bits of a flow": (["--posterior", "iaf", "--free-bits", "0.5"], "--posterior iaf does not have"),
     "bad config file": (["--config", "bad.toml"], "is not valid TOML"),
     "mistyped setting in file": (["--config", "typo.toml"], "unknown setting train.epoch"),
 }

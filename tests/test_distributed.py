@@ -89,6 +89,16 @@ def train_two_ranks(dataset: Path, folder: Path, *extra: str) -> tuple[Path, str
     return out, result.stdout + result.stderr
 
 
+def assert_two_ranks_follow_one(dataset: Path, tmp_path: Path, *flags: str) -> None:
+    """2 processes with `flags` give the one process's training loss and KL, epoch by epoch."""
+    double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
+    result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
+    assert result.returncode == 0, result.stderr
+    for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
+        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
+        assert b["train_kl_nats"] == pytest.approx(a["train_kl_nats"], rel=1e-3)
+
+
 @pytest.fixture(scope="module")
 def two_ranks(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return train_two_ranks(dataset, tmp_path_factory.mktemp("two"), "--checkpoint-every", "10")
@@ -116,13 +126,7 @@ def test_two_ranks_follow_the_one_process_loss_curve(
 def test_free_bits_look_at_the_whole_global_batch(dataset: Path, tmp_path: Path) -> None:
     """Which latent dimensions sit below the free-bits floor is decided on the KL averaged over
     the global batch, not each rank's share, so 2 processes still compute what 1 does."""
-    flags = ("--free-bits", "0.7", "--epochs", "2")
-    double, _ = train_two_ranks(dataset, tmp_path / "two", *flags)
-    result = run(train_command(dataset, tmp_path / "one", 1, "--quiet", *flags))
-    assert result.returncode == 0, result.stderr
-    for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
-        assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=1e-4)
-        assert b["train_kl_nats"] == pytest.approx(a["train_kl_nats"], rel=1e-3)
+    assert_two_ranks_follow_one(dataset, tmp_path, "--free-bits", "0.7", "--epochs", "2")
 
 
 @pytest.mark.slow
@@ -209,3 +213,12 @@ def test_an_objective_of_the_whole_batch_follows_the_one_process_curve(
     for a, b in zip(metrics(tmp_path / "one"), metrics(double), strict=True):
         assert b["train_loss_nats"] == pytest.approx(a["train_loss_nats"], rel=tolerance)
         assert b[term] == pytest.approx(a[term], rel=10 * tolerance, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("posterior", ["iaf", "vmf"])
+def test_a_posterior_family_trains_on_two_ranks_as_on_one(posterior: str, dataset: Path, tmp_path: Path) -> None:
+    """A flow's weights are synchronised like the encoder's, and a vMF draw is a function of its
+    share of the global batch's noise: 2 processes follow the one process's loss curve."""
+    pytest.importorskip("scipy.special")
+    assert_two_ranks_follow_one(dataset, tmp_path, "--posterior", posterior, "--epochs", "1")

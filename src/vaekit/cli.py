@@ -447,8 +447,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codes = encode_items(run.model, items, run.config.data, seed=args.seed, labels=given)
     write_codes(args.out, codes, labels)
     what = args.dataset or "the run's test split"
-    layers = " and ".join(f"{name} ({array.shape[1]})" for name, array in codes.arrays().items() if "mean" in name)
-    print(f"wrote the codes of {len(items)} items of {what} to {args.out}: {layers} with their standard deviations")
+    columns = ", ".join(f"{name} ({array.shape[1]})" for name, array in codes.arrays().items())
+    print(f"wrote the codes of {len(items)} items of {what} to {args.out}: {columns}")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Latent codes for use elsewhere: the posterior q(z|x) of every item, its mean and standard
-deviation (and, for a two-layer model, z1's given z2 at its mean), as arrays or a file.
+"""Latent codes for use elsewhere: what q(z|x) says about every item, as arrays or a file.
 
-Use the mean downstream (as features for a classifier, for retrieval, for plots): it is the
-posterior's best single estimate and does not change from one call to the next; the standard
-deviation says how sure the encoder is, per dimension. A draw z ~ q(z|x) only adds noise.
+For the Gaussian posterior that is its mean and standard deviation (and, for a two-layer model,
+z1's given z2 at its mean); another posterior family writes its own description (an IAF's
+centre and base Gaussian, a vMF's mean direction and concentration). Use the point code (`mean`)
+downstream (as features for a classifier, for retrieval, for plots): it is the posterior's best
+single estimate and does not change from one call to the next. A draw z ~ q(z|x) only adds noise.
 
 Shapes: N items, B batch, Z latent (Z2 top and Z1 bottom for a two-layer model).
 """
@@ -30,37 +31,59 @@ CODE_SUFFIXES = (".npz", ".csv")
 
 @dataclass(frozen=True)
 class Codes:
-    """Posterior means and standard deviations, float32 (N, Z); `bottom_*` (N, Z1) for z1 of a
-    two-layer model, whose `mean`/`std` are then z2's."""
+    """Named per-item arrays, float32 (N, ...), in the order they are written: z_mean, z_std for a
+    Gaussian; z2_mean, z2_std, z1_mean, z1_std for two layers; z_<name> for another family's
+    description (z_centre, z_base_mean, z_base_std for an IAF; z_mean_direction, z_concentration
+    for a vMF). `point` names the point code, `mean`."""
 
-    mean: np.ndarray
-    std: np.ndarray
-    bottom_mean: np.ndarray | None = None
-    bottom_std: np.ndarray | None = None
+    named: dict[str, np.ndarray]
+    point: str = "z_mean"
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The point code (N, Z): the posterior mean for a Gaussian (z2's for two layers)."""
+        return self.named[self.point]
+
+    @property
+    def std(self) -> np.ndarray | None:
+        """The Gaussian posterior's standard deviation (N, Z) (z2's for two layers), else None."""
+        return self.named.get("z_std", self.named.get("z2_std"))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Named arrays: z_mean, z_std; or z2_mean, z2_std, z1_mean, z1_std for two layers."""
-        if self.bottom_mean is None or self.bottom_std is None:
-            return {"z_mean": self.mean, "z_std": self.std}
-        return {"z2_mean": self.mean, "z2_std": self.std, "z1_mean": self.bottom_mean, "z1_std": self.bottom_std}
+        return self.named
 
 
 @torch.inference_mode()
-def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-    """Model inputs (B, C, H, W) (and a conditional model's labels (B,)) -> (mean, std) of q(z|x),
-    then z1's for a two-layer model."""
+def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Model inputs (B, C, H, W) (and a conditional model's labels (B,)) -> the named (B, ...)
+    arrays that describe q(z|x): its summary, z's for one layer, z2's and z1's for two."""
     posterior = model.encode(x, y)
     if not isinstance(model, LadderVAE):
-        return posterior.mu, posterior.std
-    bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mu))  # type: ignore[attr-defined]
-    return posterior.mu, posterior.std, bottom.mu, bottom.std
+        return {f"z_{name}": value for name, value in posterior.summary().items()}
+    if model.flows is not None:  # each layer's flow image of its base mean: q is no Gaussian to give a std
+        return {"z2_centre": posterior.mode(), "z1_centre": model.bottom_means(x, y)}
+    bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mu))
+    return {"z2_mean": posterior.mu, "z2_std": posterior.std, "z1_mean": bottom.mu, "z1_std": bottom.std}
+
+
+POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction"}
+
+
+def point_code(model: VAE) -> str:
+    """The name of the point code among encode_batch's arrays."""
+    if isinstance(model, LadderVAE):
+        return "z2_mean" if model.flows is None else "z2_centre"
+    return POINT_CODES.get(model.family.name, "z_mean")
 
 
 def codes_of(model: VAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> Codes:
     """The codes of model inputs (with their labels, or None) given batch by batch, in order."""
     model.eval()
-    parts = [[t.float().cpu().numpy() for t in encode_batch(model, x, y)] for x, y in batches]
-    return Codes(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+    parts = [encode_batch(model, x, y) for x, y in batches]
+    if not parts:  # no items: the names and widths of an empty set's columns
+        return Codes({}, point_code(model))
+    named = {name: np.concatenate([part[name].float().cpu().numpy() for part in parts]) for name in parts[0]}
+    return Codes(named, point_code(model))
 
 
 def encode_items(
@@ -80,10 +103,11 @@ def encode_items(
 
 def write_codes(path: str | Path, codes: Codes, labels: np.ndarray | None) -> None:
     """index, label (when there are labels) and the codes: .npz arrays, or one CSV row per item
-    with columns z_mean_0 ... z_std_0 ... (z2_*, z1_* for two layers); atomically."""
+    with columns z_mean_0 ... z_std_0 ... (z2_*, z1_* for two layers, each family's own names);
+    atomically."""
     path = Path(path)
     arrays = codes.arrays()
-    count = len(codes.mean)
+    count = len(next(iter(arrays.values()))) if arrays else 0
     index = np.arange(count)
     if path.suffix.lower() == ".npz":
         extra = {"label": labels} if labels is not None else {}

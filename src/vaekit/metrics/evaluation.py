@@ -58,7 +58,7 @@ def evaluate_run(
 
     usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
     if figures["figure"] == "reconstruction":  # KL per dimension means nothing for a point mass
-        del usage["kl_per_dim_nats"]
+        usage.pop("kl_per_dim_nats", None)
     bottom: dict[str, int] = {}
     if isinstance(run.model, LadderVAE):  # usage above is the top layer z2; z1 is counted apart
         bottom = {

@@ -22,17 +22,24 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_j]) above this is
 
 @dataclass(frozen=True)
 class LatentUsage:
-    kl_per_dim_nats: list[float]  # mean over the data of KL(q(z_j|x) || N(0,1)), per dimension
-    mean_variance: list[float]  # Cov_x(E_q[z_j]) per dimension
+    # mean over the data of KL(q(z_j|x) || N(0,1)), per dimension; None for a posterior whose KL
+    # does not split by dimension (an IAF's, a vMF's)
+    kl_per_dim_nats: list[float] | None
+    mean_variance: list[float]  # Cov_x(E_q[z_j]) per dimension (of the posterior's point code)
     active_units: int
 
     @property
     def order(self) -> list[int]:
-        """Latent dimensions, most informative (largest KL) first."""
-        return sorted(range(len(self.kl_per_dim_nats)), key=lambda j: -self.kl_per_dim_nats[j])
+        """Latent dimensions, most informative first: by KL, or by how much the code moves over
+        the data where there is no KL per dimension."""
+        key = self.kl_per_dim_nats if self.kl_per_dim_nats is not None else self.mean_variance
+        return sorted(range(len(key)), key=lambda j: -key[j])
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+        usage = {**asdict(self), "active_unit_threshold": ACTIVE_UNIT_THRESHOLD}
+        if self.kl_per_dim_nats is None:
+            del usage["kl_per_dim_nats"]
+        return usage
 
 
 @torch.inference_mode()
@@ -73,8 +80,8 @@ def latent_means(
     seed: int = 0,
     labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """E_q[z|x] for every image, (N, Z)."""
-    return _per_image(lambda x, y: model.encode(x, y).mu, model, images, data, batch_size, seed, labels).numpy()
+    """E_q[z|x] for every image, (N, Z): the posterior's point code (its mean for a Gaussian)."""
+    return _per_image(lambda x, y: model.encode(x, y).mode(), model, images, data, batch_size, seed, labels).numpy()
 
 
 @torch.inference_mode()
@@ -92,13 +99,14 @@ def latent_usage(
     batches = labelled_batches(images, labels, data, batch_size, model.device, generator)
     for x, y in batches:
         posterior = model.encode(x, y)
-        means.append(posterior.mu.double().cpu())
-        kls.append(posterior.kl_per_dim().double().sum(0).cpu())
+        means.append(posterior.mode().double().cpu())
+        if hasattr(posterior, "kl_per_dim"):  # a diagonal Gaussian (a ladder's q(z2|x) too)
+            kls.append(posterior.kl_per_dim().double().sum(0).cpu())
     mu = torch.cat(means)  # (N, Z)
     variance = mu.var(dim=0, unbiased=False) if mu.shape[1] else mu.new_zeros(0)  # Cov_x(E_q[z_j]) for each j
-    kl_per_dim = torch.stack(kls).sum(0) / len(images)
+    kl_per_dim = (torch.stack(kls).sum(0) / len(images)).tolist() if kls else None
     return LatentUsage(
-        kl_per_dim_nats=kl_per_dim.tolist(),
+        kl_per_dim_nats=kl_per_dim,
         mean_variance=variance.tolist(),
         active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
     )

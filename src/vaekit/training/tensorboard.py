@@ -79,7 +79,7 @@ class TensorBoardLogger:
             usage = latent_usage(model, np.asarray(self.usage_items), self.config.data, labels=labels)
             model.train()
             self.writer.add_scalar("latent/active_units", usage.active_units, step)
-            for dim, kl in enumerate(usage.kl_per_dim_nats):
+            for dim, kl in enumerate(usage.kl_per_dim_nats or ()):  # none for an IAF's or a vMF's KL
                 self.writer.add_scalar(f"latent_kl_per_dim/z{dim:03d}", kl, step)
         for name, grid in self.pictures().items():
             self.writer.add_image(name, grid, step, dataformats="HWC")

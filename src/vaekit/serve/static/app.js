@@ -58,7 +58,9 @@ function buildSliders() {
     row.className = "slider";
     const label = document.createElement("label");
     label.htmlFor = `z${dim}`;
-    label.innerHTML = `z<sub>${dim}</sub> <small>KL ${state.info.kl_per_dim_nats[dim].toFixed(2)}</small>`;
+    // an IAF's or a vMF's KL does not split by dimension: the dimension alone then
+    const kl = state.info.kl_per_dim_nats;
+    label.innerHTML = `z<sub>${dim}</sub>` + (kl ? ` <small>KL ${kl[dim].toFixed(2)}</small>` : "");
     const input = document.createElement("input");
     Object.assign(input, { type: "range", id: `z${dim}`, min: -SLIDER_RANGE, max: SLIDER_RANGE, step: 0.01, value: 0 });
     input.dataset.dim = dim;
