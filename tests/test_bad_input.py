@@ -135,7 +135,6 @@ SETTING_FAULTS = {
         ["--posterior", "iaf", "--objective", "betatc"],
         "--objective betatc is written for a Gaussian posterior",
     ),
-    "free bits of a flow": (["--posterior", "iaf", "--free-bits", "0.5"], "--posterior iaf does not have"),
     "bad config file": (["--config", "bad.toml"], "is not valid TOML"),
     "mistyped setting in file": (["--config", "typo.toml"], "unknown setting train.epoch"),
 }

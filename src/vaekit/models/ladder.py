@@ -28,7 +28,7 @@ from vaekit.errors import VaekitError
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
-from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, log_importance_weights
+from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, log_importance_weights
 from vaekit.posteriors import InverseAutoregressiveFlow
 
 
@@ -184,10 +184,13 @@ class LadderVAE(VAE):
         eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
         down = self._descend(top, eps2, eps1)
         log_px = self.log_likelihood(x, self.decode_bottom(down.z1, y))
-        if self.flows is not None:
-            log_p = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
-            kl = down.log_q2 + down.log_q1 - log_p  # (B,)
-            return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
+        if self.flows is not None:  # one-sample KL of each layer; free bits per layer
+            kl_layers = torch.stack(
+                [down.log_q2 - standard_normal_log_prob(down.z2), down.log_q1 - down.prior1.log_prob(down.z1)], dim=-1
+            )  # (B, 2)
+            kl_loss = free_bits_kl(kl_layers, free_bits, kl_batch_mean, (self.latent_dim, self.bottom_dim))
+            kl = kl_layers.sum(-1)
+            return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl)
         kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(down.posterior1, down.prior1)], dim=-1)  # (B, Z2 + Z1)
         return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
 

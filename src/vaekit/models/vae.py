@@ -20,7 +20,7 @@ from torch import nn
 from vaekit.distributions import Likelihood, PosteriorDraw
 from vaekit.errors import VaekitError
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, iwae_bound, log_importance_weights
+from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, iwae_bound, log_importance_weights
 from vaekit.posteriors import GaussianFamily, Posterior, PosteriorFamily
 from vaekit.priors import Prior, StandardNormalPrior
 
@@ -165,7 +165,9 @@ class VAE(nn.Module):
         log_px = draw.corrected(self.log_likelihood(x, self.decode(draw.z, y)))
         # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
         kl = self.family.kl(posterior, draw, self.prior.log_prob(draw.z, self.encode))  # (B,)
-        return ElboTerms(loss=-log_px + beta * kl, recon_nats=-log_px, kl_nats=kl)
+        # free bits on the whole latent: this KL does not split by dimension
+        kl_loss = free_bits_kl(kl[:, None], free_bits, kl_batch_mean, (self.latent_dim,))
+        return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl)
 
     def noise(
         self, shape: tuple[int, ...], generator: torch.Generator | None, eps: torch.Tensor | None

@@ -36,19 +36,28 @@ class ElboTerms:
 BatchMean = Callable[[torch.Tensor], torch.Tensor]
 
 
-def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float, batch_mean: BatchMean | None = None) -> torch.Tensor:
+def free_bits_kl(
+    kl_per_dim: torch.Tensor,
+    free_bits: float,
+    batch_mean: BatchMean | None = None,
+    group_sizes: tuple[int, ...] | None = None,
+) -> torch.Tensor:
     """KL with a floor of `free_bits` nats per latent dimension (Kingma et al. 2016, IAF paper).
 
     The floor applies to each dimension's KL averaged over the batch (`batch_mean`, by default
     this tensor's own mean): dimensions below it get no gradient from the KL term.
-    (B, Z) -> (B,); with free_bits = 0 this is the plain summed KL.
+    (B, Z) -> (B,); with free_bits = 0 this is the plain summed KL. Where the KL does not split by
+    dimension (a flow's, a vMF's), the columns are groups of latents, one KL each (a layer's), and
+    `group_sizes` their sizes: each group's floor is free_bits times its size, as in the IAF paper.
     """
     if free_bits <= 0:
         return kl_per_dim.sum(-1)
     mean = kl_per_dim.mean(0) if batch_mean is None else batch_mean(kl_per_dim)
-    below = mean[None] < free_bits  # (1, Z)
-    floor = torch.full_like(kl_per_dim, free_bits)
-    return torch.where(below, floor, kl_per_dim).sum(-1)
+    floors = torch.full_like(mean, free_bits)  # (Z,) or (G,)
+    if group_sizes is not None:
+        floors = floors * torch.tensor(group_sizes, dtype=mean.dtype, device=mean.device)
+    below = mean < floors
+    return torch.where(below[None], floors[None].expand_as(kl_per_dim), kl_per_dim).sum(-1)
 
 
 def elbo_terms(
