@@ -34,7 +34,8 @@ class Codes:
     """Named per-item arrays, float32 (N, ...), in the order they are written: z_mean, z_std for a
     Gaussian; z2_mean, z2_std, z1_mean, z1_std for two layers; z_<name> for another family's
     description (z_centre, z_base_mean, z_base_std for an IAF; z_mean_direction, z_concentration
-    for a vMF). `point` names the point code, `mean`."""
+    for a vMF; z_codes, int64 (N, M) code indices in raster order, for a VQ-VAE). `point` names
+    the point code, `mean`."""
 
     named: dict[str, np.ndarray]
     point: str = "z_mean"
@@ -66,7 +67,7 @@ def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> 
     return {"z2_mean": posterior.mu, "z2_std": posterior.std, "z1_mean": bottom.mu, "z1_std": bottom.std}
 
 
-POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction"}
+POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction", "vq": "z_codes"}
 
 
 def point_code(model: VAE) -> str:
@@ -76,13 +77,18 @@ def point_code(model: VAE) -> str:
     return POINT_CODES.get(model.family.name, "z_mean")
 
 
+def _as_array(values: torch.Tensor) -> np.ndarray:
+    """float32 for codes, int64 for a VQ-VAE's code indices."""
+    return (values.float() if values.is_floating_point() else values).cpu().numpy()
+
+
 def codes_of(model: VAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> Codes:
     """The codes of model inputs (with their labels, or None) given batch by batch, in order."""
     model.eval()
     parts = [encode_batch(model, x, y) for x, y in batches]
     if not parts:  # no items: the names and widths of an empty set's columns
         return Codes({}, point_code(model))
-    named = {name: np.concatenate([part[name].float().cpu().numpy() for part in parts]) for name in parts[0]}
+    named = {name: np.concatenate([_as_array(part[name]) for part in parts]) for name in parts[0]}
     return Codes(named, point_code(model))
 
 

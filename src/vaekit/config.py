@@ -25,7 +25,8 @@ FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
-PosteriorName = Literal["gaussian", "iaf", "vmf"]
+PosteriorName = Literal["gaussian", "iaf", "vmf", "vq"]
+CodebookUpdate = Literal["ema", "loss"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
@@ -200,7 +201,9 @@ class ModelConfig:
         default="gaussian",
         metadata=_help(
             "q(z|x): gaussian (diagonal); iaf: a diagonal Gaussian through --flow-steps inverse autoregressive "
-            "steps (KL by Monte Carlo); vmf: von Mises-Fisher on the unit sphere under a uniform prior (S-VAE)"
+            "steps (KL by Monte Carlo); vmf: von Mises-Fisher on the unit sphere under a uniform prior (S-VAE); "
+            "vq: the nearest of --codebook-size codes (VQ-VAE; conv networks keep a code map, an MLP emits "
+            "--latent-dim code vectors)"
         ),
     )
     flow_steps: int = field(default=2, metadata=_help("iaf only: inverse autoregressive steps (1 or more)"))
@@ -210,6 +213,18 @@ class ModelConfig:
     flow_context: int = field(
         default=32, metadata=_help("iaf only: size of the context h the encoder hands every flow step")
     )
+    codebook_size: int = field(default=512, metadata=_help("vq only: K, how many codes the codebook holds"))
+    code_dim: int = field(default=16, metadata=_help("vq only: D, the size of each code (a code map's channels)"))
+    codebook_update: CodebookUpdate = field(
+        default="ema",
+        metadata=_help("vq only: ema (moving averages of the vectors each code gets) or loss (the codebook loss)"),
+    )
+    ema_decay: float = field(default=0.99, metadata=_help("vq only: the moving averages' decay"))
+    commitment: float = field(default=0.25, metadata=_help("vq only: beta, the commitment loss's weight"))
+    code_prior_layers: int = field(
+        default=6, metadata=_help("vq only: masked convolutions of the learned prior over code maps (PixelCNN)")
+    )
+    code_prior_channels: int = field(default=64, metadata=_help("vq only: channels of the prior's convolutions"))
     prior: PriorName = field(
         default="standard",
         metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
@@ -300,13 +315,26 @@ class ModelConfig:
         )
         _require(self.flow_hidden >= 1, f"--flow-hidden {self.flow_hidden} must be at least 1")
         _require(self.flow_context >= 0, f"--flow-context {self.flow_context} must be 0 or more")
+        _require(
+            self.codebook_size >= 2,
+            f"--codebook-size {self.codebook_size}: a code needs at least 2 values to "
+            "carry any information; use 2 or more (512 by default)",
+        )
+        _require(self.code_dim >= 1, f"--code-dim {self.code_dim} must be at least 1")
+        _require(0 < self.ema_decay < 1, f"--ema-decay {self.ema_decay} must lie strictly between 0 and 1")
+        _require(
+            math.isfinite(self.commitment) and self.commitment >= 0, f"--commitment {self.commitment} must be >= 0"
+        )
+        _require(self.code_prior_layers >= 1, f"--code-prior-layers {self.code_prior_layers} must be at least 1")
+        _require(self.code_prior_channels >= 1, f"--code-prior-channels {self.code_prior_channels} must be at least 1")
         default = ModelConfig.__dataclass_fields__
-        for setting in ("flow_steps", "flow_hidden", "flow_context"):
-            _require(
-                name == "iaf" or getattr(self, setting) == default[setting].default,
-                f"--{setting.replace('_', '-')} is a setting of --posterior iaf, not of {name}: leave it out or add "
-                "--posterior iaf",
-            )
+        for owner, settings in POSTERIOR_SETTINGS.items():
+            for setting in settings:
+                _require(
+                    name == owner or getattr(self, setting) == default[setting].default,
+                    f"--{setting.replace('_', '-')} is a setting of --posterior {owner}, not of {name}: leave it out "
+                    f"or add --posterior {owner}",
+                )
         if name == "gaussian":
             return
         _require(self.latent_dim >= 1, f"--posterior {name} needs a latent: give --latent-dim 1 or more")
@@ -314,6 +342,17 @@ class ModelConfig:
             self.prior != "vamp",
             "--prior vamp is a mixture of the encoder's Gaussian posteriors: use it with --posterior gaussian",
         )
+        if name == "vq":
+            _require(
+                self.stochastic_layers == 1,
+                "--posterior vq quantises one layer of codes; a ladder's layers are Gaussian: leave out "
+                "--stochastic-layers 2",
+            )
+            _require(
+                self.prior == "standard",
+                "--posterior vq has its own prior over codes (learned by `vaekit train-prior`): leave out --prior",
+            )
+            _require(not self.conditional, "--conditional is not supported with --posterior vq: train it unconditional")
         if name == "vmf":
             _require(
                 self.latent_dim >= 2,
@@ -362,6 +401,13 @@ class TrainConfig:
             "(--posterior iaf, vmf), each layer's KL gets the floor times its size"
         ),
     )
+    prior_epochs: int = field(
+        default=0,
+        metadata=_help(
+            "--posterior vq: after the autoencoder, train the prior over its codes for N epochs, so the run can "
+            "sample (0: later, with vaekit train-prior)"
+        ),
+    )
     seed: int = field(default=0, metadata=_help("seed for weights, batches, noise"))
     device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu, cuda, cuda:N"))
     eval_batch_size: int = field(default=1000, metadata=_help("batch size for validation and test passes"))
@@ -395,6 +441,7 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps} must be >= 0")
         _require(self.early_stopping >= 0, f"--early-stopping {self.early_stopping} must be >= 0")
         _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
+        _require(self.prior_epochs >= 0, f"--prior-epochs {self.prior_epochs} must be 0 or more")
         _require(
             self.objective == "elbo" or (self.beta == 1.0 and self.warmup_steps == 0 and self.free_bits == 0.0),
             f"--objective {self.objective} has weights of its own: --beta, --warmup-steps and --free-bits apply to "
@@ -453,9 +500,22 @@ ONE_LAYER_OBJECTIVES = (
     "wae",
 )
 FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
+# Each posterior family's own settings: refused under another family.
+POSTERIOR_SETTINGS = {
+    "iaf": ("flow_steps", "flow_hidden", "flow_context"),
+    "vq": (
+        "codebook_size",
+        "code_dim",
+        "codebook_update",
+        "ema_decay",
+        "commitment",
+        "code_prior_layers",
+        "code_prior_channels",
+    ),
+}
 # The objectives a posterior family beyond the Gaussian trains with: the rest read q(z|x)'s mean
 # and variance, or its density at other items' codes, which only the diagonal Gaussian gives.
-FAMILY_OBJECTIVES = {"iaf": ("elbo", "iwae"), "vmf": ("elbo", "iwae")}
+FAMILY_OBJECTIVES = {"iaf": ("elbo", "iwae"), "vmf": ("elbo", "iwae"), "vq": ("elbo",)}
 
 
 @dataclass(frozen=True)
@@ -580,6 +640,16 @@ class RunConfig:
             self.model.prior == "standard" or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
+        _require(
+            self.model.posterior != "vq"
+            or (self.train.beta == 1.0 and self.train.warmup_steps == 0 and self.train.free_bits == 0.0),
+            "--posterior vq trains without a KL term (its rate is fixed while the autoencoder trains): leave out "
+            "--beta, --warmup-steps and --free-bits",
+        )
+        _require(
+            self.model.posterior == "vq" or self.train.prior_epochs == 0,
+            "--prior-epochs trains a VQ-VAE's prior over its codes: add --posterior vq or leave it out",
+        )
         self._check_objective()
 
     def _check_objective(self) -> None:
@@ -604,6 +674,11 @@ class RunConfig:
             f"--objective {name} estimates over the batch and needs --batch-size 2 or more",
         )
         family = self.model.posterior
+        _require(
+            family != "vq" or name == "elbo",
+            f"--objective {name} does not apply to --posterior vq: its posterior is a point mass on the codes, so "
+            "there is nothing to sample or weigh; leave out --objective (the VQ-VAE loss)",
+        )
         _require(
             family not in FAMILY_OBJECTIVES or name in FAMILY_OBJECTIVES[family],
             f"--objective {name} is written for a Gaussian posterior (it reads q(z|x)'s mean and variance): with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo,
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.models.ladder import LadderVAE
+from vaekit.models.vq import VQVAE
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
+from vaekit.posteriors.vq import perplexity
 
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
 
@@ -66,11 +69,12 @@ def evaluate_run(
             "bottom_latent_dim": run.model.bottom_dim,
         }
     scores = None
-    if quality and not splits.is_table:  # the quality figures use vaekit's image classifier
+    if quality and not splits.is_table and run.model.can_sample:  # the quality figures use vaekit's image classifier
         started = time.perf_counter()
         scores = sample_quality(run.model, splits, data, seed=seed)
         seconds["quality"] = time.perf_counter() - started
     objective = objective_terms(run, chosen, len(splits.train), seed)
+    codebook = codebook_use(run, chosen, seed) if isinstance(run.model, VQVAE) else None
     started = time.perf_counter()
     disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
     if disentanglement is not None:
@@ -91,6 +95,7 @@ def evaluate_run(
         **bottom,
         "quality": None if scores is None else scores.to_dict(),
         "objective": objective,
+        "codebook": codebook,
         "disentanglement": disentanglement,
         "seconds": seconds,
         "units": units(item_word(data)),
@@ -132,6 +137,24 @@ def _bound_figures(
     }
 
 
+def codebook_use(run: TrainedRun, chosen: ImageSet, seed: int) -> dict[str, Any]:
+    """A VQ-VAE's codes over `chosen`: how many of the K codes it uses, their perplexity (exp of
+    the entropy of their frequencies), and which prior the figures' rate is under."""
+    model = run.model
+    assert isinstance(model, VQVAE)
+    codes = encode_items(model, np.asarray(chosen.images), run.config.data, seed=seed).named["z_codes"]
+    counts = torch.bincount(torch.from_numpy(codes).flatten(), minlength=model.codebook.size)
+    return {
+        "size": model.codebook.size,
+        "codes_per_item": model.layout.count,
+        "codes_used": int((counts > 0).sum()),
+        "perplexity": float(perplexity(counts.double())),
+        "prior": "learned" if model.code_prior.trained else "uniform",
+        "prior_steps": int(model.code_prior.trained_steps),
+        "uniform_rate_nats": model.layout.count * math.log(model.codebook.size),
+    }
+
+
 def units(item: str) -> dict[str, str]:
     """What eval.json's keys are measured in, by pattern."""
     return {
@@ -153,7 +176,8 @@ def objective_terms(run: TrainedRun, chosen: ImageSet, train_items: int, seed: i
     objective = build_objective(config, dataset_size=train_items)
     if not objective.terms:
         return None
-    result: dict[str, Any] = {"name": config.train.objective, "batch_size": config.train.batch_size}
+    name = "vq-vae" if config.model.posterior == "vq" else config.train.objective
+    result: dict[str, Any] = {"name": name, "batch_size": config.train.batch_size}
     if own_parts(objective) is not None:  # FactorVAE: its discriminator trains with the run, is not kept
         result["note"] = "its terms need the discriminator, which is not kept with the weights: see metrics.jsonl"
         return result
@@ -214,6 +238,8 @@ def disentanglement_figures(
 
 
 def collapse_warning(result: dict[str, Any]) -> str | None:
+    if result.get("codebook"):  # a VQ-VAE's point code cannot collapse onto a prior; its codes' use is shown
+        return None
     active, total = result["active_units"], result["latent_dim"]
     if "bottom_active_units" in result:
         # Two layers: the code can live in z1 alone; only a collapsed z1 is posterior collapse.
@@ -260,6 +286,18 @@ def _figure_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def format_table(result: dict[str, Any]) -> str:
     rows = _figure_rows(result)
+    codebook = result.get("codebook")
+    if codebook:  # in place of active units, which mean nothing for discrete codes
+        prior = (
+            f"learned ({codebook['prior_steps']} steps)"
+            if codebook["prior"] == "learned"
+            else f"uniform, {codebook['uniform_rate_nats']:.2f} nats per item (vaekit train-prior learns one)"
+        )
+        rows[-1] = (
+            "codebook",
+            f"{codebook['codes_used']} of {codebook['size']} codes used, perplexity {codebook['perplexity']:.1f}",
+        )
+        rows.append(("  prior over codes", prior))
     if "bottom_active_units" in result:
         rows[-1] = ("active units, z2", rows[-1][1])
         rows.append(("active units, z1", f"{result['bottom_active_units']} of {result['bottom_latent_dim']}"))

@@ -18,6 +18,7 @@ from vaekit.distributions import (
     MixtureOfLogisticsLikelihood,
 )
 from vaekit.errors import VaekitError
+from vaekit.models.code_prior import CodePrior
 from vaekit.models.conditional import LabelledDecoder, LabelledEncoder, encoder_input_shape
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name, untrusted_message
@@ -27,7 +28,9 @@ from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE
+from vaekit.models.vq import VQVAE, CodeLayout, CodeMapDecoder, CodeMapEncoder
 from vaekit.posteriors import GaussianFamily, IafFamily, InverseAutoregressiveFlow, PosteriorFamily, VmfFamily
+from vaekit.posteriors.vq import Codebook
 from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, UniformSpherePrior, VampPrior
 
 
@@ -98,6 +101,8 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     flat = config.architecture == "mlp"
     input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
     decoder_in = z + classes
+    if config.posterior == "vq":
+        return _build_vq(config, image_shape, likelihood, decoded_shape, pixel_context)
     ladder = config.stochastic_layers == 2
     family = None if ladder else build_family(config)
     # What the encoder emits per item: the family's parameters; a ladder's estimate of z1 and,
@@ -154,3 +159,43 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     else:
         prior = StandardNormalPrior(z)
     return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)
+
+
+def _build_vq(
+    config: ModelConfig,
+    image_shape: tuple[int, int, int],
+    likelihood: Likelihood,
+    decoded_shape: tuple[int, int, int],
+    pixel_context: PixelContextHead | None,
+) -> VQVAE:
+    """A VQ-VAE: conv and ResNet networks keep a code map; an MLP or a factory emits --latent-dim
+    code vectors of --code-dim numbers each."""
+    act, dim = config.activation, config.code_dim
+    encoder: nn.Module
+    decoder: nn.Module
+    if config.architecture in ("conv", "resnet"):
+        if config.architecture == "conv":
+            layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
+            body_encoder: nn.Module = ConvEncoder(image_shape, *layout_conv, 1, act)
+            body_decoder: nn.Module = ConvDecoder(decoded_shape, *layout_conv, 1, act)
+        else:
+            layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
+            body_encoder, body_decoder = (
+                ResNetEncoder(image_shape, *layout, 1, act),
+                ResNetDecoder(decoded_shape, *layout, 1, act),
+            )
+        encoder, decoder = CodeMapEncoder(body_encoder, dim), CodeMapDecoder(body_decoder, dim, act)
+        layout_codes = CodeLayout(encoder.map_shape, dim, spatial=True)
+    else:
+        layout_codes = CodeLayout((1, config.latent_dim), dim, spatial=False)
+        width = layout_codes.count * dim
+        if is_factory_name(config.architecture):
+            encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, width, decoded_shape, width))
+        else:
+            encoder = MLPEncoder(image_shape, config.hidden_sizes, width, act)
+            decoder = MLPDecoder(decoded_shape, config.hidden_sizes, width, act)
+    codebook = Codebook(config.codebook_size, dim, config.codebook_update == "ema", config.ema_decay)
+    prior = CodePrior(
+        config.codebook_size, layout_codes.map_shape, config.code_prior_channels, config.code_prior_layers
+    )
+    return VQVAE(encoder, decoder, likelihood, layout_codes, codebook, prior, image_shape, pixel_context)

@@ -76,6 +76,11 @@ class VAE(nn.Module):
         return self.prior.closed_form_kl and self.family.kl_per_dimension
 
     @property
+    def can_sample(self) -> bool:
+        """Whether the model can generate: a VQ-VAE only once its prior over codes is trained."""
+        return True
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -246,12 +251,16 @@ class VAE(nn.Module):
             return self.pixel_context.generate(decoded, lambda params: self.likelihood.sample(params, generator))
         return self.likelihood.sample(decoded, generator)
 
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents z (n, Z) drawn from the model's own prior, as the decoder takes them."""
+        return self.prior.sample(n, generator, self.device, self.encode)
+
     def decode_prior_draw(
         self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The decoder's output at n draws from the model's own prior, (n, P, H, W); y (n,) the
         labels to draw for a conditional model."""
-        return self.decode(self.prior.sample(n, generator, self.device, self.encode), y)
+        return self.decode(self.prior_latents(n, generator), y)
 
     @torch.no_grad()
     def sample(

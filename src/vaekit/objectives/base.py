@@ -56,6 +56,8 @@ class StepBatch:
     # (b, ...) -> (G, ...), every rank's rows in order, gradients flowing back to their rank
     gather: Callable[[torch.Tensor], torch.Tensor] = _identity
     distributed: bool = False
+    # a tensor summed over every rank (no gradient): statistics of the whole global batch
+    total: Callable[[torch.Tensor], torch.Tensor] = _identity
 
     def noise(self, *shape: int, samples: int | None = None) -> torch.Tensor:
         """Standard normal noise for this rank's rows: (b, *shape), or (K, b, *shape) with `samples`.

@@ -16,6 +16,7 @@ from vaekit.objectives.elbo import Elbo
 from vaekit.objectives.factorvae import Discriminator, FactorVae
 from vaekit.objectives.iwae import Ciwae, Iwae, Miwae, Piwae
 from vaekit.objectives.mmd import InfoVae, Wae
+from vaekit.objectives.vq import VectorQuantised
 
 DISCRIMINATOR_SEED_OFFSET = 7_919
 
@@ -24,6 +25,8 @@ def build_objective(config: RunConfig, dataset_size: int) -> Objective:
     """The objective `config.train.objective` names, with its settings; `dataset_size` is the
     number of training items (β-TCVAE's estimate of q(z) averages over them)."""
     name, settings, train = config.train.objective, config.objective, config.train
+    if config.model.posterior == "vq":  # the VQ-VAE's own loss (config allows no other objective)
+        return VectorQuantised(config.model.commitment)
     if name == "elbo":
         return Elbo(train.free_bits)
     if name == "iwae":

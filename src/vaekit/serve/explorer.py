@@ -24,6 +24,7 @@ from vaekit.latent import latent_plane, lerp, slerp
 from vaekit.loading import TrainedRun
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import figure_description
+from vaekit.models.vq import UNTRAINED_PRIOR
 from vaekit.viz.grid import feature_bars, make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
@@ -187,7 +188,9 @@ class LatentExplorer:
         count = _integer(n, "n", 1, MAX_SAMPLES)
         chosen = self.check_label(label)
         with self.lock:
-            z = self.model.prior.sample(count, self.generator, self.model.device, self.model.encode)  # (n, Z)
+            if not self.model.can_sample:
+                raise RequestError(UNTRAINED_PRIOR)
+            z = self.model.prior_latents(count, self.generator)  # (n, Z)
         return {"z": z.cpu().tolist(), "images": [self._image_data(image[None]) for image in self._decode(z, chosen)]}
 
     def interpolate(

@@ -177,11 +177,14 @@ class RunWriter:
         x = to_model_input(self.fixed_images, data, torch.Generator(model.device).manual_seed(0))
         recon = model.reconstruct(x, self.fixed_labels)
         grid = reconstruction_grid(to_unit_range(originals, data), to_unit_range(recon, data))
-        # From the model's own prior (a learned one included; ancestral for two layers), as E[x|z].
-        generator = torch.Generator(model.device).manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
-        samples = to_unit_range(model.sample(PICTURE_SAMPLES, generator, y=model.cycled_labels(PICTURE_SAMPLES)), data)
+        pictures = {"recon": grid}
+        if model.can_sample:  # a VQ-VAE generates once its prior over codes is trained, after training
+            # From the model's own prior (a learned one included; ancestral for two layers), as E[x|z].
+            generator = torch.Generator(model.device).manual_seed(self.config.train.seed + EVAL_SEED_OFFSET)
+            drawn = model.sample(PICTURE_SAMPLES, generator, y=model.cycled_labels(PICTURE_SAMPLES))
+            pictures["samples"] = sample_grid(to_unit_range(drawn, data))
         model.train()
-        return {"recon": grid, "samples": sample_grid(samples)}
+        return pictures
 
     def save_pictures(self, model: VAE, epoch: int) -> None:
         self.latest_pictures = self.picture_grids(model)  # kept for other callbacks of this epoch (TensorBoard)

@@ -104,6 +104,7 @@ class TrainingObjective(torch.nn.Module):
             generator,
             gather=lambda local: gather_rows(local, global_count, cluster),
             distributed=cluster.active,
+            total=all_sum,
         )
         terms = self.objective(self.model, batch)
         extras = [terms.extras[name] for name in self.objective.terms]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vaekit.atomic import write_json, write_text
 from vaekit.checkpoint import (
@@ -44,11 +46,12 @@ from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, set_figure
 from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
 from vaekit.models import VAE, build_model
-from vaekit.training.callbacks import Callback, ConsoleReport, RunWriter
+from vaekit.training.callbacks import PICTURE_SAMPLES, Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
 from vaekit.training.loop import kept_weights, train_model
-from vaekit.training.state import Checkpointer, Snapshot
+from vaekit.training.state import EVAL_SEED_OFFSET, Checkpointer, Snapshot
 from vaekit.training.tensorboard import TensorBoardLogger, require_tensorboard
+from vaekit.viz.grid import sample_grid, save_png
 
 
 def claim_run_dir(out: str | Path, force: bool) -> Path:
@@ -375,7 +378,10 @@ def _train_and_summarise(
     )
 
     def evaluate_and_summarise() -> TrainResult:
-        # Report the test set with the weights that did best on validation.
+        if config.model.posterior == "vq" and config.train.prior_epochs > 0:
+            _train_prior_phase(run_dir, config, device, progress)
+        # Report the test set with the weights that did best on validation (and, for a VQ-VAE,
+        # the prior over codes trained for them).
         # trusted: this process built the network itself a moment ago
         best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
         labels = best.conditioning(splits.test.labels, "the test set")
@@ -410,3 +416,18 @@ def _train_and_summarise(
     # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
     # process group) while another still uses it.
     return from_main(evaluate_and_summarise, cluster)
+
+
+def _train_prior_phase(run_dir: Path, config: RunConfig, device: torch.device, progress: bool) -> None:
+    """--prior-epochs: the VQ-VAE's prior over codes, trained on the kept weights' codes, then
+    pictures of what the run now generates."""
+    from vaekit.loading import load_run
+    from vaekit.training.code_prior import train_code_prior
+
+    run = load_run(run_dir, "best", str(device), trust_code=True)
+    say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
+    train_code_prior(run, config.train.prior_epochs, lr=config.train.lr, seed=config.train.seed, say=say)
+    if not config.data.is_table:
+        generator = torch.Generator(device).manual_seed(config.train.seed + EVAL_SEED_OFFSET)
+        drawn = run.model.sample(PICTURE_SAMPLES, generator)
+        save_png(run_dir / "images" / "samples_prior.png", sample_grid(run.to_display(drawn)), scale=2)

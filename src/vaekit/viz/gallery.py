@@ -23,6 +23,7 @@ from vaekit.metrics.disentanglement import information_shares
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import has_elbo, item_word
 from vaekit.metrics.scores import has_excess, score_by
+from vaekit.models.vq import UNTRAINED_PRIOR
 from vaekit.viz.figures import factor_heatmap, labelled_rows, latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
@@ -252,16 +253,29 @@ SCORE_PICTURES = ("scores", "anomalies")
 TABLE_PICTURES = ("curves", "latent-map", "scores")
 
 
+# Pictures that draw from the prior: a VQ-VAE has them once its prior over codes is trained.
+SAMPLE_PICTURES = ("samples", "samples-drawn")
+
+
+# Pictures that move through a continuous latent space around z = 0: a VQ-VAE's codes are discrete.
+CONTINUOUS_PICTURES = ("traversals", "manifold")
+
+
 def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
-    """The pictures of `names` this run has (all of them, but the latent ones for --latent-dim 0
-    and the image ones for a table)."""
+    """The pictures of `names` this run has (all of them, but the latent ones for --latent-dim 0,
+    the image ones for a table, samples of a VQ-VAE without a trained prior, and walks through a
+    continuous latent space for a VQ-VAE's discrete codes)."""
+    model = ctx.run.model
+    discrete = model.family.name == "vq"
     return [
         name
         for name in names
-        if (ctx.run.model.latent_dim > 0 or name not in LATENT_PICTURES)
+        if (model.latent_dim > 0 or name not in LATENT_PICTURES)
         and (not ctx.splits.is_table or name in TABLE_PICTURES)
         and (name != "factors" or ctx.splits.test.factors is not None)
         and (name not in SCORE_PICTURES or has_elbo(ctx.run.config.train.objective))
+        and (name not in SAMPLE_PICTURES or model.can_sample)
+        and (not discrete or name not in CONTINUOUS_PICTURES)
     ]
 
 
@@ -273,6 +287,10 @@ def draw(ctx: PictureContext, what: str, path: Path) -> Path:
             raise VaekitError(
                 f"{what} shows images, and this run's data is a table: plot {' or '.join(TABLE_PICTURES)}"
             )
+        if what in SAMPLE_PICTURES:
+            raise VaekitError(UNTRAINED_PRIOR)
+        if what in CONTINUOUS_PICTURES and ctx.run.model.latent_dim > 0:
+            raise VaekitError(f"{what} walks through a continuous latent space; a VQ-VAE's codes are discrete")
         raise VaekitError(f"{what} pictures the latent space, and this model has none (--latent-dim 0)")
     picture = PICTURES[what](ctx)
     if isinstance(picture, Figure):
