@@ -135,6 +135,13 @@ SETTING_FAULTS = {
         ["--posterior", "iaf", "--objective", "betatc"],
         "--objective betatc is written for a Gaussian posterior",
     ),
+    "a codebook of one code": (["--posterior", "vq", "--codebook-size", "1"], "--codebook-size 1: a code needs"),
+    "vq on a ladder": (["--posterior", "vq", "--stochastic-layers", "2"], "leave out --stochastic-layers 2"),
+    "vq with importance sampling": (
+        ["--posterior", "vq", "--objective", "iwae"],
+        "--objective iwae does not apply to --posterior vq",
+    ),
+    "prior epochs without codes": (["--prior-epochs", "3"], "--prior-epochs trains a VQ-VAE's prior"),
     "bad config file": (["--config", "bad.toml"], "is not valid TOML"),
     "mistyped setting in file": (["--config", "typo.toml"], "unknown setting train.epoch"),
 }

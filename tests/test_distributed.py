@@ -216,9 +216,11 @@ def test_an_objective_of_the_whole_batch_follows_the_one_process_curve(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("posterior", ["iaf", "vmf"])
+@pytest.mark.parametrize("posterior", ["iaf", "vmf", "vq"])
 def test_a_posterior_family_trains_on_two_ranks_as_on_one(posterior: str, dataset: Path, tmp_path: Path) -> None:
-    """A flow's weights are synchronised like the encoder's, and a vMF draw is a function of its
-    share of the global batch's noise: 2 processes follow the one process's loss curve."""
+    """A flow's weights are synchronised like the encoder's, a vMF draw is a function of its
+    share of the global batch's noise, and a codebook moves by the whole global batch's
+    assignments (restarts drawn from it in a shared order): 2 processes follow one."""
     pytest.importorskip("scipy.special")
-    assert_two_ranks_follow_one(dataset, tmp_path, "--posterior", posterior, "--epochs", "1")
+    extra = ("--codebook-size", "32", "--code-dim", "2") if posterior == "vq" else ()
+    assert_two_ranks_follow_one(dataset, tmp_path, "--posterior", posterior, "--epochs", "1", *extra)
