@@ -66,6 +66,8 @@ def test_presets_build_with_the_documented_layouts() -> None:
         "best": (1, 28, 28),
         "binarized-mnist": (1, 28, 28),
         "best-binarized": (1, 28, 28),
+        "svae-binarized": (1, 28, 28),
+        "iaf-binarized": (1, 28, 28),
         "table": (1, 1, 30),  # a row of 30 features
     }
     assert set(shapes) == set(PRESETS)
@@ -80,6 +82,12 @@ def test_presets_build_with_the_documented_layouts() -> None:
     assert tuple(models["table"].likelihood.logvar.shape) == (1, 1, 30)
     assert models["best-binarized"].pixel_context is not None and models["best-binarized"].latent_dim == 32
     assert models["conv-32px"].latent_dim == 128
+    # pythae's S-VAE recipe: 784-256-128 to a direction in R^11 and one concentration
+    svae = models["svae-binarized"]
+    assert [tuple(p.shape) for p in svae.encoder.parameters()][::2] == [(256, 784), (128, 256), (12, 128)]
+    assert svae.family.name == "vmf" and svae.latent_dim == 11
+    iaf = models["iaf-binarized"]
+    assert isinstance(iaf, LadderVAE) and iaf.flows is not None and len(iaf.flows[0].steps) == 2
     best = models["best"]
     assert isinstance(best, LadderVAE) and (best.bottom_dim, best.latent_dim) == (64, 32)
     assert math.prod(best.encoder.feature_shape) == 3136  # the conv-fashion network around z1
