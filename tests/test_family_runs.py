@@ -17,6 +17,8 @@ import torch
 
 from tests.conftest import blob_images
 from tests.test_resume import final_weights, wait_for_mid_epoch_snapshot
+from vaekit.loading import load_run
+from vaekit.serve.explorer import LatentExplorer
 
 pytest.importorskip("scipy.special")
 
@@ -99,6 +101,10 @@ def test_every_command_works_for_the_family(family: str, dataset: Path, tmp_path
     assert scored.returncode == 0, scored.stderr
     assert vaekit("report", "--run", "run", cwd=tmp_path).returncode == 0
     assert (run / "report.html").stat().st_size > 0
+    explorer = LatentExplorer(trained := load_run(run), trained.load_data())  # what `vaekit serve` answers
+    assert sorted(explorer.info()["order"]) == list(range(trained.model.latent_dim))
+    assert explorer.decode([0.5] * trained.model.latent_dim)["image"].startswith("data:image/png")
+    assert len(explorer.sample(2)["images"]) == 2
 
 
 @pytest.mark.slow

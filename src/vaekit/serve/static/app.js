@@ -50,10 +50,21 @@ async function decode() {
   }
 }
 
+// A VQ-VAE's decoder input is a whole code map (7 x 7 x 16 = 784 numbers): sliders for the most
+// informative dimensions only; the others keep what an encoding or a sample set.
+const MAX_SLIDERS = 64;
+
 function buildSliders() {
   const container = $("sliders");
   container.textContent = "";
-  for (const dim of state.info.order) {
+  const shown = state.info.order.slice(0, MAX_SLIDERS);
+  if (shown.length < state.info.order.length) {
+    const note = document.createElement("p");
+    note.className = "hint";
+    note.textContent = `sliders for the ${shown.length} dimensions that move most of ${state.info.order.length}`;
+    container.append(note);
+  }
+  for (const dim of shown) {
     const row = document.createElement("div");
     row.className = "slider";
     const label = document.createElement("label");
