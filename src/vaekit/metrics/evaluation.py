@@ -90,6 +90,7 @@ def evaluate_run(
         ),
         "per": item_word(data),
         **figures,
+        "posterior": run.config.model.posterior,
         "latent_dim": run.model.latent_dim,
         **usage,
         **bottom,
@@ -340,9 +341,19 @@ def format_table(result: dict[str, Any]) -> str:
         ]
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
+    if result.get("posterior", "gaussian") != "gaussian":
+        header += f"\n  posterior: {POSTERIOR_WORDS[result['posterior']]}"
     if result.get("figure_description"):
         header += f"\n  figures: {result['figure_description']}"
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])
+
+
+# What a figure's KL part is, for each posterior family beyond the Gaussian.
+POSTERIOR_WORDS = {
+    "iaf": "inverse autoregressive flow; KL by Monte Carlo, the IWAE weights with its exact log q(z|x)",
+    "vmf": "von Mises-Fisher on the sphere, uniform prior; KL in closed form",
+    "vq": "a point mass on the nearest codes; KL = the rate -log p(codes), IWAE = the ELBO",
+}
 
 
 def evaluation_file(result: dict[str, Any]) -> str:
