@@ -31,6 +31,9 @@ from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, log_importance_weights
 from vaekit.posteriors import InverseAutoregressiveFlow
 
+# With flows: the largest log-variance of z1's Gaussians (a standard deviation of 55), see _bounded.
+FLOW_LOGVAR_MAX = 8.0
+
 
 class LadderPosterior(DiagonalGaussian):
     """q(z2|x), carrying the bottom-up estimate of z1 the top-down pass needs and, with flows, their
@@ -118,7 +121,7 @@ class LadderVAE(VAE):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> LadderPosterior:
         params = self.encoder_outputs(x, y)  # (B, 2 Z1 + C), fp32
-        bottom_up = DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim])  # the encoder's estimate of z1
+        bottom_up = self._bounded(DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim]))  # estimate of z1
         context = params[..., 2 * self.bottom_dim :] if self.flows is not None else None  # (B, C)
         # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
         top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
@@ -126,7 +129,17 @@ class LadderVAE(VAE):
         return LadderPosterior(top.mu, top.logvar, bottom_up, context, flow2)  # type: ignore[arg-type]
 
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:
-        return DiagonalGaussian.from_params(self.down(z2).float())  # (..., Z2) -> (..., Z1) x 2
+        return self._bounded(DiagonalGaussian.from_params(self.down(z2).float()))  # (..., Z2) -> (..., Z1) x 2
+
+    def _bounded(self, gaussian: DiagonalGaussian) -> DiagonalGaussian:
+        """With flows, z1's Gaussians keep their variance under e^FLOW_LOGVAR_MAX. A dimension z1
+        does not use has q(z1|x, z2) = p(z1|z2), so nothing stops both widening together; a
+        mean-field decoder learns to ignore it, but a flow's autoregressive networks read every
+        dimension, and a draw growing past 10^5 there ended a 75-epoch iaf-binarized run at epoch
+        31 (non-finite steps from then on). Without flows the model is as it always was."""
+        if self.flows is None:
+            return gaussian
+        return DiagonalGaussian(gaussian.mu, gaussian.logvar.clamp(max=FLOW_LOGVAR_MAX))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z2 (B, Z2) -> likelihood parameters, through the mean of p(z1|z2)."""
