@@ -225,3 +225,20 @@ def test_free_bits_floor_each_flowed_layer_by_its_size() -> None:
     sizes = FAMILY_MODELS["iaf-ladder"].top_latent_dim + FAMILY_MODELS["iaf-ladder"].latent_dim
     assert torch.allclose(floored.loss - floored.recon_nats, torch.full((len(x),), 50.0 * sizes))
     assert torch.allclose(floored.kl_nats, plain.kl_nats) and torch.allclose(plain.loss, plain.nelbo_nats)
+
+
+def test_a_flowed_ladder_keeps_z1s_variance_bounded_and_a_plain_one_does_not_change() -> None:
+    """An unused dimension's q(z1|x, z2) and p(z1|z2) may widen together; a flow reads every
+    dimension, so with flows their log-variance stops at FLOW_LOGVAR_MAX."""
+    from vaekit.models.ladder import FLOW_LOGVAR_MAX
+
+    wide = FAMILY_MODELS["iaf-ladder"]
+    plain = ModelConfig(**{**wide.__dict__, "posterior": "gaussian"})
+    z2 = torch.zeros(3, wide.top_latent_dim)
+    for config, bounded in ((wide, True), (plain, False)):
+        torch.manual_seed(0)
+        model = build_model(config, (1, 12, 12))
+        with torch.no_grad():
+            model.down[-1].bias[wide.latent_dim :] = 20.0  # the log-variances p(z1|z2) gives
+            logvar = model.top_down(z2).logvar
+        assert torch.allclose(logvar.max(), torch.tensor(FLOW_LOGVAR_MAX if bounded else 20.0))
