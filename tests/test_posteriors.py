@@ -241,4 +241,7 @@ def test_a_flowed_ladder_keeps_z1s_variance_bounded_and_a_plain_one_does_not_cha
         with torch.no_grad():
             model.down[-1].bias[wide.latent_dim :] = 20.0  # the log-variances p(z1|z2) gives
             logvar = model.top_down(z2).logvar
-        assert torch.allclose(logvar.max(), torch.tensor(FLOW_LOGVAR_MAX if bounded else 20.0))
+        if bounded:
+            assert logvar.max().item() == FLOW_LOGVAR_MAX
+        else:
+            assert logvar.max().item() > 19.0  # as the network gives it
