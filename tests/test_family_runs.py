@@ -43,7 +43,7 @@ FAMILIES = {
 CODE_ARRAYS = {
     "iaf": {"z_centre", "z_base_mean", "z_base_std"},
     "vmf": {"z_mean_direction", "z_concentration"},
-    "iaf-ladder": {"z2_centre", "z1_centre"},
+    "iaf-ladder": {"z2_centre", "z1_mean", "z1_std"},
     "vq": {"z_codes"},
     "vq-conv": {"z_codes"},
 }

@@ -87,7 +87,7 @@ def test_presets_build_with_the_documented_layouts() -> None:
     assert [tuple(p.shape) for p in svae.encoder.parameters()][::2] == [(256, 784), (128, 256), (12, 128)]
     assert svae.family.name == "vmf" and svae.latent_dim == 11
     iaf = models["iaf-binarized"]
-    assert isinstance(iaf, LadderVAE) and iaf.flows is not None and len(iaf.flows[0].steps) == 2
+    assert isinstance(iaf, LadderVAE) and iaf.flow is not None and len(iaf.flow.steps) == 2
     best = models["best"]
     assert isinstance(best, LadderVAE) and (best.bottom_dim, best.latent_dim) == (64, 32)
     assert math.prod(best.encoder.feature_shape) == 3136  # the conv-fashion network around z1

@@ -61,8 +61,9 @@ def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> 
     posterior = model.encode(x, y)
     if not isinstance(model, LadderVAE):
         return {f"z_{name}": value for name, value in posterior.summary().items()}
-    if model.flows is not None:  # each layer's flow image of its base mean: q is no Gaussian to give a std
-        return {"z2_centre": posterior.mode(), "z1_centre": model.bottom_means(x, y)}
+    if model.flow is not None:  # z2's flow image of its base mean (no Gaussian to give a std); z1 given it
+        bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mode()))
+        return {"z2_centre": posterior.mode(), "z1_mean": bottom.mu, "z1_std": bottom.std}
     bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mu))
     return {"z2_mean": posterior.mu, "z2_std": posterior.std, "z1_mean": bottom.mu, "z1_std": bottom.std}
 
@@ -73,7 +74,7 @@ POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction", "vq": "z_codes"}
 def point_code(model: VAE) -> str:
     """The name of the point code among encode_batch's arrays."""
     if isinstance(model, LadderVAE):
-        return "z2_mean" if model.flows is None else "z2_centre"
+        return "z2_mean" if model.flow is None else "z2_centre"
     return POINT_CODES.get(model.family.name, "z_mean")
 
 

@@ -229,9 +229,9 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "iaf-binarized",
-            "best-binarized with inverse autoregressive flow posteriors (Kingma et al. 2016): 2 IAF steps on each "
-            "layer under a 32-number context from the encoder, free bits per layer, bf16 (for CPUs with AVX512-BF16 "
-            "or AMX; add --precision fp32 elsewhere), 75 epochs",
+            "best-binarized with an inverse autoregressive flow posterior (Kingma et al. 2016): 2 IAF steps on z2 "
+            "under a 32-number context from the encoder, bf16 (for CPUs with AVX512-BF16 or AMX; add --precision "
+            "fp32 elsewhere), 75 epochs",
             {
                 "data": {"dataset": "mnist", "binarize": True, "val_size": 0},
                 "model": {

@@ -129,13 +129,10 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
     if family is None:
         # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
-        flows = None
-        if config.posterior == "iaf":  # z2's flow, then z1's, under one context
+        flow = None
+        if config.posterior == "iaf":  # on z2 (models/ladder.py says why not on z1)
             settings = (config.flow_steps, config.flow_hidden, config.flow_context, flow_activation(config))
-            flows = (
-                InverseAutoregressiveFlow(config.top_latent_dim, *settings),
-                InverseAutoregressiveFlow(z, *settings),
-            )
+            flow = InverseAutoregressiveFlow(config.top_latent_dim, *settings)
         return LadderVAE(
             encoder,
             decoder,
@@ -147,7 +144,7 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             act,
             pixel_context,
             classes,
-            flows,
+            flow,
         )
     prior: Prior
     if config.posterior == "vmf":

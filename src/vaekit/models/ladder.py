@@ -7,10 +7,13 @@ q(z2|x); the top-down pass then combines the estimate with the generative p(z1|z
 weighting, so q(z1|x, z2) and p(z1|z2) share the top-down network. Both KL terms are closed forms
 between Gaussians; the IWAE weights use the joint densities of (z1, z2).
 
-With --posterior iaf, each layer's posterior is followed by an inverse autoregressive flow
-(posteriors/iaf.py) under a context the encoder gives beside its estimate of z1, as in Kingma et
-al. (2016)'s ladder with IAF: z2 = flow2(z2_0), z1 = flow1(z1_0) with z1_0 ~ q(z1|x, z2). The KL
-terms are then Monte Carlo estimates from the densities of the draws.
+With --posterior iaf, q(z2|x) is followed by an inverse autoregressive flow (posteriors/iaf.py)
+under a context the encoder gives beside its estimate of z1: z2 = flow(z2_0), its KL to N(0, I)
+the one-sample estimate log q(z2|x) - log N(z2). q(z1|x, z2) stays the precision-weighted
+Gaussian, its KL to p(z1|z2) in closed form given the flowed z2. A flow on z1 too, as in Kingma et
+al. (2016)'s ladder, made that KL a one-sample estimate against a learned p(z1|z2) whose variance
+shrinks as training goes on: a small move of the flow then cost 10^5 nats and more, and two
+75-epoch runs of iaf-binarized diverged (epochs 31 and 39).
 
 Shapes: B batch, Z1 bottom latent, Z2 top latent, C flow context. The encoder and decoder are the
 usual families (mlp, conv, resnet) around z1; z2 is the "latent space" the pictures and maps show.
@@ -31,13 +34,10 @@ from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, log_importance_weights
 from vaekit.posteriors import InverseAutoregressiveFlow
 
-# With flows: the largest log-variance of z1's Gaussians (a standard deviation of 55), see _bounded.
-FLOW_LOGVAR_MAX = 8.0
-
 
 class LadderPosterior(DiagonalGaussian):
-    """q(z2|x), carrying the bottom-up estimate of z1 the top-down pass needs and, with flows, their
-    context (B, C) and z2's flow (its mean is then the base's, and `mode()` the flow's image of it)."""
+    """q(z2|x), carrying the bottom-up estimate of z1 the top-down pass needs and, with a flow, its
+    context (B, C) and the flow (its mean is then the base's, and `mode()` the flow's image of it)."""
 
     def __init__(
         self,
@@ -58,8 +58,8 @@ class LadderPosterior(DiagonalGaussian):
 
 @dataclass(frozen=True)
 class Descent:
-    """One pass down the ladder: z2 and z1 (..., B, Z), p(z1|z2), q(z1|x, z2) before its flow, and
-    log q of both draws (..., B) (the flows' log-determinants included)."""
+    """One pass down the ladder: z2 and z1 (..., B, Z), p(z1|z2), q(z1|x, z2), and log q of both
+    draws (..., B) (z2's flow's log-determinant included)."""
 
     z2: torch.Tensor
     z1: torch.Tensor
@@ -99,7 +99,7 @@ class LadderVAE(VAE):
         act: str,
         pixel_context: PixelContextHead | None = None,
         classes: int = 0,
-        flows: tuple[InverseAutoregressiveFlow, InverseAutoregressiveFlow] | None = None,
+        flow: InverseAutoregressiveFlow | None = None,
     ) -> None:
         # A conditional ladder takes the label in the bottom-up encoder and the decoder of x;
         # p(z1|z2) stays label-free, like the prior of a one-layer conditional VAE.
@@ -110,8 +110,7 @@ class LadderVAE(VAE):
         self.noise_dim = top_dim + bottom_dim  # eps = [eps2, eps1]
         self.up = _mlp([2 * bottom_dim, hidden, hidden, 2 * top_dim], act)  # (mu_hat, logvar_hat) -> q(z2|x)
         self.down = _mlp([top_dim, hidden, hidden, 2 * bottom_dim], act)  # z2 -> p(z1|z2)
-        # --posterior iaf: z2's flow, then z1's, both under the encoder's context
-        self.flows = None if flows is None else nn.ModuleList(flows)
+        self.flow = flow  # --posterior iaf: z2's flow, under the encoder's context
 
     @property
     def closed_form_kl(self) -> bool:
@@ -121,25 +120,14 @@ class LadderVAE(VAE):
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> LadderPosterior:
         params = self.encoder_outputs(x, y)  # (B, 2 Z1 + C), fp32
-        bottom_up = self._bounded(DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim]))  # estimate of z1
-        context = params[..., 2 * self.bottom_dim :] if self.flows is not None else None  # (B, C)
+        bottom_up = DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim])  # the encoder's estimate of z1
+        context = params[..., 2 * self.bottom_dim :] if self.flow is not None else None  # (B, C)
         # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
         top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
-        flow2 = None if self.flows is None else self.flows[0]
-        return LadderPosterior(top.mu, top.logvar, bottom_up, context, flow2)  # type: ignore[arg-type]
+        return LadderPosterior(top.mu, top.logvar, bottom_up, context, self.flow)
 
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:
-        return self._bounded(DiagonalGaussian.from_params(self.down(z2).float()))  # (..., Z2) -> (..., Z1) x 2
-
-    def _bounded(self, gaussian: DiagonalGaussian) -> DiagonalGaussian:
-        """With flows, z1's Gaussians keep their variance under e^FLOW_LOGVAR_MAX. A dimension z1
-        does not use has q(z1|x, z2) = p(z1|z2), so nothing stops both widening together; a
-        mean-field decoder learns to ignore it, but a flow's autoregressive networks read every
-        dimension, and a draw growing past 10^5 there ended a 75-epoch iaf-binarized run at epoch
-        31 (non-finite steps from then on). Without flows the model is as it always was."""
-        if self.flows is None:
-            return gaussian
-        return DiagonalGaussian(gaussian.mu, gaussian.logvar.clamp(max=FLOW_LOGVAR_MAX))
+        return DiagonalGaussian.from_params(self.down(z2).float())  # (..., Z2) -> (..., Z1) x 2
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z2 (B, Z2) -> likelihood parameters, through the mean of p(z1|z2)."""
@@ -165,21 +153,17 @@ class LadderVAE(VAE):
 
     def _descend(self, top: LadderPosterior, eps2: torch.Tensor, eps1: torch.Tensor) -> Descent:
         """One reparameterised pass down the ladder: z2 ~ q(z2|x), then p(z1|z2), q(z1|x, z2) and
-        z1 ~ q(z1|x, z2), each draw through its flow when there are flows. eps2 (..., B, Z2), eps1
-        (..., B, Z1); leading sample dimensions broadcast."""
+        z1 ~ q(z1|x, z2), z2 through its flow when there is one. eps2 (..., B, Z2), eps1 (..., B, Z1);
+        leading sample dimensions broadcast."""
         z2 = top.rsample(eps=eps2)  # (..., B, Z2)
         log_q2 = top.log_prob(z2)
-        if self.flows is not None and top.context is not None:
-            z2, log_det2 = self.flows[0](z2, top.context)
-            log_q2 = log_q2 - log_det2
+        if self.flow is not None and top.context is not None:
+            z2, log_det = self.flow(z2, top.context)
+            log_q2 = log_q2 - log_det
         prior1 = self.top_down(z2)  # (..., B, Z1)
         posterior1 = precision_weighted(top.bottom_up, prior1)
         z1 = posterior1.rsample(eps=eps1)
-        log_q1 = posterior1.log_prob(z1)
-        if self.flows is not None and top.context is not None:
-            z1, log_det1 = self.flows[1](z1, top.context)
-            log_q1 = log_q1 - log_det1
-        return Descent(z2, z1, prior1, posterior1, log_q2, log_q1)
+        return Descent(z2, z1, prior1, posterior1, log_q2, posterior1.log_prob(z1))
 
     def elbo(
         self,
@@ -192,19 +176,19 @@ class LadderVAE(VAE):
         y: torch.Tensor | None = None,
     ) -> ElboTerms:
         """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension
-        in closed form; with flows, the one-sample estimate log q(z2, z1|x) - log p(z2, z1)."""
+        in closed form; with a flow on z2, its part is the one-sample estimate log q(z2|x) - log N(z2)."""
         top = self.encode(x, y)
         eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
         down = self._descend(top, eps2, eps1)
         log_px = self.log_likelihood(x, self.decode_bottom(down.z1, y))
-        if self.flows is not None:  # one-sample KL of each layer; free bits per layer
-            kl_layers = torch.stack(
-                [down.log_q2 - standard_normal_log_prob(down.z2), down.log_q1 - down.prior1.log_prob(down.z1)], dim=-1
-            )  # (B, 2)
-            kl_loss = free_bits_kl(kl_layers, free_bits, kl_batch_mean, (self.latent_dim, self.bottom_dim))
-            kl = kl_layers.sum(-1)
-            return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl)
-        kl_per_dim = torch.cat([top.kl_per_dim(), kl_gaussians(down.posterior1, down.prior1)], dim=-1)  # (B, Z2 + Z1)
+        kl1_per_dim = kl_gaussians(down.posterior1, down.prior1)  # (B, Z1), given the drawn z2
+        if self.flow is not None:  # z2's KL as one number: free bits floor it at free_bits x Z2
+            kl2 = down.log_q2 - standard_normal_log_prob(down.z2)  # (B,)
+            kl_loss = free_bits_kl(kl2[:, None], free_bits, kl_batch_mean, (self.latent_dim,)) + free_bits_kl(
+                kl1_per_dim, free_bits, kl_batch_mean
+            )
+            return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl2 + kl1_per_dim.sum(-1))
+        kl_per_dim = torch.cat([top.kl_per_dim(), kl1_per_dim], dim=-1)  # (B, Z2 + Z1)
         return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
 
     def weighted_draws(
@@ -229,13 +213,10 @@ class LadderVAE(VAE):
         return WeightedDraws(log_w, log_px, log_pz, None)  # None: the KL part is (log p(x|z) - log w)'s mean
 
     def bottom_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z1's single code: the mean of q(z1|x, z2) at z2's code (the mean of q(z2|x), through
-        its flow when there are flows), then through z1's flow, (B, Z1)."""
+        """z1's single code: the mean of q(z1|x, z2) at z2's code (the mean of q(z2|x), through its
+        flow when there is one), (B, Z1)."""
         top = self.encode(x, y)
-        bottom = precision_weighted(top.bottom_up, self.top_down(top.mode())).mu
-        if self.flows is not None and top.context is not None:
-            bottom = self.flows[1](bottom, top.context)[0]
-        return bottom
+        return precision_weighted(top.bottom_up, self.top_down(top.mode())).mu
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
