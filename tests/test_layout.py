@@ -64,7 +64,12 @@ def test_module_level_imports_have_no_cycle() -> None:
         (("vaekit.serve", "vaekit.viz", "vaekit.metrics", "vaekit.loading", "vaekit.models"), "vaekit.training"),
         (("vaekit.config",), "vaekit.presets"),
         (("vaekit.data",), "vaekit.models"),
-        (("vaekit.models", "vaekit.distributions", "vaekit.priors", "vaekit.objectives"), "vaekit.metrics"),
+        (("vaekit.posteriors", "vaekit.vmf", "vaekit.distributions", "vaekit.priors"), "vaekit.models"),
+        (("vaekit.posteriors",), "vaekit.training"),
+        (
+            ("vaekit.models", "vaekit.distributions", "vaekit.priors", "vaekit.objectives", "vaekit.posteriors"),
+            "vaekit.metrics",
+        ),
     ],
 )
 def test_lower_modules_never_import_higher_ones(packages: tuple[str, ...], forbidden: str) -> None:
