@@ -242,3 +242,15 @@ def test_free_bits_floor_a_flowed_layer_by_its_size() -> None:
     sizes = FAMILY_MODELS["iaf-ladder"].top_latent_dim + FAMILY_MODELS["iaf-ladder"].latent_dim
     assert torch.allclose(floored.loss - floored.recon_nats, torch.full((len(x),), 50.0 * sizes))
     assert torch.allclose(floored.kl_nats, plain.kl_nats) and torch.allclose(plain.loss, plain.nelbo_nats)
+
+
+def test_the_flows_base_stays_where_a_posterior_under_n01_can_use_it() -> None:
+    """The base Gaussian's mean is kept within +-6 and its log-variance at most 2: far outside
+    what q(z|x) ever needs under N(0, I), where one stray encoding otherwise became a draw of 1e4."""
+    from vaekit.posteriors.iaf import BASE_LOGVAR_MAX, BASE_MEAN_MAX, IafFamily
+
+    family = IafFamily(3, 1, 8, 2, nn.ELU)
+    params = torch.tensor([[500.0, -0.5, 2.0, 30.0, -3.0, 1.0, 0.1, 0.2]])  # mu (3), logvar (3), context (2)
+    base = family(params).base
+    assert base.mu.tolist() == [[BASE_MEAN_MAX, -0.5, 2.0]]
+    assert base.logvar.tolist() == [[BASE_LOGVAR_MAX, -3.0, 1.0]]

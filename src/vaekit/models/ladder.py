@@ -33,6 +33,7 @@ from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
 from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, log_importance_weights
 from vaekit.posteriors import InverseAutoregressiveFlow
+from vaekit.posteriors.iaf import bounded_base
 
 
 class LadderPosterior(DiagonalGaussian):
@@ -124,6 +125,8 @@ class LadderVAE(VAE):
         context = params[..., 2 * self.bottom_dim :] if self.flow is not None else None  # (B, C)
         # float(): under bf16 autocast only the networks run in bf16 (as in VAE.encode)
         top = DiagonalGaussian.from_params(self.up(torch.cat([bottom_up.mu, bottom_up.logvar], dim=-1)).float())
+        if self.flow is not None:  # the flow's base, bounded as a one-layer flow's is (posteriors/iaf.py)
+            top = bounded_base(top)
         return LadderPosterior(top.mu, top.logvar, bottom_up, context, self.flow)
 
     def top_down(self, z2: torch.Tensor) -> DiagonalGaussian:

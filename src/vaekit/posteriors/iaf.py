@@ -28,6 +28,14 @@ from torch.distributions import Transform, constraints
 from vaekit.distributions import DiagonalGaussian, PosteriorDraw
 from vaekit.posteriors.base import PosteriorFamily
 
+# The base Gaussian's bounds: its mean within +-6, its log-variance at most 2 (a standard deviation
+# of e = 2.7). Under the N(0, I) prior a posterior gains nothing from either beyond them (a mean of
+# 6 costs 18 nats of KL per dimension), and training iaf-binarized never came near (over its test
+# images at most 3.5 and e^1.2); but one binarised test image of 10,000 led the encoder to a mean of
+# 131, which the flow turned into a draw of 7.6e4 and a KL of 5e9 nats. q is only the proposal: the
+# bound holds for any q, and this one keeps the flow's input where it was trained.
+BASE_LOGVAR_MAX = 2.0
+BASE_MEAN_MAX = 6.0
 # Added to s before the sigmoid: each step starts near the identity (sigma_t = sigmoid(1.5) = 0.82),
 # the positive gate bias Kingma et al. recommend, so a fresh flow leaves q(z|x) nearly Gaussian.
 GATE_BIAS = 1.5
@@ -35,6 +43,12 @@ GATE_BIAS = 1.5
 
 def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
+
+
+def bounded_base(base: DiagonalGaussian) -> DiagonalGaussian:
+    """The flow's base Gaussian with its mean within +-BASE_MEAN_MAX and its log-variance at most
+    BASE_LOGVAR_MAX."""
+    return DiagonalGaussian(base.mu.clamp(-BASE_MEAN_MAX, BASE_MEAN_MAX), base.logvar.clamp(max=BASE_LOGVAR_MAX))
 
 
 class GatedUpdate(Transform):
@@ -145,5 +159,5 @@ class IafFamily(PosteriorFamily):
         return self.latent_dim
 
     def forward(self, params: torch.Tensor) -> FlowPosterior:
-        base = DiagonalGaussian.from_params(params[..., : 2 * self.latent_dim])  # (B, Z) x 2
+        base = bounded_base(DiagonalGaussian.from_params(params[..., : 2 * self.latent_dim]))  # (B, Z) x 2
         return FlowPosterior(base, params[..., 2 * self.latent_dim :], self.flow)  # context (B, C)
