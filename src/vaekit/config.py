@@ -208,7 +208,7 @@ class ModelConfig:
     )
     flow_steps: int = field(default=2, metadata=_help("iaf only: inverse autoregressive steps (1 or more)"))
     flow_hidden: int = field(
-        default=256, metadata=_help("iaf only: width of the two hidden layers of each step's autoregressive network")
+        default=128, metadata=_help("iaf only: width of the two hidden layers of each step's autoregressive network")
     )
     flow_context: int = field(
         default=32, metadata=_help("iaf only: size of the context h the encoder hands every flow step")

@@ -245,6 +245,7 @@ PRESETS: dict[str, Preset] = {
                     "pixel_context_channels": 32,
                     "posterior": "iaf",
                     "flow_steps": 2,
+                    "flow_hidden": 256,
                 },
                 "train": {**_BEST_TRAINING, "precision": "bf16", "epochs": 75},
             },
