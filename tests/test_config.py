@@ -26,6 +26,21 @@ def test_round_trip_through_dict() -> None:
         assert RunConfig.from_dict(config.to_dict()) == config
 
 
+def test_a_saved_config_loads_after_an_unused_setting_s_default_changed() -> None:
+    # a vMF run saved when --flow-hidden defaulted to 256, or an ELBO run with an older capacity default
+    saved = preset_config("svae-binarized").to_dict()
+    saved["model"]["flow_hidden"] = 256
+    saved["objective"]["capacity_max"] = 123.0
+    loaded = RunConfig.from_dict(saved)
+    assert loaded == preset_config("svae-binarized")
+    # a setting of the family the run uses is kept, and still checked
+    saved["model"]["posterior"] = "iaf"
+    assert RunConfig.from_dict(saved).model.flow_hidden == 256
+    saved["model"]["flow_hidden"] = 0
+    with pytest.raises(VaekitError, match="flow-hidden"):
+        RunConfig.from_dict(saved)
+
+
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         preset_config("mlp").train.epochs = 3  # type: ignore[misc]

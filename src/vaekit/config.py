@@ -700,7 +700,27 @@ class RunConfig:
         _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use [data], [model], [train], [objective]")
         base = cls()
         sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
+        _drop_settings_of_others(sections)
         return with_overrides(base, sections, preset=raw.get("preset"))
+
+
+def _drop_settings_of_others(sections: dict[str, dict[str, Any]]) -> None:
+    """Leave out the stored settings of the posterior families and objectives a config does not use.
+
+    A saved config holds every field, the unused ones at the defaults of the vaekit that wrote it;
+    were a default to change later (as --flow-hidden's did), validation would take the stored
+    value for a user's choice and refuse to resume or load the run. They have no effect, so the
+    current defaults stand in for them."""
+    model, objective = sections["model"], sections["objective"]
+    posterior = model.get("posterior", ModelConfig.posterior)
+    for owner, settings in POSTERIOR_SETTINGS.items():
+        if owner != posterior:
+            for setting in settings:
+                model.pop(setting, None)
+    name = sections["train"].get("objective", TrainConfig.objective)
+    for setting, owners in OBJECTIVE_SETTINGS.items():
+        if name not in owners:
+            objective.pop(setting, None)
 
 
 SECTIONS: dict[str, type] = {
