@@ -8,7 +8,11 @@ seed, so the figure is the same estimate as evaluate's, not the same digits.
 
     python benchmarks/resumable_iwae.py runs/best-binarized --k 1000 --chunk 500
 
-Prints the running mean with its standard error over images after every chunk.
+Prints the running mean with its standard error over images after every chunk. On a machine with
+more cores than one estimate uses, start several workers, each taking every N-th chunk:
+
+    python benchmarks/resumable_iwae.py runs/best-binarized --workers 2 --worker 0 &
+    python benchmarks/resumable_iwae.py runs/best-binarized --workers 2 --worker 1
 """
 
 from __future__ import annotations
@@ -30,15 +34,17 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=500, help="test images per saved chunk")
+    parser.add_argument("--workers", type=int, default=1, help="how many processes share the chunks")
+    parser.add_argument("--worker", type=int, default=0, help="this process's number, 0 to --workers - 1")
     args = parser.parse_args()
     run = load_run(args.run)
     test = run.load_data().test
     labels = run.model.conditioning(test.labels, "the test set")
     folder = args.run / f"iwae{args.k}"
     folder.mkdir(exist_ok=True)
-    for start in range(0, len(test), args.chunk):
+    for index, start in enumerate(range(0, len(test), args.chunk)):
         path = folder / f"chunk_{start:06d}.npy"
-        if path.exists():
+        if path.exists() or index % args.workers != args.worker:
             continue
         started = time.perf_counter()
         part = slice(start, start + args.chunk)
@@ -51,7 +57,7 @@ def main() -> None:
             seed=start + 1,
             labels=None if labels is None else labels[part],
         ).numpy()
-        partial = folder / "chunk.tmp.npy"  # renamed when whole: a stop never leaves half a chunk
+        partial = folder / f"chunk.tmp{args.worker}.npy"  # renamed when whole: a stop never leaves half a chunk
         np.save(partial, log_px)
         partial.rename(path)
         done = np.concatenate([np.load(p) for p in sorted(folder.glob("chunk_*.npy"))])

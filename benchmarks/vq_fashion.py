@@ -8,7 +8,7 @@ logistic per pixel over the 256 levels (`--likelihood logistic --pixel-range sym
 
 - `vq-k16`, `vq-k64`, `vq-k512`: the VQ-VAE with K codes, then its PixelCNN prior over code maps;
   rate = -log p(codes), distortion = -log p(x|codes);
-- `gauss-b0.5` ... `gauss-b4`: the Gaussian VAE trained with beta on the KL; rate = KL(q||N(0, I)),
+- `gauss-b0.25` ... `gauss-b4`: the Gaussian VAE trained with beta on the KL; rate = KL(q||N(0, I)),
   distortion = -log p(x|z), both from the test -ELBO (the beta-weighted loss is not the bound);
 - `vq-k512-head`: the K = 512 VQ-VAE with a 3-layer pixel-context head on its decoder, the row
   beside track (c)'s `mlp` + head, and the run whose prior samples are scored.
@@ -44,6 +44,7 @@ RUNS: dict[str, list[str]] = {
     "vq-k16": ["--posterior", "vq", "--codebook-size", "16"],
     "vq-k64": ["--posterior", "vq", "--codebook-size", "64"],
     "vq-k512": ["--posterior", "vq", "--codebook-size", "512"],
+    "gauss-b0.25": ["--beta", "0.25"],
     "gauss-b0.5": ["--beta", "0.5"],
     "gauss-b1": ["--beta", "1"],
     "gauss-b2": ["--beta", "2"],
