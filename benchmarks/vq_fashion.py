@@ -16,6 +16,8 @@ logistic per pixel over the 256 levels (`--likelihood logistic --pixel-range sym
 
 Resumable: each run's folder under --work is trained (or continued), its prior trained and its
 test figures recorded in benchmarks/vq_fashion.json as each finishes; rerunning skips what is done.
+Two processes can share the list (each takes the runs the other has not locked), e.g. one with
+the runs in order and one with `--only` in the reverse order.
 
     python benchmarks/vq_fashion.py                    # every run, in order
     python benchmarks/vq_fashion.py --only vq-k16 gauss-b1
@@ -25,6 +27,7 @@ test figures recorded in benchmarks/vq_fashion.json as each finishes; rerunning 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import subprocess
@@ -107,19 +110,31 @@ def work(args: argparse.Namespace) -> None:
 
     from vaekit.atomic import write_json
 
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+    args.work.mkdir(parents=True, exist_ok=True)
     for name in args.only:
+        # Several processes may share the list: each run is taken by whoever locks it first, and
+        # the lock goes with the process however it ends.
+        lock = (args.work / f"{name}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
         if name in results["runs"]:
+            lock.close()
             continue
         folder = args.work / name
         started = time.perf_counter()
         train(name, folder, args.epochs)
         entry = {**figures(name, folder, quality=name in QUALITY_RUNS), "machine": machine()}
         entry["wall_seconds"] = time.perf_counter() - started
-        # read again: another process may have recorded a run meanwhile
-        results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
-        results["runs"][name] = entry
-        write_json(args.out, results)
+        with (args.work / "results.lock").open("w") as writing:  # one writer at a time
+            fcntl.flock(writing, fcntl.LOCK_EX)
+            results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+            results["runs"][name] = entry
+            write_json(args.out, results)
+        lock.close()
         print(f"{name}: rate {entry['rate_nats']:.1f} nats, distortion {entry['distortion_nats']:.1f} nats, "
               f"bound {entry['elbo_bits_per_dim']:.3f} bits/dim", flush=True)  # fmt: skip
 
