@@ -105,6 +105,10 @@ def figures(name: str, folder: Path, quality: bool) -> dict[str, Any]:
     return entry
 
 
+def recorded(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+
+
 def work(args: argparse.Namespace) -> None:
     from suite import machine  # benchmarks/suite.py: the CPU, cores, torch and its threads
 
@@ -120,8 +124,7 @@ def work(args: argparse.Namespace) -> None:
         except BlockingIOError:
             lock.close()
             continue
-        results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
-        if name in results["runs"]:
+        if name in recorded(args.out)["runs"]:
             lock.close()
             continue
         folder = args.work / name
@@ -131,7 +134,7 @@ def work(args: argparse.Namespace) -> None:
         entry["wall_seconds"] = time.perf_counter() - started
         with (args.work / "results.lock").open("w") as writing:  # one writer at a time
             fcntl.flock(writing, fcntl.LOCK_EX)
-            results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+            results = recorded(args.out)
             results["runs"][name] = entry
             write_json(args.out, results)
         lock.close()

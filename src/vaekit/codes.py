@@ -61,11 +61,11 @@ def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> 
     posterior = model.encode(x, y)
     if not isinstance(model, LadderVAE):
         return {f"z_{name}": value for name, value in posterior.summary().items()}
-    if model.flow is not None:  # z2's flow image of its base mean (no Gaussian to give a std); z1 given it
-        bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mode()))
-        return {"z2_centre": posterior.mode(), "z1_mean": bottom.mu, "z1_std": bottom.std}
-    bottom = precision_weighted(posterior.bottom_up, model.top_down(posterior.mu))
-    return {"z2_mean": posterior.mu, "z2_std": posterior.std, "z1_mean": bottom.mu, "z1_std": bottom.std}
+    centre = posterior.mode()  # z2's mean, or with a flow its image of the base mean
+    bottom = precision_weighted(posterior.bottom_up, model.top_down(centre))  # q(z1|x, z2) at that z2
+    # a flowed z2 is no Gaussian to give a std
+    top = {"z2_centre": centre} if model.flow is not None else {"z2_mean": centre, "z2_std": posterior.std}
+    return {**top, "z1_mean": bottom.mu, "z1_std": bottom.std}
 
 
 POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction", "vq": "z_codes"}
