@@ -123,25 +123,32 @@ SETTING_FAULTS = {
         ["--dataset", "ok.npy", "--preset", "conv-32px", "--image-size", "4", "--batch-size", "8"],
         "too small for 4 stride-2 conv layers",
     ),
-    "iaf without steps": (["--posterior", "iaf", "--flow-steps", "0"], "--flow-steps 0: an IAF needs at least 1 step"),
+    "iaf without steps": (["--posterior", "iaf", "--flow-steps", "0"], "--flow-steps 0 must be at least 1"),
     "flow setting without a flow": (["--flow-steps", "3"], "--flow-steps is a setting of --posterior iaf"),
     "vmf on a circle of one dimension": (
         ["--posterior", "vmf", "--latent-dim", "1"],
         "--posterior vmf puts z on the sphere S^(Z-1) in R^Z, which needs --latent-dim 2",
     ),
     "vmf with a prior of its own": (["--posterior", "vmf", "--prior", "mixture"], "has its own prior"),
-    "vmf on a ladder": (["--posterior", "vmf", "--stochastic-layers", "2"], "is for one stochastic layer"),
+    "vmf on a ladder": (
+        ["--posterior", "vmf", "--stochastic-layers", "2"],
+        "--posterior vmf is written for one stochastic layer",
+    ),
     "flow with a gaussian-only objective": (
         ["--posterior", "iaf", "--objective", "betatc"],
-        "--objective betatc is written for a Gaussian posterior",
+        "--objective betatc reads q(z|x)'s mean and variance, which only a Gaussian posterior gives (--posterior "
+        "gaussian)",
     ),
-    "a codebook of one code": (["--posterior", "vq", "--codebook-size", "1"], "--codebook-size 1: a code needs"),
+    "a codebook of one code": (["--posterior", "vq", "--codebook-size", "1"], "--codebook-size 1 must be at least 2"),
     "vq on a ladder": (["--posterior", "vq", "--stochastic-layers", "2"], "leave out --stochastic-layers 2"),
     "vq with importance sampling": (
         ["--posterior", "vq", "--objective", "iwae"],
         "--objective iwae does not apply to --posterior vq",
     ),
-    "prior epochs without codes": (["--prior-epochs", "3"], "--prior-epochs trains a VQ-VAE's prior"),
+    "prior epochs without codes": (
+        ["--prior-epochs", "3"],
+        "--prior-epochs trains a posterior family's own prior (--posterior vq)",
+    ),
     "bad config file": (["--config", "bad.toml"], "is not valid TOML"),
     "mistyped setting in file": (["--config", "typo.toml"], "unknown setting train.epoch"),
 }

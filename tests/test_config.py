@@ -1,11 +1,14 @@
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, with_overrides
 from vaekit.errors import VaekitError
 from vaekit.presets import PRESETS, mse_kl_sigma, preset_config, resolve
+
+LEGACY_RUNS = Path(__file__).parent / "fixtures" / "legacy_runs"
 
 
 def test_layers_apply_in_order(tmp_path: Path) -> None:
@@ -26,19 +29,38 @@ def test_round_trip_through_dict() -> None:
         assert RunConfig.from_dict(config.to_dict()) == config
 
 
+def _legacy_config(name: str) -> dict:
+    """The config of a run saved before the methods were plug-ins (tests/fixtures/legacy_runs)."""
+    raw = json.loads((LEGACY_RUNS / name / "config.json").read_text())
+    return {section: raw[section] for section in ("data", "model", "train", "objective", "preset")}
+
+
 def test_a_saved_config_loads_after_an_unused_setting_s_default_changed() -> None:
     # a vMF run saved when --flow-hidden defaulted to 256, or an ELBO run with an older capacity default
-    saved = preset_config("svae-binarized").to_dict()
+    saved = _legacy_config("vmf")
+    expected = RunConfig.from_dict(saved)
+    assert (expected.posterior.to_dict(), expected.objective.to_dict()) == ({"name": "vmf"}, {"name": "elbo"})
     saved["model"]["flow_hidden"] = 256
     saved["objective"]["capacity_max"] = 123.0
-    loaded = RunConfig.from_dict(saved)
-    assert loaded == preset_config("svae-binarized")
+    assert RunConfig.from_dict(saved) == expected
     # a setting of the family the run uses is kept, and still checked
     saved["model"]["posterior"] = "iaf"
-    assert RunConfig.from_dict(saved).model.flow_hidden == 256
+    assert RunConfig.from_dict(saved).posterior.settings.hidden == 256
     saved["model"]["flow_hidden"] = 0
     with pytest.raises(VaekitError, match="flow-hidden"):
         RunConfig.from_dict(saved)
+
+
+def test_a_config_stores_only_the_methods_it_uses_and_reads_back_the_same() -> None:
+    config = with_overrides(RunConfig(), {"objective": {"name": "betatc", "tc_beta": 3.0}})
+    stored = config.to_dict()
+    assert stored["objective"] == {"name": "betatc", "alpha": 1.0, "beta": 3.0, "gamma": 1.0, "estimator": "mss"}
+    assert stored["posterior"] == {"name": "gaussian"}
+    assert RunConfig.from_dict(json.loads(json.dumps(stored))) == config
+    # in the new form a setting of another method is an error, not a leftover to drop
+    stored["objective"]["capacity_max"] = 25.0
+    with pytest.raises(VaekitError, match="--capacity-max is a setting of --objective annealed, not of betatc"):
+        RunConfig.from_dict(stored)
 
 
 def test_configs_are_frozen() -> None:

@@ -76,7 +76,7 @@ def test_every_command_works_for_the_family(family: str, dataset: Path, tmp_path
     )
     assert done.returncode == 0, done.stderr
     run = tmp_path / "run"
-    assert json.loads((run / "config.json").read_text())["model"]["posterior"] == FAMILIES[family][1]
+    assert json.loads((run / "config.json").read_text())["posterior"]["name"] == FAMILIES[family][1]
     evaluated = vaekit("evaluate", "--run", "run", "--k", "20", "--images", "100", "--no-quality", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     figures = json.loads((run / "eval-first100.json").read_text())

@@ -18,6 +18,7 @@ from vaekit.data import load_dataset
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import standard_normal_log_prob
 from vaekit.errors import VaekitError
+from vaekit.methods import choice
 from vaekit.metrics import likelihood
 from vaekit.metrics.likelihood import iwae_over, iwae_per_image
 from vaekit.models import VAE, build_model
@@ -136,7 +137,8 @@ def test_training_with_the_iwae_objective(tmp_path: Path) -> None:
     config = RunConfig(
         data=DataConfig(dataset=str(tmp_path / "b.npz"), val_size=40),
         model=ModelConfig(hidden_sizes=(32,), latent_dim=4),
-        train=TrainConfig(epochs=3, batch_size=32, lr=3e-3, objective="iwae", iwae_samples=5, checkpoint_every=0),
+        train=TrainConfig(epochs=3, batch_size=32, lr=3e-3, iwae_samples=5, checkpoint_every=0),
+        objective=choice("objective", "iwae"),
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)

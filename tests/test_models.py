@@ -71,7 +71,11 @@ def test_presets_build_with_the_documented_layouts() -> None:
         "table": (1, 1, 30),  # a row of 30 features
     }
     assert set(shapes) == set(PRESETS)
-    models = {name: build_model(preset_config(name).model, shape) for name, shape in shapes.items()}
+    configs = {name: preset_config(name) for name in shapes}
+    models = {
+        name: build_model(configs[name].model, shape, posterior=configs[name].posterior)
+        for name, shape in shapes.items()
+    }
     mlp = models["mlp"]
     assert [tuple(p.shape) for p in mlp.encoder.parameters()] == [(400, 784), (400,), (40, 400), (40,)]
     assert math.prod(models["conv-small"].encoder.feature_shape) == 512

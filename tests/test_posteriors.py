@@ -16,7 +16,9 @@ from vaekit import vmf
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import DiagonalGaussian
+from vaekit.methods import choice
 from vaekit.models import build_model
+from vaekit.models.vae import VAE
 from vaekit.posteriors import FlowPosterior, InverseAutoregressiveFlow, VmfFamily
 
 pytest.importorskip("scipy.special")
@@ -100,13 +102,22 @@ def batch(side: int = 12, n: int = 8) -> torch.Tensor:
 
 
 FAMILY_MODELS = {
-    "iaf": ModelConfig(hidden_sizes=(32,), latent_dim=4, posterior="iaf", flow_hidden=16, flow_context=5),
-    "iaf-ladder": ModelConfig(
-        hidden_sizes=(32,), latent_dim=5, stochastic_layers=2, top_latent_dim=3, top_hidden_size=16, posterior="iaf"
+    "iaf": (ModelConfig(hidden_sizes=(32,), latent_dim=4), choice("posterior", "iaf", hidden=16, context=5)),
+    "iaf-ladder": (
+        ModelConfig(hidden_sizes=(32,), latent_dim=5, stochastic_layers=2, top_latent_dim=3, top_hidden_size=16),
+        choice("posterior", "iaf"),
     ),
-    "iaf-conv": ModelConfig(architecture="conv", conv_channels=(4, 8), latent_dim=3, posterior="iaf", flow_steps=3),
-    "iaf-mixture-prior": ModelConfig(hidden_sizes=(32,), latent_dim=4, posterior="iaf", prior="mixture"),
+    "iaf-conv": (
+        ModelConfig(architecture="conv", conv_channels=(4, 8), latent_dim=3),
+        choice("posterior", "iaf", steps=3),
+    ),
+    "iaf-mixture-prior": (ModelConfig(hidden_sizes=(32,), latent_dim=4, prior="mixture"), choice("posterior", "iaf")),
 }
+
+
+def family_model(name: str) -> VAE:
+    config, posterior = FAMILY_MODELS[name]
+    return build_model(config, (1, 12, 12), posterior=posterior)
 
 
 EXACT_K1 = [name for name in FAMILY_MODELS if name != "iaf-ladder"]
@@ -116,7 +127,7 @@ EXACT_K1 = [name for name in FAMILY_MODELS if name != "iaf-ladder"]
 def test_iwae_with_one_sample_is_the_flows_elbo(name: str) -> None:
     """With K = 1 the importance weight is the ELBO's integrand: IWAE(K = 1) = ELBO from the same noise."""
     torch.manual_seed(0)
-    model = build_model(FAMILY_MODELS[name], (1, 12, 12))
+    model = family_model(name)
     x = batch()
     eps = torch.randn((len(x), model.noise_dim), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -130,7 +141,7 @@ def test_a_flowed_ladders_elbo_is_its_one_sample_iwae_in_expectation() -> None:
     """On a flowed ladder the ELBO takes z1's KL in closed form given the drawn z2, the importance
     weight its one-sample estimate: equal per draw of z2, and over draws of z1 on average."""
     torch.manual_seed(0)
-    model = build_model(FAMILY_MODELS["iaf-ladder"], (1, 12, 12))
+    model = family_model("iaf-ladder")
     x = batch(n=1).expand(4000, -1, -1, -1)  # one image, 4,000 draws
     eps = torch.randn((len(x), model.noise_dim), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -141,7 +152,7 @@ def test_a_flowed_ladders_elbo_is_its_one_sample_iwae_in_expectation() -> None:
 
 def test_under_bf16_autocast_the_flow_density_stays_fp32() -> None:
     torch.manual_seed(0)
-    model = build_model(FAMILY_MODELS["iaf"], (1, 12, 12))
+    model = family_model("iaf")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         draw = model.encode(batch()).rsample_and_log_prob(generator=torch.Generator().manual_seed(0))
         terms = model.elbo(batch(), generator=torch.Generator().manual_seed(0))
@@ -208,7 +219,9 @@ def test_vmf_gradient_with_the_correction_is_the_exact_derivative() -> None:
 
 def test_vmf_model_trains_and_decodes_any_z_at_its_direction() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_sizes=(32,), latent_dim=3, posterior="vmf"), (1, 12, 12))
+    model = build_model(
+        ModelConfig(hidden_sizes=(32,), latent_dim=3), (1, 12, 12), posterior=choice("posterior", "vmf")
+    )
     x = batch()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
@@ -233,13 +246,13 @@ def test_free_bits_floor_a_flowed_layer_by_its_size() -> None:
     free_bits times its size (the IAF paper's groups), z1's per dimension, and leave the reported
     KL alone."""
     torch.manual_seed(0)
-    model = build_model(FAMILY_MODELS["iaf-ladder"], (1, 12, 12))
+    model = family_model("iaf-ladder")
     x = batch()
     eps = torch.randn((len(x), model.noise_dim), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         plain = model.elbo(x, eps=eps)
         floored = model.elbo(x, eps=eps, free_bits=50.0)  # far above either layer's KL
-    sizes = FAMILY_MODELS["iaf-ladder"].top_latent_dim + FAMILY_MODELS["iaf-ladder"].latent_dim
+    sizes = FAMILY_MODELS["iaf-ladder"][0].top_latent_dim + FAMILY_MODELS["iaf-ladder"][0].latent_dim
     assert torch.allclose(floored.loss - floored.recon_nats, torch.full((len(x),), 50.0 * sizes))
     assert torch.allclose(floored.kl_nats, plain.kl_nats) and torch.allclose(plain.loss, plain.nelbo_nats)
 

@@ -14,14 +14,17 @@ from tests.conftest import blob_images
 from vaekit.config import DataConfig, ModelConfig, RunConfig
 from vaekit.data.transforms import to_model_input
 from vaekit.errors import VaekitError
+from vaekit.methods import choice
 from vaekit.models import build_model
 from vaekit.models.code_prior import CodePrior
 from vaekit.objectives.base import StepBatch
 from vaekit.objectives.registry import build_objective
 from vaekit.posteriors.vq import Codebook, assignment_statistics, ema_step, nearest_codes, perplexity
 
-VQ_MLP = ModelConfig(hidden_sizes=(32,), latent_dim=3, posterior="vq", codebook_size=8, code_dim=2)
-VQ_CONV = ModelConfig(architecture="conv", conv_channels=(4, 8), posterior="vq", codebook_size=8, code_dim=3)
+VQ_MLP = ModelConfig(hidden_sizes=(32,), latent_dim=3)
+VQ_CONV = ModelConfig(architecture="conv", conv_channels=(4, 8))
+VQ_MLP_CODES = choice("posterior", "vq", codebook_size=8, code_dim=2)
+VQ_CONV_CODES = choice("posterior", "vq", codebook_size=8, code_dim=3)
 
 
 def test_nearest_codes_and_statistics_match_a_direct_computation() -> None:
@@ -72,19 +75,15 @@ def test_straight_through_passes_the_decoders_gradient_to_the_encoder_unchanged(
 
 def test_the_codebook_loss_moves_the_codes_and_the_commitment_moves_the_encoder() -> None:
     torch.manual_seed(0)
-    config = model_config(VQ_MLP, codebook_update="loss")
-    model = build_model(config, (1, 8, 8))
-    objective = build_objective(RunConfig(model=config), 100)
+    posterior = choice("posterior", "vq", codebook_size=8, code_dim=2, codebook_update="loss")
+    model = build_model(VQ_MLP, (1, 8, 8), posterior=posterior)
+    objective = build_objective(RunConfig(model=VQ_MLP, posterior=posterior), 100)
     x = batch(8)
     terms = objective(model.train(), StepBatch(x, None, 0, 1.0, slice(0, 8), 8, torch.Generator().manual_seed(0)))
     terms.loss.mean().backward()
     assert model.codebook.codebook.grad is not None and model.codebook.codebook.grad.abs().sum() > 0
-    ema_model = build_model(VQ_MLP, (1, 8, 8))
+    ema_model = build_model(VQ_MLP, (1, 8, 8), posterior=VQ_MLP_CODES)
     assert not ema_model.codebook.codebook.requires_grad  # moving averages move it, not gradients
-
-
-def model_config(base: ModelConfig, **changes: object) -> ModelConfig:
-    return ModelConfig(**{**base.__dict__, **changes})
 
 
 def batch(n: int = 16, side: int = 8) -> torch.Tensor:
@@ -138,7 +137,7 @@ def test_each_position_of_the_prior_sees_only_the_codes_before_it() -> None:
 
 def test_the_bound_is_reconstruction_plus_the_codes_rate() -> None:
     torch.manual_seed(0)
-    model = build_model(VQ_CONV, (1, 8, 8)).eval()
+    model = build_model(VQ_CONV, (1, 8, 8), posterior=VQ_CONV_CODES).eval()
     x = batch()
     with torch.no_grad():
         terms = model.elbo(x)

@@ -105,7 +105,9 @@ def load_checkpoint(
     network made by user code is built only with `trust_code` (models/custom.py)."""
     tensors, metadata = read_checkpoint(path)
     config, image_shape, info = parse_header(path, metadata)
-    model = build_model(config.model, image_shape, trust_code=trust_code, source=f"checkpoint {path}")
+    model = build_model(
+        config.model, image_shape, trust_code=trust_code, source=f"checkpoint {path}", posterior=config.posterior
+    )
     mismatch = weights_mismatch(model, tensors)
     if mismatch is not None:
         raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from vaekit import methods
 from vaekit.config import SECTIONS, field_types
 from vaekit.errors import ReportedByRankZero, VaekitError
 from vaekit.presets import PRESETS, preset_config, resolve
@@ -93,11 +94,47 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 flag, dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=f.metadata.get("help"), **kwargs
             )
+    for kind in methods.KINDS.values():
+        _add_method_flags(parser, kind)
+
+
+def _add_method_flags(parser: argparse.ArgumentParser, kind: methods.Kind) -> None:
+    """`--objective NAME` and one group of flags per method with settings, from the specs; a flag
+    several methods share (--mmd-kernel: infovae and wae) is in the first one's group."""
+    specs = methods.specs(kind.name)
+    names = ", ".join(f"{name} ({spec.summary})" for name, spec in specs.items())
+    parser.add_argument(
+        kind.flag,
+        dest=f"{kind.name}.name",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help=f"{kind.default} by default; {names}",
+    )
+    seen: set[str] = set()
+    for spec in specs.values():
+        fields = [f for f in spec.fields() if methods.flag_of(f) not in seen]
+        if not fields:
+            continue
+        group = parser.add_argument_group(f"{kind.flag} {spec.name} settings (refused with any other {kind.name})")
+        hints = dict(zip((f.name for f in spec.fields()), methods.setting_types(spec.settings), strict=True))
+        for f in fields:
+            flag = methods.flag_of(f)
+            seen.add(flag)
+            kwargs = _flag_kwargs(hints[f.name])
+            if "metavar" not in kwargs and "choices" not in kwargs and "action" not in kwargs:
+                kwargs["metavar"] = methods.key_of(f).upper()
+            group.add_argument(
+                "--" + flag,
+                dest=f"{kind.name}.{methods.key_of(f)}",
+                default=argparse.SUPPRESS,
+                help=f.metadata.get("help"),
+                **kwargs,
+            )
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The config flags the user actually gave, grouped by section."""
-    flags: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    flags: dict[str, dict[str, Any]] = {section: {} for section in (*SECTIONS, *methods.KINDS)}
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)
@@ -513,7 +550,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.threshold_fpr is not None:
         check_fpr(args.threshold_fpr)  # before any work
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
-    _check_has_elbo(run.config.train.objective)
+    _check_has_elbo(run.config.objective.name)
     threshold = None
     if args.threshold_fpr is not None:
         validation = run.load_data().val  # only the score the threshold is on

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vaekit.errors import VaekitError
+from vaekit.methods import CAPABILITIES, KINDS, MethodChoice, choose, default_choice, legacy_keys, providers
 
 Architecture = Literal["mlp", "conv", "resnet"]  # built in; or a factory's name, see FACTORY_NAME
 # A user's network factory, module.path:function (models/custom.py builds it, with consent).
@@ -25,19 +26,12 @@ FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
 PriorName = Literal["standard", "mixture", "vamp"]
-PosteriorName = Literal["gaussian", "iaf", "vmf", "vq"]
-CodebookUpdate = Literal["ema", "loss"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
 BINARY_DATASETS = ("dsprites",)  # built-in sets whose pixels are 0 or 255 as stored
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
-Objective = Literal[
-    "elbo", "iwae", "miwae", "piwae", "ciwae", "annealed", "betatc", "factorvae", "dip-i", "dip-ii", "infovae", "wae"
-]
-TcEstimator = Literal["mss", "mws"]
-MmdKernel = Literal["imq", "rbf"]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -197,34 +191,6 @@ class ModelConfig:
     pixel_context_channels: int = field(
         default=32, metadata=_help("pixel-context head only: channels of its masked convolutions")
     )
-    posterior: PosteriorName = field(
-        default="gaussian",
-        metadata=_help(
-            "q(z|x): gaussian (diagonal); iaf: a diagonal Gaussian through --flow-steps inverse autoregressive "
-            "steps (KL by Monte Carlo); vmf: von Mises-Fisher on the unit sphere under a uniform prior (S-VAE); "
-            "vq: the nearest of --codebook-size codes (VQ-VAE; conv networks keep a code map, an MLP emits "
-            "--latent-dim code vectors)"
-        ),
-    )
-    flow_steps: int = field(default=2, metadata=_help("iaf only: inverse autoregressive steps (1 or more)"))
-    flow_hidden: int = field(
-        default=128, metadata=_help("iaf only: width of the two hidden layers of each step's autoregressive network")
-    )
-    flow_context: int = field(
-        default=32, metadata=_help("iaf only: size of the context h the encoder hands every flow step")
-    )
-    codebook_size: int = field(default=512, metadata=_help("vq only: K, how many codes the codebook holds"))
-    code_dim: int = field(default=16, metadata=_help("vq only: D, the size of each code (a code map's channels)"))
-    codebook_update: CodebookUpdate = field(
-        default="ema",
-        metadata=_help("vq only: ema (moving averages of the vectors each code gets) or loss (the codebook loss)"),
-    )
-    ema_decay: float = field(default=0.99, metadata=_help("vq only: the moving averages' decay"))
-    commitment: float = field(default=0.25, metadata=_help("vq only: beta, the commitment loss's weight"))
-    code_prior_layers: int = field(
-        default=6, metadata=_help("vq only: masked convolutions of the learned prior over code maps (PixelCNN)")
-    )
-    code_prior_channels: int = field(default=64, metadata=_help("vq only: channels of the prior's convolutions"))
     prior: PriorName = field(
         default="standard",
         metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
@@ -299,74 +265,11 @@ class ModelConfig:
             "--conditional builds the label into vaekit's own networks, not into a factory's: use --architecture "
             "mlp, conv or resnet",
         )
-        self._check_posterior()
         _require(self.classes == 0 or self.classes >= 2, f"model.classes {self.classes} must be 0 or at least 2")
         _require(
             self.class_names is None or len(self.class_names) == self.classes,
             f"model.class_names names {len(self.class_names or ())} classes but model.classes is {self.classes}",
         )
-
-    def _check_posterior(self) -> None:
-        name = self.posterior
-        _require(
-            self.flow_steps >= 1,
-            f"--flow-steps {self.flow_steps}: an IAF needs at least 1 step "
-            "(for no flow at all, use --posterior gaussian)",
-        )
-        _require(self.flow_hidden >= 1, f"--flow-hidden {self.flow_hidden} must be at least 1")
-        _require(self.flow_context >= 0, f"--flow-context {self.flow_context} must be 0 or more")
-        _require(
-            self.codebook_size >= 2,
-            f"--codebook-size {self.codebook_size}: a code needs at least 2 values to "
-            "carry any information; use 2 or more (512 by default)",
-        )
-        _require(self.code_dim >= 1, f"--code-dim {self.code_dim} must be at least 1")
-        _require(0 < self.ema_decay < 1, f"--ema-decay {self.ema_decay} must lie strictly between 0 and 1")
-        _require(
-            math.isfinite(self.commitment) and self.commitment >= 0, f"--commitment {self.commitment} must be >= 0"
-        )
-        _require(self.code_prior_layers >= 1, f"--code-prior-layers {self.code_prior_layers} must be at least 1")
-        _require(self.code_prior_channels >= 1, f"--code-prior-channels {self.code_prior_channels} must be at least 1")
-        default = ModelConfig.__dataclass_fields__
-        for owner, settings in POSTERIOR_SETTINGS.items():
-            for setting in settings:
-                _require(
-                    name == owner or getattr(self, setting) == default[setting].default,
-                    f"--{setting.replace('_', '-')} is a setting of --posterior {owner}, not of {name}: leave it out "
-                    f"or add --posterior {owner}",
-                )
-        if name == "gaussian":
-            return
-        _require(self.latent_dim >= 1, f"--posterior {name} needs a latent: give --latent-dim 1 or more")
-        _require(
-            self.prior != "vamp",
-            "--prior vamp is a mixture of the encoder's Gaussian posteriors: use it with --posterior gaussian",
-        )
-        if name == "vq":
-            _require(
-                self.stochastic_layers == 1,
-                "--posterior vq quantises one layer of codes; a ladder's layers are Gaussian: leave out "
-                "--stochastic-layers 2",
-            )
-            _require(
-                self.prior == "standard",
-                "--posterior vq has its own prior over codes (learned by `vaekit train-prior`): leave out --prior",
-            )
-            _require(not self.conditional, "--conditional is not supported with --posterior vq: train it unconditional")
-        if name == "vmf":
-            _require(
-                self.latent_dim >= 2,
-                f"--posterior vmf puts z on the sphere S^(Z-1) in R^Z, which needs --latent-dim 2 or more "
-                f"(got {self.latent_dim})",
-            )
-            _require(
-                self.prior == "standard",
-                "--posterior vmf has its own prior, uniform on the sphere: leave out --prior",
-            )
-            _require(
-                self.stochastic_layers == 1,
-                "--posterior vmf is for one stochastic layer: leave out --stochastic-layers 2",
-            )
 
 
 @dataclass(frozen=True)
@@ -380,14 +283,6 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate (the peak one under a schedule)"))
     lr_schedule: LrSchedule = field(
         default="constant", metadata=_help("constant, or cosine: decay from --lr to 0 over the run, per step")
-    )
-    objective: Objective = field(
-        default="elbo",
-        metadata=_help(
-            "what training minimises (docs: concepts/objectives): elbo; iwae, miwae, piwae, ciwae (importance-weighted "
-            "bounds); annealed (controlled capacity); betatc; factorvae; dip-i, dip-ii; infovae (MMD); wae (MMD, a "
-            "deterministic encoder: no ELBO). Every other run still reports its plain -ELBO"
-        ),
     )
     iwae_samples: int = field(
         default=5, metadata=_help("importance samples K per image for iwae and ciwae; per group for miwae and piwae")
@@ -442,11 +337,6 @@ class TrainConfig:
         _require(self.early_stopping >= 0, f"--early-stopping {self.early_stopping} must be >= 0")
         _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
         _require(self.prior_epochs >= 0, f"--prior-epochs {self.prior_epochs} must be 0 or more")
-        _require(
-            self.objective == "elbo" or (self.beta == 1.0 and self.warmup_steps == 0 and self.free_bits == 0.0),
-            f"--objective {self.objective} has weights of its own: --beta, --warmup-steps and --free-bits apply to "
-            "--objective elbo only",
-        )
         _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
         _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
         _require(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every} must be >= 0")
@@ -461,147 +351,16 @@ class TrainConfig:
         )
 
 
-# Which objective reads each [objective] setting; a setting changed for another objective is refused.
-OBJECTIVE_SETTINGS = {
-    "capacity_max": ("annealed",),
-    "capacity_steps": ("annealed",),
-    "capacity_gamma": ("annealed",),
-    "tc_alpha": ("betatc",),
-    "tc_beta": ("betatc",),
-    "tc_gamma": ("betatc",),
-    "tc_estimator": ("betatc",),
-    "factor_gamma": ("factorvae",),
-    "discriminator_lr": ("factorvae",),
-    "discriminator_hidden": ("factorvae",),
-    "discriminator_layers": ("factorvae",),
-    "dip_lambda_od": ("dip-i", "dip-ii"),
-    "dip_lambda_d": ("dip-i", "dip-ii"),
-    "info_alpha": ("infovae",),
-    "info_lambda": ("infovae",),
-    "wae_lambda": ("wae",),
-    "mmd_kernel": ("infovae", "wae"),
-    "mmd_scale": ("infovae", "wae"),
-    "iwae_groups": ("miwae", "piwae"),
-    "ciwae_beta": ("ciwae",),
-}
-# Objectives that need a batch of at least 2: they estimate something over the batch.
-BATCH_OBJECTIVES = ("betatc", "factorvae", "dip-i", "dip-ii", "infovae", "wae")
-# Objectives written for one stochastic layer; and those that need the N(0, I) prior's factors.
-ONE_LAYER_OBJECTIVES = (
-    "miwae",
-    "piwae",
-    "ciwae",
-    "annealed",
-    "betatc",
-    "factorvae",
-    "dip-i",
-    "dip-ii",
-    "infovae",
-    "wae",
-)
-FACTORISED_PRIOR_OBJECTIVES = ("betatc", "dip-i", "dip-ii")
-# Each posterior family's own settings: refused under another family.
-POSTERIOR_SETTINGS = {
-    "iaf": ("flow_steps", "flow_hidden", "flow_context"),
-    "vq": (
-        "codebook_size",
-        "code_dim",
-        "codebook_update",
-        "ema_decay",
-        "commitment",
-        "code_prior_layers",
-        "code_prior_channels",
-    ),
-}
-# The objectives a posterior family beyond the Gaussian trains with: the rest read q(z|x)'s mean
-# and variance, or its density at other items' codes, which only the diagonal Gaussian gives.
-FAMILY_OBJECTIVES = {"iaf": ("elbo", "iwae"), "vmf": ("elbo", "iwae"), "vq": ("elbo",)}
+# The settings of [train] that only an objective offering "kl_schedule" (the ELBO) reads.
+KL_SCHEDULE = ("beta", "warmup_steps", "free_bits")
 
 
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """The settings of the objectives beyond the ELBO (`--objective NAME`); each reads its own
-    (OBJECTIVE_SETTINGS), and vaekit/objectives/ has one module per objective."""
+def _default_objective() -> MethodChoice:
+    return default_choice("objective")
 
-    capacity_max: float = field(default=25.0, metadata=_help("annealed: the capacity C_max in nats"))
-    capacity_steps: int = field(
-        default=100_000, metadata=_help("annealed: optimiser steps over which C rises to C_max")
-    )
-    capacity_gamma: float = field(default=1000.0, metadata=_help("annealed: the weight gamma of |KL - C|"))
-    tc_alpha: float = field(default=1.0, metadata=_help("betatc: the weight of the index-code mutual information"))
-    tc_beta: float = field(default=6.0, metadata=_help("betatc: the weight of the total correlation"))
-    tc_gamma: float = field(default=1.0, metadata=_help("betatc: the weight of the dimension-wise KL"))
-    tc_estimator: TcEstimator = field(
-        default="mss",
-        metadata=_help("betatc: how q(z) is estimated from the batch: mss (stratified, unbiased) or mws (weighted)"),
-    )
-    factor_gamma: float = field(default=40.0, metadata=_help("factorvae: the weight gamma of the total correlation"))
-    discriminator_lr: float = field(default=1e-4, metadata=_help("factorvae: the discriminator's Adam learning rate"))
-    discriminator_hidden: int = field(default=1000, metadata=_help("factorvae: the discriminator's layer width"))
-    discriminator_layers: int = field(default=6, metadata=_help("factorvae: the discriminator's hidden layers"))
-    dip_lambda_od: float = field(default=10.0, metadata=_help("dip-i, dip-ii: the weight of the off-diagonal penalty"))
-    dip_lambda_d: float | None = field(
-        default=None, metadata=_help("dip-i, dip-ii: the weight of the diagonal penalty (default 10x or 1x lambda_od)")
-    )
-    info_alpha: float = field(default=0.0, metadata=_help("infovae: alpha; the KL's weight is 1 - alpha"))
-    info_lambda: float = field(
-        default=1000.0, metadata=_help("infovae: lambda; the MMD's weight is alpha + lambda - 1")
-    )
-    wae_lambda: float = field(default=10.0, metadata=_help("wae: lambda, the MMD's weight beside the reconstruction"))
-    mmd_kernel: MmdKernel = field(default="imq", metadata=_help("infovae, wae: imq (inverse multiquadratic) or rbf"))
-    mmd_scale: float = field(
-        default=1.0, metadata=_help("infovae, wae: the kernel's scale s per dimension, C = 2 Z s^2")
-    )
-    iwae_groups: int = field(default=8, metadata=_help("miwae, piwae: M groups of --iwae-samples samples"))
-    ciwae_beta: float = field(
-        default=0.5, metadata=_help("ciwae: the ELBO's share beta of beta ELBO + (1 - beta) IWAE")
-    )
 
-    def __post_init__(self) -> None:
-        for name in (
-            "capacity_max",
-            "capacity_gamma",
-            "tc_alpha",
-            "tc_beta",
-            "tc_gamma",
-            "factor_gamma",
-            "dip_lambda_od",
-        ):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} {value} must be >= 0")
-        _require(self.capacity_steps >= 1, f"--capacity-steps {self.capacity_steps} must be at least 1")
-        _require(
-            math.isfinite(self.discriminator_lr) and self.discriminator_lr > 0,
-            f"--discriminator-lr {self.discriminator_lr} must be a positive number",
-        )
-        _require(
-            self.discriminator_hidden >= 1, f"--discriminator-hidden {self.discriminator_hidden} must be at least 1"
-        )
-        _require(
-            self.discriminator_layers >= 1, f"--discriminator-layers {self.discriminator_layers} must be at least 1"
-        )
-        _require(
-            self.dip_lambda_d is None or (math.isfinite(self.dip_lambda_d) and self.dip_lambda_d >= 0),
-            f"--dip-lambda-d {self.dip_lambda_d} must be >= 0",
-        )
-        _require(
-            math.isfinite(self.info_alpha) and self.info_alpha <= 1,
-            f"--info-alpha {self.info_alpha} must be at most 1 (the KL's weight is 1 - alpha)",
-        )
-        _require(
-            math.isfinite(self.info_lambda) and self.info_lambda >= 0, f"--info-lambda {self.info_lambda} must be >= 0"
-        )
-        _require(
-            math.isfinite(self.wae_lambda) and self.wae_lambda >= 0, f"--wae-lambda {self.wae_lambda} must be >= 0"
-        )
-        _require(math.isfinite(self.mmd_scale) and self.mmd_scale > 0, f"--mmd-scale {self.mmd_scale} must be > 0")
-        _require(self.iwae_groups >= 1, f"--iwae-groups {self.iwae_groups} must be at least 1")
-        _require(0 <= self.ciwae_beta <= 1, f"--ciwae-beta {self.ciwae_beta} must lie in [0, 1]")
-
-    def changed(self) -> list[str]:
-        """The settings that differ from their defaults."""
-        default = ObjectiveConfig()
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+def _default_posterior() -> MethodChoice:
+    return default_choice("posterior")
 
 
 @dataclass(frozen=True)
@@ -609,7 +368,9 @@ class RunConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    objective: ObjectiveConfig = ObjectiveConfig()
+    # The objective and the posterior family, each with its own settings (vaekit/methods.py).
+    objective: MethodChoice = field(default_factory=_default_objective)
+    posterior: MethodChoice = field(default_factory=_default_posterior)
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -640,95 +401,139 @@ class RunConfig:
             self.model.prior == "standard" or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
-        _require(
-            self.model.posterior != "vq"
-            or (self.train.beta == 1.0 and self.train.warmup_steps == 0 and self.train.free_bits == 0.0),
-            "--posterior vq trains without a KL term (its rate is fixed while the autoencoder trains): leave out "
-            "--beta, --warmup-steps and --free-bits",
-        )
-        _require(
-            self.model.posterior == "vq" or self.train.prior_epochs == 0,
-            "--prior-epochs trains a VQ-VAE's prior over its codes: add --posterior vq or leave it out",
-        )
-        self._check_objective()
+        check_methods(self)
 
-    def _check_objective(self) -> None:
-        name = self.train.objective
-        for setting in self.objective.changed():
-            owners = OBJECTIVE_SETTINGS[setting]
-            _require(
-                name in owners,
-                f"--{setting.replace('_', '-')} is a setting of --objective {' or '.join(owners)}, not of {name}: "
-                "leave it out or choose that objective",
-            )
-        _require(
-            name not in ONE_LAYER_OBJECTIVES or self.model.stochastic_layers == 1,
-            f"--objective {name} is written for one stochastic layer: leave out --stochastic-layers 2",
-        )
-        _require(
-            name not in FACTORISED_PRIOR_OBJECTIVES or self.model.prior == "standard",
-            f"--objective {name} measures the latent against the factorised N(0, I) prior: use --prior standard",
-        )
-        _require(
-            name not in BATCH_OBJECTIVES or self.train.batch_size >= 2,
-            f"--objective {name} estimates over the batch and needs --batch-size 2 or more",
-        )
-        family = self.model.posterior
-        _require(
-            family != "vq" or name == "elbo",
-            f"--objective {name} does not apply to --posterior vq: its posterior is a point mass on the codes, so "
-            "there is nothing to sample or weigh; leave out --objective (the VQ-VAE loss)",
-        )
-        _require(
-            family not in FAMILY_OBJECTIVES or name in FAMILY_OBJECTIVES[family],
-            f"--objective {name} is written for a Gaussian posterior (it reads q(z|x)'s mean and variance): with "
-            f"--posterior {family} use --objective {' or '.join(FAMILY_OBJECTIVES.get(family, ()))}",
-        )
-        _require(
-            name not in BATCH_OBJECTIVES + ONE_LAYER_OBJECTIVES or self.model.latent_dim >= 1,
-            f"--objective {name} shapes the latent space: give --latent-dim 1 or more",
-        )
+    @property
+    def offers(self) -> frozenset[str]:
+        """The capabilities the model and its posterior family offer an objective."""
+        return self.posterior.spec.offers | model_offers(self.model, self.posterior.spec.offers)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as JSON-ready data: each section's settings, and for the objective and the
+        posterior family only the method used, `{"name": ..., **its settings}`."""
+        raw: dict[str, Any] = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        for kind in METHOD_SECTIONS:
+            raw[kind] = getattr(self, kind).to_dict()
+        raw["preset"] = self.preset
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        """Inverse of `to_dict`; unknown keys are an error so a typo never passes silently."""
-        known = {*SECTIONS, "preset"}
+        """Inverse of `to_dict`; unknown keys are an error so a typo never passes silently. A config
+        written before the methods were plug-ins (every method's settings, flat) is read too."""
+        known = {*SECTIONS, *METHOD_SECTIONS, "preset"}
         unknown = set(raw) - known
-        _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use [data], [model], [train], [objective]")
-        base = cls()
-        sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
-        _drop_settings_of_others(sections)
-        return with_overrides(base, sections, preset=raw.get("preset"))
+        _require(not unknown, f"unknown config section(s) {sorted(unknown)}: use {SECTION_LIST}")
+        sections = {name: dict(raw.get(name) or {}) for name in (*SECTIONS, *METHOD_SECTIONS)}
+        return with_overrides(cls(), upgrade_sections(sections, saved=True), preset=raw.get("preset"))
 
 
-def _drop_settings_of_others(sections: dict[str, dict[str, Any]]) -> None:
-    """Leave out the stored settings of the posterior families and objectives a config does not use.
+def model_offers(model: ModelConfig, family_offers: frozenset[str]) -> frozenset[str]:
+    """What the model's structure offers, beside its posterior family's own capabilities."""
+    offers = set()
+    if model.stochastic_layers == 1:
+        offers.add("one_layer")
+    if model.latent_dim >= 1:
+        offers.add("latent")
+    if model.prior == "standard" and "own_prior" not in family_offers:
+        offers.add("factorised_prior")
+    return frozenset(offers)
 
-    A saved config holds every field, the unused ones at the defaults of the vaekit that wrote it;
-    were a default to change later (as --flow-hidden's did), validation would take the stored
-    value for a user's choice and refuse to resume or load the run. They have no effect, so the
-    current defaults stand in for them."""
-    model, objective = sections["model"], sections["objective"]
-    posterior = model.get("posterior", ModelConfig.posterior)
-    for owner, settings in POSTERIOR_SETTINGS.items():
-        if owner != posterior:
-            for setting in settings:
-                model.pop(setting, None)
-    name = sections["train"].get("objective", TrainConfig.objective)
-    for setting, owners in OBJECTIVE_SETTINGS.items():
-        if name not in owners:
-            objective.pop(setting, None)
+
+def _missing(flag: str, needs: frozenset[str], offers: frozenset[str]) -> None:
+    for need in sorted(needs - offers):
+        families = providers("posterior", need)
+        hint = f" (--posterior {' or '.join(families)})" if families else ""
+        raise VaekitError(f"{flag} {CAPABILITIES[need]}{hint}")
+
+
+def check_methods(config: RunConfig) -> None:
+    """Every rule between the objective, the posterior family and the rest, from their specs."""
+    model, train = config.model, config.train
+    family, objective = config.posterior.spec, config.objective.spec
+    where = f"--posterior {family.name}"
+    _missing(where, family.needs, model_offers(model, family.offers))
+    _require(
+        family.name == KINDS["posterior"].default or model.prior != "vamp",
+        "--prior vamp is a mixture of the encoder's Gaussian posteriors: use it with --posterior gaussian",
+    )
+    _require(
+        "own_prior" not in family.offers or model.prior == "standard",
+        f"{where} has its own prior: leave out --prior",
+    )
+    if "own_objective" in family.offers:
+        _require(
+            objective.name == KINDS["objective"].default,
+            f"--objective {objective.name} does not apply to {where}, which trains with a loss of its own: leave "
+            "out --objective",
+        )
+        changed = [name for name in KL_SCHEDULE if getattr(train, name) != getattr(TrainConfig(), name)]
+        _require(
+            not changed,
+            f"{where} trains without a KL term (its rate is fixed while the autoencoder trains): leave out "
+            + ", ".join("--" + name.replace("_", "-") for name in changed),
+        )
+    _require(
+        "prior_phase" in family.offers or train.prior_epochs == 0,
+        f"--prior-epochs trains a posterior family's own prior (--posterior "
+        f"{' or '.join(providers('posterior', 'prior_phase'))}): {where} has none; leave it out",
+    )
+    if family.check is not None:
+        family.check(config.posterior.settings, config)
+    name = f"--objective {objective.name}"
+    _missing(name, objective.needs, config.offers)
+    _require(
+        train.batch_size >= objective.min_batch,
+        f"{name} estimates over the batch and needs --batch-size {objective.min_batch} or more",
+    )
+    _require(
+        "kl_schedule" in objective.offers
+        or all(getattr(train, key) == getattr(TrainConfig(), key) for key in KL_SCHEDULE),
+        f"{name} has weights of its own: --beta, --warmup-steps and --free-bits apply to --objective "
+        f"{KINDS['objective'].default} only",
+    )
+    if objective.check is not None:
+        objective.check(config.objective.settings, config)
 
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
-    "objective": ObjectiveConfig,
 }
+# The sections that hold one method each: {"name": ..., **its settings}.
+METHOD_SECTIONS = tuple(KINDS)
+SECTION_LIST = "[data], [model], [train], [objective], [posterior]"
+# Where a config written before the plug-ins kept each method's name: [train] objective,
+# [model] posterior; its settings were flat in [objective] and [model], under their flag keys.
+LEGACY_NAME = {"objective": "train", "posterior": "model"}
+
+
+def upgrade_sections(sections: dict[str, dict[str, Any]], saved: bool = False) -> dict[str, dict[str, Any]]:
+    """Move the method names and settings of a config in the form written before the plug-ins
+    (`[train] objective`, `[model] posterior`, each method's settings flat under their flag keys)
+    into the method sections. A `saved` config held every method's settings, the unused ones at
+    their defaults of the time: those are left out (were a default to change, they would read as a
+    user's choice); elsewhere (a TOML file, a preset) a setting of an unused method is refused."""
+    sections = {name: dict(values) for name, values in sections.items()}
+    for kind, home in LEGACY_NAME.items():
+        old, method = sections.setdefault(home, {}), sections.setdefault(kind, {})
+        legacy = legacy_keys(kind)
+        moved = [key for key in old if key in legacy and key not in field_types(home)]
+        for key in moved:
+            method[key] = old.pop(key)
+        old_form = kind in old or (saved and "name" not in method)
+        if kind in old:
+            _require(
+                "name" not in method or method["name"] == old[kind],
+                f"[{home}] {kind} = {old[kind]!r} and [{kind}] name = {method.get('name')!r} disagree: keep one",
+            )
+            method["name"] = old.pop(kind)
+        if saved and old_form:
+            name = method.setdefault("name", KINDS[kind].default)
+            for key in [key for key in method if key != "name" and name not in legacy.get(key, ())]:
+                method.pop(key)
+    return sections
 
 
 def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
@@ -779,11 +584,21 @@ def field_types(section: str) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _coerce_setting(where: str, annotation: Any, value: Any) -> Any:
+    section, name = where.split(".", 1)
+    return _coerce(section, name, annotation, value)
+
+
 def with_overrides(config: RunConfig, sections: dict[str, dict[str, Any]], preset: str | None = None) -> RunConfig:
-    """Return `config` with the named fields of each section replaced (values are coerced)."""
+    """Return `config` with the named fields of each section replaced (values are coerced); a
+    method section names its method (`name`) and settings of that method only."""
     replaced: dict[str, Any] = {}
-    for section, values in sections.items():
-        _require(section in SECTIONS, f"unknown config section [{section}]: use [data], [model], [train], [objective]")
+    for section, values in upgrade_sections(sections).items():
+        if section in METHOD_SECTIONS:
+            if values:
+                replaced[section] = choose(getattr(config, section), values, _coerce_setting)
+            continue
+        _require(section in SECTIONS, f"unknown config section [{section}]: use {SECTION_LIST}")
         types_by_name = field_types(section)
         changes = {}
         for name, value in values.items():
@@ -792,7 +607,8 @@ def with_overrides(config: RunConfig, sections: dict[str, dict[str, Any]], prese
                 f"unknown setting {section}.{name}: known ones are {', '.join(types_by_name)}",
             )
             changes[name] = _coerce(section, name, types_by_name[name], value)
-        replaced[section] = dataclasses.replace(getattr(config, section), **changes)
+        if changes:
+            replaced[section] = dataclasses.replace(getattr(config, section), **changes)
     if preset is not None:
         replaced["preset"] = preset
     return dataclasses.replace(config, **replaced)

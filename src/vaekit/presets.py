@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaekit.config import SECTIONS, RunConfig, with_overrides
+from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS, RunConfig, upgrade_sections, with_overrides
 from vaekit.data.arrays import is_table_source
 from vaekit.errors import VaekitError
 
@@ -222,8 +222,8 @@ PRESETS: dict[str, Preset] = {
                     "hidden_sizes": (256, 128),
                     "activation": "relu",
                     "latent_dim": 11,
-                    "posterior": "vmf",
                 },
+                "posterior": {"name": "vmf"},
                 "train": {"lr": 1e-3, "batch_size": 64, "epochs": 500},
             },
         ),
@@ -243,10 +243,8 @@ PRESETS: dict[str, Preset] = {
                     "top_latent_dim": 32,
                     "pixel_context_layers": 3,
                     "pixel_context_channels": 32,
-                    "posterior": "iaf",
-                    "flow_steps": 2,
-                    "flow_hidden": 256,
                 },
+                "posterior": {"name": "iaf", "steps": 2, "hidden": 256},
                 "train": {**_BEST_TRAINING, "precision": "bf16", "epochs": 75},
             },
         ),
@@ -291,21 +289,23 @@ def resolve(
     file_values: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
     file_preset = file_values.pop("preset", None)
     chosen = preset if preset is not None else file_preset
-    unknown = set(file_values) - set(SECTIONS)
+    unknown = set(file_values) - {*SECTIONS, *METHOD_SECTIONS}
     if unknown:
-        raise VaekitError(
-            f"config file {config_file}: unknown section(s) {sorted(unknown)}; use [data], [model], [train]"
-        )
+        raise VaekitError(f"config file {config_file}: unknown section(s) {sorted(unknown)}; use {SECTION_LIST}")
+    for section, values in file_values.items():
+        if not isinstance(values, dict):
+            raise VaekitError(f"config file {config_file}: [{section}] must be a table of settings")
 
     def merge(chosen: str | None) -> dict[str, dict[str, Any]]:
         preset_sections = find_preset(chosen).sections if chosen is not None else {}
         merged: dict[str, dict[str, Any]] = {}
         for layer in (preset_sections, file_values, flags or {}):
-            for section, values in layer.items():
-                if not isinstance(values, dict):
-                    raise VaekitError(f"config file {config_file}: [{section}] must be a table of settings")
-                if values:
-                    merged.setdefault(section, {}).update(values)
+            for section, values in upgrade_sections(layer).items():
+                earlier = merged.get(section, {})
+                if "name" in values and values["name"] != earlier.get("name"):
+                    earlier = {}  # another method: the earlier layers' settings were its predecessor's
+                if values or earlier:
+                    merged[section] = {**earlier, **values}
         return merged
 
     merged = merge(chosen)

@@ -51,7 +51,7 @@ def evaluate_run(
     labels = run.model.conditioning(chosen.labels, f"the {split} set")
     data = run.config.data
     seconds: dict[str, float] = {}
-    if has_elbo(run.config.train.objective):
+    if has_elbo(run.config.objective.name):
         figures = _bound_figures(run, images, labels, k, batch_size, seed, seconds)
     else:  # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
         started = time.perf_counter()
@@ -86,11 +86,11 @@ def evaluate_run(
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
         "figure_description": figure_description(
-            run.model.likelihood, data, bool(run.model.classes), run.config.train.objective
+            run.model.likelihood, data, bool(run.model.classes), run.config.objective.name
         ),
         "per": item_word(data),
         **figures,
-        "posterior": run.config.model.posterior,
+        "posterior": run.config.posterior.name,
         "latent_dim": run.model.latent_dim,
         **usage,
         **bottom,
@@ -177,7 +177,9 @@ def objective_terms(run: TrainedRun, chosen: ImageSet, train_items: int, seed: i
     objective = build_objective(config, dataset_size=train_items)
     if not objective.terms:
         return None
-    name = "vq-vae" if config.model.posterior == "vq" else config.train.objective
+    # a family with a loss of its own names it after itself (the VQ-VAE's: "vq-vae")
+    own_loss = "objective" in config.posterior.spec.hooks
+    name = f"{config.posterior.name}-vae" if own_loss else config.objective.name
     result: dict[str, Any] = {"name": name, "batch_size": config.train.batch_size}
     if own_parts(objective) is not None:  # FactorVAE: its discriminator trains with the run, is not kept
         result["note"] = "its terms need the discriminator, which is not kept with the weights: see metrics.jsonl"

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from vaekit import methods
 from vaekit.config import DataConfig
 from vaekit.data.transforms import pixel_bin_width
 from vaekit.distributions import Likelihood
@@ -34,8 +35,6 @@ KEY_WORDS: dict[Kind, tuple[str, str]] = {
     "reconstruction": ("recon_at_mean", "recon_at_mean"),  # a deterministic encoder: no bound at all
 }
 
-# Objectives whose encoder is deterministic (a point mass): no ELBO, no IWAE, no likelihood figure.
-NO_ELBO_OBJECTIVES = ("wae",)
 NO_ELBO = (
     "no likelihood figure: a WAE's encoder is deterministic, a point mass with no ELBO; the figure is the "
     "reconstruction cost -log p(x | z = mu(x)), nats/{item}"
@@ -43,8 +42,9 @@ NO_ELBO = (
 
 
 def has_elbo(objective: str) -> bool:
-    """Whether a run trained with `objective` has an ELBO (and so an IWAE figure) at all."""
-    return objective not in NO_ELBO_OBJECTIVES
+    """Whether a run trained with `objective` has an ELBO (and so an IWAE figure) at all: an
+    objective whose encoder is deterministic (a point mass, the WAE's) does not offer one."""
+    return "elbo" in methods.find("objective", objective).offers
 
 
 @dataclass(frozen=True)

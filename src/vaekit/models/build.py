@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import warnings
 
+import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
@@ -18,7 +19,7 @@ from vaekit.distributions import (
     MixtureOfLogisticsLikelihood,
 )
 from vaekit.errors import VaekitError
-from vaekit.models.code_prior import CodePrior
+from vaekit.methods import MethodChoice, default_choice
 from vaekit.models.conditional import LabelledDecoder, LabelledEncoder, encoder_input_shape
 from vaekit.models.conv import ConvDecoder, ConvEncoder
 from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name, untrusted_message
@@ -28,10 +29,9 @@ from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE
-from vaekit.models.vq import VQVAE, CodeLayout, CodeMapDecoder, CodeMapEncoder
-from vaekit.posteriors import GaussianFamily, IafFamily, InverseAutoregressiveFlow, PosteriorFamily, VmfFamily
-from vaekit.posteriors.vq import Codebook
-from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, UniformSpherePrior, VampPrior
+from vaekit.posteriors import PosteriorFamily
+from vaekit.posteriors.base import FamilyContext
+from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
 
 
 def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
@@ -46,26 +46,30 @@ def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> 
     return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
 
 
-def build_family(config: ModelConfig) -> PosteriorFamily:
-    """The posterior family `--posterior` names (posteriors/), for a one-layer model."""
-    z = config.latent_dim
-    if config.posterior == "iaf":
-        return IafFamily(z, config.flow_steps, config.flow_hidden, config.flow_context, flow_activation(config))
-    if config.posterior == "vmf":
-        return VmfFamily(z)
-    return GaussianFamily(z)
+def build_family(config: ModelConfig, posterior: MethodChoice, latent_dim: int) -> PosteriorFamily:
+    """The posterior family `posterior` names (posteriors/), for `latent_dim` latents."""
+    context = FamilyContext(latent_dim, functools.partial(activation, config.activation), config)
+    return posterior.spec.build(posterior.settings, context)
 
 
-def flow_activation(config: ModelConfig) -> functools.partial[nn.Module]:
-    return functools.partial(activation, config.activation)
+def _ladder_outputs(config: ModelConfig, posterior: MethodChoice) -> int:
+    """How many numbers a ladder's encoder gives the top layer's flow: read off a family built
+    on a forked random stream, so that the weights drawn next are those of the run as before."""
+    with torch.random.fork_rng(devices=[]):
+        return build_family(config, posterior, config.top_latent_dim).ladder_parts()[1]
 
 
 def build_model(
-    config: ModelConfig, image_shape: tuple[int, int, int], trust_code: bool = False, source: str = "this config"
+    config: ModelConfig,
+    image_shape: tuple[int, int, int],
+    trust_code: bool = False,
+    source: str = "this config",
+    posterior: MethodChoice | None = None,
 ) -> VAE:
-    """The model `config` describes. A user's factory (module:function) is imported only with
-    `trust_code`; otherwise the build is refused before anything is imported (`source` names
-    where the config came from, for that message)."""
+    """The model `config` describes, with the posterior family `posterior` (the Gaussian by
+    default). A user's factory (module:function) is imported only with `trust_code`; otherwise
+    the build is refused before anything is imported (`source` names where the config came from,
+    for that message)."""
     if is_factory_name(config.architecture) and not trust_code:
         raise VaekitError(untrusted_message(config.architecture, source))
     if config.conditional and config.classes < 2:
@@ -77,10 +81,10 @@ def build_model(
         # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
         # PyTorch warns that initialising them does nothing, which is what is meant.
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
-        return _build(config, image_shape)
+        return _build(config, image_shape, posterior or default_choice("posterior"))
 
 
-def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: MethodChoice) -> VAE:
     encoder: nn.Module
     decoder: nn.Module
     z, act = config.latent_dim, config.activation
@@ -101,16 +105,14 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     flat = config.architecture == "mlp"
     input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
     decoder_in = z + classes
-    if config.posterior == "vq":
-        return _build_vq(config, image_shape, likelihood, decoded_shape, pixel_context)
+    whole_model = posterior.spec.hooks.get("model")
+    if whole_model is not None:  # a family that builds its own networks (the VQ-VAE)
+        return whole_model(posterior.settings, config, image_shape, likelihood, decoded_shape, pixel_context)
     ladder = config.stochastic_layers == 2
-    family = None if ladder else build_family(config)
+    family = None if ladder else build_family(config, posterior, z)
     # What the encoder emits per item: the family's parameters; a ladder's estimate of z1 and,
-    # with flows, their context.
-    if family is not None:
-        outputs = family.encoder_outputs
-    else:
-        outputs = 2 * z + (config.flow_context if config.posterior == "iaf" else 0)
+    # with a flow on z2, its context.
+    outputs = family.encoder_outputs if family is not None else 2 * z + _ladder_outputs(config, posterior)
     if is_factory_name(config.architecture):
         spec = NetworkSpec(image_shape, z, decoded_shape, outputs)
         encoder, decoder = build_custom(config.architecture, spec)
@@ -129,10 +131,8 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
     if family is None:
         # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
-        flow = None
-        if config.posterior == "iaf":  # on z2 (models/ladder.py says why not on z1)
-            settings = (config.flow_steps, config.flow_hidden, config.flow_context, flow_activation(config))
-            flow = InverseAutoregressiveFlow(config.top_latent_dim, *settings)
+        # A family's flow follows z2 only (models/ladder.py says why not z1).
+        flow, _ = build_family(config, posterior, config.top_latent_dim).ladder_parts()
         return LadderVAE(
             encoder,
             decoder,
@@ -146,9 +146,9 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
             classes,
             flow,
         )
-    prior: Prior
-    if config.posterior == "vmf":
-        prior = UniformSpherePrior(z)
+    prior: Prior | None = family.own_prior()
+    if prior is not None:
+        pass
     elif config.prior == "mixture":
         prior = MixturePrior(z, config.prior_components)
     elif config.prior == "vamp":
@@ -156,43 +156,3 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     else:
         prior = StandardNormalPrior(z)
     return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)
-
-
-def _build_vq(
-    config: ModelConfig,
-    image_shape: tuple[int, int, int],
-    likelihood: Likelihood,
-    decoded_shape: tuple[int, int, int],
-    pixel_context: PixelContextHead | None,
-) -> VQVAE:
-    """A VQ-VAE: conv and ResNet networks keep a code map; an MLP or a factory emits --latent-dim
-    code vectors of --code-dim numbers each."""
-    act, dim = config.activation, config.code_dim
-    encoder: nn.Module
-    decoder: nn.Module
-    if config.architecture in ("conv", "resnet"):
-        if config.architecture == "conv":
-            layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
-            body_encoder: nn.Module = ConvEncoder(image_shape, *layout_conv, 1, act)
-            body_decoder: nn.Module = ConvDecoder(decoded_shape, *layout_conv, 1, act)
-        else:
-            layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
-            body_encoder, body_decoder = (
-                ResNetEncoder(image_shape, *layout, 1, act),
-                ResNetDecoder(decoded_shape, *layout, 1, act),
-            )
-        encoder, decoder = CodeMapEncoder(body_encoder, dim), CodeMapDecoder(body_decoder, dim, act)
-        layout_codes = CodeLayout(encoder.map_shape, dim, spatial=True)
-    else:
-        layout_codes = CodeLayout((1, config.latent_dim), dim, spatial=False)
-        width = layout_codes.count * dim
-        if is_factory_name(config.architecture):
-            encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, width, decoded_shape, width))
-        else:
-            encoder = MLPEncoder(image_shape, config.hidden_sizes, width, act)
-            decoder = MLPDecoder(decoded_shape, config.hidden_sizes, width, act)
-    codebook = Codebook(config.codebook_size, dim, config.codebook_update == "ema", config.ema_decay)
-    prior = CodePrior(
-        config.codebook_size, layout_codes.map_shape, config.code_prior_channels, config.code_prior_layers
-    )
-    return VQVAE(encoder, decoder, likelihood, layout_codes, codebook, prior, image_shape, pixel_context)

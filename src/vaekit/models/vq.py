@@ -18,20 +18,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from vaekit.distributions import Likelihood, PosteriorDraw
 from vaekit.errors import VaekitError
+from vaekit.methods import MethodSpec, setting
 from vaekit.models.code_prior import CodePrior
+from vaekit.models.conv import ConvDecoder, ConvEncoder
+from vaekit.models.custom import NetworkSpec, build_custom, is_factory_name
 from vaekit.models.layers import activation
+from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import PixelContextHead
+from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE, WeightedDraws
 from vaekit.objectives import ElboTerms
+from vaekit.objectives.vq import VectorQuantised
 from vaekit.posteriors.base import PosteriorFamily
 from vaekit.posteriors.vq import Codebook
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 UNTRAINED_PRIOR = (
     "this VQ-VAE's prior over its codes has not been trained, so it cannot generate: train one with "
@@ -216,3 +225,89 @@ class VQVAE(VAE):
             raise VaekitError(UNTRAINED_PRIOR)
         codes = self.code_prior.sample(n, generator, self.device).flatten(1)  # (n, M)
         return self.layout.flat(self.codebook.codebook[codes])
+
+
+CodebookUpdate = Literal["ema", "loss"]
+
+
+@dataclass(frozen=True)
+class VqSettings:
+    codebook_size: int = setting(512, "vq only: K, how many codes the codebook holds", low=2, high=1 << 20)
+    code_dim: int = setting(16, "vq only: D, the size of each code (a code map's channels)", low=1, high=65_536)
+    codebook_update: CodebookUpdate = setting(
+        "ema", "vq only: ema (moving averages of the vectors each code gets) or loss (the codebook loss)"
+    )
+    ema_decay: float = setting(0.99, "vq only: the moving averages' decay", above=0, high=1)
+    commitment: float = setting(0.25, "vq only: beta, the commitment loss's weight", low=0)
+    code_prior_layers: int = setting(
+        6, "vq only: masked convolutions of the learned prior over code maps (PixelCNN)", low=1, high=64
+    )
+    code_prior_channels: int = setting(64, "vq only: channels of the prior's convolutions", low=1, high=4096)
+
+
+def _check(settings: VqSettings, config: Any) -> None:
+    if settings.ema_decay >= 1:
+        raise VaekitError(f"--ema-decay {settings.ema_decay} must lie strictly between 0 and 1")
+    if config.model.conditional:
+        raise VaekitError("--conditional is not supported with --posterior vq: train it unconditional")
+
+
+def _unused(*args: Any) -> Any:
+    raise AssertionError("a VQ-VAE is built whole by its 'model' hook")
+
+
+def build_vq_model(
+    settings: VqSettings,
+    config: ModelConfig,
+    image_shape: tuple[int, int, int],
+    likelihood: Likelihood,
+    decoded_shape: tuple[int, int, int],
+    pixel_context: PixelContextHead | None,
+) -> VQVAE:
+    """A VQ-VAE: conv and ResNet networks keep a code map; an MLP or a factory emits --latent-dim
+    code vectors of --code-dim numbers each."""
+    act, dim = config.activation, settings.code_dim
+    encoder: nn.Module
+    decoder: nn.Module
+    if config.architecture in ("conv", "resnet"):
+        if config.architecture == "conv":
+            layout_conv = (config.conv_channels, config.conv_strides, config.kernel_size)
+            body_encoder: nn.Module = ConvEncoder(image_shape, *layout_conv, 1, act)
+            body_decoder: nn.Module = ConvDecoder(decoded_shape, *layout_conv, 1, act)
+        else:
+            layout = (config.conv_channels, config.conv_strides, config.kernel_size, config.res_blocks)
+            body_encoder, body_decoder = (
+                ResNetEncoder(image_shape, *layout, 1, act),
+                ResNetDecoder(decoded_shape, *layout, 1, act),
+            )
+        encoder, decoder = CodeMapEncoder(body_encoder, dim), CodeMapDecoder(body_decoder, dim, act)
+        layout_codes = CodeLayout(encoder.map_shape, dim, spatial=True)
+    else:
+        layout_codes = CodeLayout((1, config.latent_dim), dim, spatial=False)
+        width = layout_codes.count * dim
+        if is_factory_name(config.architecture):
+            encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, width, decoded_shape, width))
+        else:
+            encoder = MLPEncoder(image_shape, config.hidden_sizes, width, act)
+            decoder = MLPDecoder(decoded_shape, config.hidden_sizes, width, act)
+    codebook = Codebook(settings.codebook_size, dim, settings.codebook_update == "ema", settings.ema_decay)
+    prior = CodePrior(
+        settings.codebook_size, layout_codes.map_shape, settings.code_prior_channels, settings.code_prior_layers
+    )
+    return VQVAE(encoder, decoder, likelihood, layout_codes, codebook, prior, image_shape, pixel_context)
+
+
+SPECS = (
+    MethodSpec(
+        "vq",
+        "the nearest of --codebook-size codes (VQ-VAE): a code map for conv networks, --latent-dim code vectors "
+        "for an MLP",
+        "https://arxiv.org/abs/1711.00937",
+        _unused,
+        VqSettings,
+        needs=frozenset({"latent", "one_layer"}),
+        offers=frozenset({"point_code", "discrete_codes", "own_objective", "own_prior", "prior_phase"}),
+        check=_check,
+        hooks={"model": build_vq_model, "objective": lambda settings: VectorQuantised(settings.commitment)},
+    ),
+)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaekit.methods import MethodSpec, setting
 from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel, one_sample, per_item
 
 
@@ -35,3 +36,23 @@ class Annealed:
         return ObjectiveTerms(
             loss, -out.log_px, out.kl, {"capacity_nats": per_item(out.kl.new_tensor(capacity), out.kl)}
         )
+
+
+@dataclass(frozen=True)
+class AnnealedSettings:
+    capacity_max: float = setting(25.0, "annealed: the capacity C_max in nats", low=0)
+    capacity_steps: int = setting(100_000, "annealed: optimiser steps over which C rises to C_max", low=1, high=10**12)
+    capacity_gamma: float = setting(1000.0, "annealed: the weight gamma of |KL - C|", low=0)
+
+
+SPECS = (
+    MethodSpec(
+        "annealed",
+        "controlled capacity: gamma |KL - C| with C rising to C_max",
+        "https://arxiv.org/abs/1804.03599",
+        lambda s, context: Annealed(s.capacity_gamma, s.capacity_max, s.capacity_steps),
+        AnnealedSettings,
+        needs=frozenset({"one_layer", "latent", "gaussian_posterior"}),
+        offers=frozenset({"elbo"}),
+    ),
+)

@@ -128,6 +128,17 @@ class Objective(Protocol):
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms: ...
 
 
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What building an objective may read beyond its own settings (methods.MethodSpec.build)."""
+
+    dataset_size: int  # N training items (β-TCVAE's estimate of q(z) averages over them)
+    latent_dim: int  # Z
+    seed: int  # the run's seed, for an objective's own parameters
+    free_bits: float = 0.0  # nats per latent dimension ([train] free_bits)
+    importance_samples: int = 5  # K ([train] iwae_samples)
+
+
 def own_parts(objective: Objective) -> tuple[torch.nn.Module, torch.optim.Optimizer] | None:
     """An objective that trains parameters of its own (FactorVAE's discriminator) has a `module`
     and an `optimizer`: the trainer moves, steps, synchronises and checkpoints them."""

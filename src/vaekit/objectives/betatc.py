@@ -30,7 +30,8 @@ from typing import Literal
 import torch
 
 from vaekit.distributions import LOG_2PI, standard_normal_log_prob
-from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel, one_sample
+from vaekit.methods import MethodSpec, setting
+from vaekit.objectives.base import ObjectiveContext, ObjectiveTerms, StepBatch, TrainableModel, one_sample
 
 Estimator = Literal["mss", "mws"]
 
@@ -91,3 +92,33 @@ class BetaTC:
         mi, tc, dwkl = tc_decomposition(out.z, mu_all, logvar_all, own, self.dataset_size, self.estimator)
         loss = -out.log_px + out.kl + (self.alpha - 1) * mi + (self.beta - 1) * tc + (self.gamma - 1) * dwkl
         return ObjectiveTerms(loss, -out.log_px, out.kl, {"mi_nats": mi, "tc_nats": tc, "dwkl_nats": dwkl})
+
+
+@dataclass(frozen=True)
+class BetaTcSettings:
+    alpha: float = setting(1.0, "betatc: the weight of the index-code mutual information", flag="tc-alpha", low=0)
+    beta: float = setting(6.0, "betatc: the weight of the total correlation", flag="tc-beta", low=0)
+    gamma: float = setting(1.0, "betatc: the weight of the dimension-wise KL", flag="tc-gamma", low=0)
+    estimator: Estimator = setting(
+        "mss",
+        "betatc: how q(z) is estimated from the batch: mss (stratified, unbiased) or mws (weighted)",
+        flag="tc-estimator",
+    )
+
+
+def _build(settings: BetaTcSettings, context: ObjectiveContext) -> BetaTC:
+    return BetaTC(settings.alpha, settings.beta, settings.gamma, settings.estimator, context.dataset_size)
+
+
+SPECS = (
+    MethodSpec(
+        "betatc",
+        "β-TCVAE: the KL split into mutual information, total correlation and dimension-wise KL",
+        "https://arxiv.org/abs/1802.04942",
+        _build,
+        BetaTcSettings,
+        needs=frozenset({"one_layer", "latent", "gaussian_posterior", "factorised_prior"}),
+        offers=frozenset({"elbo"}),
+        min_batch=2,
+    ),
+)

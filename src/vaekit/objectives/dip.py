@@ -13,11 +13,13 @@ prior and one stochastic layer. Shapes: b this rank's items, G the global batch,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from vaekit.methods import MethodSpec, setting
 from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel, one_sample, per_item
 
 
@@ -50,3 +52,51 @@ class Dip:
         penalty = per_item(dip_penalty(covariance, self.lambda_od, self.lambda_d), out.kl)
         loss = -out.log_px + out.kl + penalty
         return ObjectiveTerms(loss, -out.log_px, out.kl, {"dip_penalty": penalty})
+
+
+@dataclass(frozen=True)
+class DipSettings:
+    lambda_od: float = setting(
+        10.0, "dip-i, dip-ii: the weight of the off-diagonal penalty", flag="dip-lambda-od", low=0
+    )
+    lambda_d: float | None = setting(
+        None,
+        "dip-i, dip-ii: the weight of the diagonal penalty (default 10x or 1x lambda_od)",
+        flag="dip-lambda-d",
+        low=0,
+    )
+
+
+def _builder(kind: Literal["i", "ii"]) -> Callable[[DipSettings, object], Dip]:
+    factor = 10.0 if kind == "i" else 1.0  # the paper's defaults: lambda_d = 10 lambda_od (I), = lambda_od (II)
+
+    def build(settings: DipSettings, context: object) -> Dip:
+        lambda_d = settings.lambda_d if settings.lambda_d is not None else factor * settings.lambda_od
+        return Dip(kind, settings.lambda_od, lambda_d)
+
+    return build
+
+
+_NEEDS = frozenset({"one_layer", "latent", "gaussian_posterior", "factorised_prior"})
+SPECS = (
+    MethodSpec(
+        "dip-i",
+        "DIP-VAE I: the covariance of the posterior means pushed to the identity",
+        "https://arxiv.org/abs/1711.00848",
+        _builder("i"),
+        DipSettings,
+        needs=_NEEDS,
+        offers=frozenset({"elbo"}),
+        min_batch=2,
+    ),
+    MethodSpec(
+        "dip-ii",
+        "DIP-VAE II: the covariance of the aggregate posterior pushed to the identity",
+        "https://arxiv.org/abs/1711.00848",
+        _builder("ii"),
+        DipSettings,
+        needs=_NEEDS,
+        offers=frozenset({"elbo"}),
+        min_batch=2,
+    ),
+)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel
+from vaekit.methods import MethodSpec
+from vaekit.objectives.base import ObjectiveContext, ObjectiveTerms, StepBatch, TrainableModel
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,18 @@ class Elbo:
             y=batch.y,
         )
         return ObjectiveTerms(terms.loss, terms.recon_nats, terms.kl_nats)
+
+
+def _build(settings: object, context: ObjectiveContext) -> Elbo:
+    return Elbo(context.free_bits)
+
+
+SPECS = (
+    MethodSpec(
+        "elbo",
+        "the ELBO, with the β-VAE weight --beta, KL warm-up and free bits",
+        "https://openreview.net/forum?id=Sy2fzU9gl",
+        _build,
+        offers=frozenset({"elbo", "kl_schedule"}),
+    ),
+)

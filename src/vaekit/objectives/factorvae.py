@@ -22,7 +22,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel, one_sample
+from vaekit.methods import MethodSpec, setting
+from vaekit.objectives.base import ObjectiveContext, ObjectiveTerms, StepBatch, TrainableModel, one_sample
 
 
 class Discriminator(nn.Module):
@@ -76,3 +77,37 @@ class FactorVae:
         )  # (b,) nats
         extras = {"tc_nats": tc.detach(), "discriminator_nats": discriminator.detach()}
         return ObjectiveTerms(loss, -out.log_px, out.kl, extras, auxiliary=discriminator)
+
+
+# The discriminator's initial weights come from a stream of their own, so they are the same
+# whatever drew from the global one before.
+DISCRIMINATOR_SEED_OFFSET = 7_919
+
+
+@dataclass(frozen=True)
+class FactorVaeSettings:
+    gamma: float = setting(40.0, "factorvae: the weight gamma of the total correlation", flag="factor-gamma", low=0)
+    discriminator_lr: float = setting(1e-4, "factorvae: the discriminator's Adam learning rate", above=0, high=10)
+    discriminator_hidden: int = setting(1000, "factorvae: the discriminator's layer width", low=1, high=65_536)
+    discriminator_layers: int = setting(6, "factorvae: the discriminator's hidden layers", low=1, high=64)
+
+
+def _build(settings: FactorVaeSettings, context: ObjectiveContext) -> FactorVae:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(context.seed + DISCRIMINATOR_SEED_OFFSET)
+        discriminator = Discriminator(context.latent_dim, settings.discriminator_hidden, settings.discriminator_layers)
+    return FactorVae(settings.gamma, discriminator, settings.discriminator_lr)
+
+
+SPECS = (
+    MethodSpec(
+        "factorvae",
+        "FactorVAE: the ELBO plus gamma times a discriminator's estimate of the total correlation",
+        "https://arxiv.org/abs/1802.05983",
+        _build,
+        FactorVaeSettings,
+        needs=frozenset({"one_layer", "latent", "gaussian_posterior"}),
+        offers=frozenset({"elbo", "own_parameters"}),
+        min_batch=2,
+    ),
+)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaekit.methods import MethodSpec, setting
 from vaekit.objectives import iwae_bound, log_importance_weights
 from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel
 
@@ -120,3 +121,56 @@ class Piwae:
 def _repeat(y: torch.Tensor | None, k: int) -> torch.Tensor | None:
     """Labels (b,) -> (K b,), sample-major like the decodings."""
     return None if y is None else y.repeat(k)
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    groups: int = setting(8, "miwae, piwae: M groups of --iwae-samples samples", flag="iwae-groups", low=1, high=10_000)
+
+
+@dataclass(frozen=True)
+class CiwaeSettings:
+    beta: float = setting(
+        0.5, "ciwae: the ELBO's share beta of beta ELBO + (1 - beta) IWAE", flag="ciwae-beta", low=0, high=1
+    )
+
+
+_PAPER = "https://arxiv.org/abs/1802.04537"
+_ONE_LAYER = frozenset({"one_layer", "latent", "gaussian_posterior"})
+SPECS = (
+    MethodSpec(
+        "iwae",
+        "the importance-weighted bound over --iwae-samples K draws per item",
+        "https://arxiv.org/abs/1509.00519",
+        lambda settings, context: Iwae(context.importance_samples),
+        needs=frozenset({"sampled_posterior"}),
+        offers=frozenset({"elbo"}),
+    ),
+    MethodSpec(
+        "miwae",
+        "the mean of M IWAE bounds of K draws each",
+        _PAPER,
+        lambda settings, context: Miwae(settings.groups, context.importance_samples),
+        GroupSettings,
+        needs=_ONE_LAYER,
+        offers=frozenset({"elbo"}),
+    ),
+    MethodSpec(
+        "piwae",
+        "IWAE over M K draws for the decoder, MIWAE(M, K) for the encoder",
+        _PAPER,
+        lambda settings, context: Piwae(settings.groups, context.importance_samples),
+        GroupSettings,
+        needs=_ONE_LAYER,
+        offers=frozenset({"elbo"}),
+    ),
+    MethodSpec(
+        "ciwae",
+        "beta ELBO + (1 - beta) IWAE over the same K draws",
+        _PAPER,
+        lambda settings, context: Ciwae(settings.beta, context.importance_samples),
+        CiwaeSettings,
+        needs=_ONE_LAYER,
+        offers=frozenset({"elbo"}),
+    ),
+)

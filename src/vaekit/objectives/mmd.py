@@ -26,6 +26,7 @@ from typing import Literal
 
 import torch
 
+from vaekit.methods import MethodSpec, setting
 from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel, one_sample, per_item
 
 Kernel = Literal["imq", "rbf"]
@@ -81,3 +82,46 @@ class Wae:
         distance = per_item(mmd(z_all, reference, self.kernel, self.scale), recon)
         # No KL: reported as 0 so that the loss's parts still add up (recon + λ MMD).
         return ObjectiveTerms(recon + self.lam * distance, recon, torch.zeros_like(recon), {"mmd": distance})
+
+
+_KERNEL_HELP = "infovae, wae: imq (inverse multiquadratic) or rbf"
+_SCALE_HELP = "infovae, wae: the kernel's scale s per dimension, C = 2 Z s^2"
+
+
+@dataclass(frozen=True)
+class InfoVaeSettings:
+    alpha: float = setting(0.0, "infovae: alpha; the KL's weight is 1 - alpha", flag="info-alpha", high=1)
+    lam: float = setting(1000.0, "infovae: lambda; the MMD's weight is alpha + lambda - 1", flag="info-lambda", low=0)
+    kernel: Kernel = setting("imq", _KERNEL_HELP, flag="mmd-kernel")
+    scale: float = setting(1.0, _SCALE_HELP, flag="mmd-scale", above=0)
+
+
+@dataclass(frozen=True)
+class WaeSettings:
+    lam: float = setting(10.0, "wae: lambda, the MMD's weight beside the reconstruction", flag="wae-lambda", low=0)
+    kernel: Kernel = setting("imq", _KERNEL_HELP, flag="mmd-kernel")
+    scale: float = setting(1.0, _SCALE_HELP, flag="mmd-scale", above=0)
+
+
+_NEEDS = frozenset({"one_layer", "latent", "gaussian_posterior"})
+SPECS = (
+    MethodSpec(
+        "infovae",
+        "InfoVAE: (1 - alpha) KL + (alpha + lambda - 1) MMD(q(z), p(z))",
+        "https://arxiv.org/abs/1706.02262",
+        lambda s, context: InfoVae(s.alpha, s.lam, s.kernel, s.scale),
+        InfoVaeSettings,
+        needs=_NEEDS,
+        offers=frozenset({"elbo"}),
+        min_batch=2,
+    ),
+    MethodSpec(
+        "wae",
+        "WAE-MMD: a deterministic encoder, reconstruction + lambda MMD (no ELBO)",
+        "https://arxiv.org/abs/1711.01558",
+        lambda s, context: Wae(s.lam, s.kernel, s.scale),
+        WaeSettings,
+        needs=_NEEDS,
+        min_batch=2,
+    ),
+)

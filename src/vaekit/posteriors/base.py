@@ -9,12 +9,24 @@ leading sample dimensions (K importance samples).
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
 from vaekit.distributions import PosteriorDraw
+from vaekit.priors import Prior
+
+
+@dataclass(frozen=True)
+class FamilyContext:
+    """What building a family may read beyond its own settings (methods.MethodSpec.build)."""
+
+    latent_dim: int  # Z of the layer the family is for (a ladder's top layer: its z2)
+    activation: Callable[[], nn.Module]  # the networks' hidden activation, for a family's own networks
+    model: Any  # the run's ModelConfig
 
 
 class Posterior(Protocol):
@@ -68,6 +80,17 @@ class PosteriorFamily(nn.Module):
         """The ELBO's KL term per item (..., B) at `draw`: by default the one-sample Monte Carlo
         estimate log q(z|x) - log p(z); a family with a closed form against its prior gives that."""
         return draw.log_q - log_pz
+
+    def own_prior(self) -> Prior | None:
+        """The prior a family brings with it (the vMF's uniform one on the sphere), or None for
+        the one --prior names."""
+        return None
+
+    def ladder_parts(self) -> tuple[Any, int]:
+        """On top of a ladder: the flow that follows q(z2|x) (or None), a module called as
+        `flow(z, context) -> (z, log_det)`, and how many context numbers the encoder gives it
+        (models/ladder.py)."""
+        return None, 0
 
     def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
         """What the decoder is given for a latent z (..., Z): z itself, unless the family's latents

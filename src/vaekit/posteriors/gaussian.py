@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from vaekit.distributions import DiagonalGaussian
+from vaekit.methods import MethodSpec
 from vaekit.posteriors.base import PosteriorFamily
 
 
@@ -24,3 +25,14 @@ class GaussianFamily(PosteriorFamily):
 
     def forward(self, params: torch.Tensor) -> DiagonalGaussian:
         return DiagonalGaussian.from_params(params)  # (B, 2Z) -> (B, Z) x 2
+
+
+SPECS = (
+    MethodSpec(
+        "gaussian",
+        "diagonal Gaussian: mu + sigma eps, its KL in closed form per dimension",
+        "https://arxiv.org/abs/1312.6114",
+        lambda settings, context: GaussianFamily(context.latent_dim),
+        offers=frozenset({"gaussian_posterior", "sampled_posterior", "point_code", "ladder_top", "per_dimension_kl"}),
+    ),
+)

@@ -15,13 +15,17 @@ Shapes: B batch, d = Z the ambient dimension, R proposal rounds, (...) leading s
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from vaekit import vmf
 from vaekit.distributions import PosteriorDraw
 from vaekit.errors import VaekitError
+from vaekit.methods import MethodSpec
 from vaekit.posteriors.base import PosteriorFamily
+from vaekit.priors import Prior, UniformSpherePrior
 
 ROUNDS = 24
 
@@ -116,7 +120,31 @@ class VmfFamily(PosteriorFamily):
     def kl(self, posterior: VmfPosterior, draw: PosteriorDraw, log_pz: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return posterior.kl_to_uniform().expand(draw.log_q.shape)  # closed form: no sampling noise
 
+    def own_prior(self) -> Prior:
+        return UniformSpherePrior(self.latent_dim)
+
     def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
         """Any z is decoded at its direction: draws are already on the sphere, and a traversal,
         an interpolation or a slider position off it is decoded where it points."""
         return F.normalize(z, dim=-1)
+
+
+def _check(settings: object, config: Any) -> None:
+    if config.model.latent_dim < 2:
+        raise VaekitError(
+            f"--posterior vmf puts z on the sphere S^(Z-1) in R^Z, which needs --latent-dim 2 or more "
+            f"(got {config.model.latent_dim})"
+        )
+
+
+SPECS = (
+    MethodSpec(
+        "vmf",
+        "von Mises-Fisher on the unit sphere under a uniform prior (S-VAE), its KL in closed form",
+        "https://arxiv.org/abs/1804.00891",
+        lambda settings, context: VmfFamily(context.latent_dim),
+        needs=frozenset({"latent", "one_layer"}),
+        offers=frozenset({"sampled_posterior", "point_code", "own_prior"}),
+        check=_check,
+    ),
+)

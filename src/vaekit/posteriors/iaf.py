@@ -18,6 +18,7 @@ Shapes: B batch, Z latent, C context, (...) leading sample dimensions (K importa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from vaekit.distributions import DiagonalGaussian, PosteriorDraw
-from vaekit.posteriors.base import PosteriorFamily
+from vaekit.methods import MethodSpec, setting
+from vaekit.posteriors.base import FamilyContext, PosteriorFamily
 
 # The base Gaussian's bounds: its mean within +-6, its log-variance at most 2 (a standard deviation
 # of e = 2.7). Under the N(0, I) prior a posterior gains nothing from either beyond them (a mean of
@@ -158,6 +160,41 @@ class IafFamily(PosteriorFamily):
     def noise_dim(self) -> int:
         return self.latent_dim
 
+    def ladder_parts(self) -> tuple[InverseAutoregressiveFlow, int]:
+        return self.flow, self.context
+
     def forward(self, params: torch.Tensor) -> FlowPosterior:
         base = bounded_base(DiagonalGaussian.from_params(params[..., : 2 * self.latent_dim]))  # (B, Z) x 2
         return FlowPosterior(base, params[..., 2 * self.latent_dim :], self.flow)  # context (B, C)
+
+
+@dataclass(frozen=True)
+class IafSettings:
+    steps: int = setting(2, "iaf only: inverse autoregressive steps (1 or more)", flag="flow-steps", low=1, high=64)
+    hidden: int = setting(
+        128,
+        "iaf only: width of the two hidden layers of each step's autoregressive network",
+        flag="flow-hidden",
+        low=1,
+        high=65_536,
+    )
+    context: int = setting(
+        32, "iaf only: size of the context h the encoder hands every flow step", flag="flow-context", low=0, high=65_536
+    )
+
+
+def _build(settings: IafSettings, context: FamilyContext) -> IafFamily:
+    return IafFamily(context.latent_dim, settings.steps, settings.hidden, settings.context, context.activation)
+
+
+SPECS = (
+    MethodSpec(
+        "iaf",
+        "a diagonal Gaussian through --flow-steps inverse autoregressive steps (KL by Monte Carlo)",
+        "https://arxiv.org/abs/1606.04934",
+        _build,
+        IafSettings,
+        needs=frozenset({"latent"}),
+        offers=frozenset({"sampled_posterior", "point_code", "ladder_top"}),
+    ),
+)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vaekit import methods
 from vaekit.config import SECTIONS, RunConfig, with_overrides
 from vaekit.data.memory import from_memory
 from vaekit.data.tables import Table
@@ -21,18 +22,28 @@ from vaekit.presets import TABLE_PRESET, resolve
 from vaekit.training.callbacks import Callback
 from vaekit.training.run import OwnData, resume_run, train_run
 
-# setting name -> its config section ("epochs" -> "train"); names are unique across sections
-_SECTION_OF = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 _NOT_SETTINGS = {"dataset", "feature_mean", "feature_std", "feature_names"}  # given by the data itself
 
 
+def _section_of() -> dict[str, tuple[str, str]]:
+    """fit()'s keyword -> (section, key): every config field by its name ("epochs"), each method
+    kind by its own ("objective"), and each method's settings by their flag's key ("tc_beta")."""
+    where = {f.name: (section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    for kind in methods.KINDS:
+        where[kind] = (kind, "name")
+        where.update({key: (kind, key) for key in methods.legacy_keys(kind) if key not in where})
+    return where
+
+
 def _settings_by_section(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    grouped: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    where = _section_of()
+    grouped: dict[str, dict[str, Any]] = {section: {} for section in (*SECTIONS, *methods.KINDS)}
     for name, value in settings.items():
-        if name not in _SECTION_OF or name in _NOT_SETTINGS:
-            known = ", ".join(sorted(set(_SECTION_OF) - _NOT_SETTINGS))
+        if name not in where or name in _NOT_SETTINGS:
+            known = ", ".join(sorted(set(where) - _NOT_SETTINGS))
             raise VaekitError(f"fit() has no setting {name!r}: give one of {known}")
-        grouped[_SECTION_OF[name]][name] = value
+        section, key = where[name]
+        grouped[section][key] = value
     return grouped
 
 

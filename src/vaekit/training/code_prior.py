@@ -42,7 +42,7 @@ def check_trainable(run: TrainedRun, force: bool) -> VQVAE:
     model = run.model
     if not isinstance(model, VQVAE):
         raise VaekitError(
-            f"{run.path} is a --posterior {run.config.model.posterior} run: train-prior trains the prior over a "
+            f"{run.path} is a --posterior {run.config.posterior.name} run: train-prior trains the prior over a "
             "VQ-VAE's codes (--posterior vq)"
         )
     path = prior_path(run)

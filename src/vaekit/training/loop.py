@@ -324,7 +324,7 @@ class Trainer:
             train.eval_batch_size,
             seed=seed,
             labels=self.val_labels,
-            objective=train.objective,
+            objective=self.config.objective.name,
         )
         return across_ranks(val, self.model, self.config) if cluster.active else val
 

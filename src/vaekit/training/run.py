@@ -159,7 +159,9 @@ def train_run(
     config, splits = _load_splits(config, out, own_data, progress and cluster.is_main)
     _check_batch_size(config, len(splits.train), cluster)
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
-    model = build_model(config.model, splits.shape, trust_code=True).to(device)  # the user named its network
+    model = build_model(config.model, splits.shape, trust_code=True, posterior=config.posterior).to(
+        device
+    )  # the user named its network
     run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
     if announce is not None and cluster.is_main:
         _announce_start(announce, config, splits, model, run_dir, device, cluster)
@@ -252,7 +254,7 @@ def _announce_start(
     notes = (
         layout_note(splits),
         figure_meaning(model.likelihood, config.data).advice
-        if has_elbo(config.train.objective)
+        if has_elbo(config.objective.name)
         else NO_ELBO.format(item=item),
         kept_weights(len(splits.val), item),
         precision_advice(config.train.precision, device),
@@ -325,7 +327,7 @@ def resume_run(
     if config.train.tensorboard is not None:
         require_tensorboard()
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
-    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}").to(device)
+    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}", config.posterior).to(device)
     mismatch = weights_mismatch(model, tensors, prefix="model.")
     if mismatch is not None:
         raise VaekitError(
@@ -378,7 +380,7 @@ def _train_and_summarise(
     )
 
     def evaluate_and_summarise() -> TrainResult:
-        if config.model.posterior == "vq" and config.train.prior_epochs > 0:
+        if "prior_phase" in config.posterior.spec.offers and config.train.prior_epochs > 0:
             _train_prior_phase(run_dir, config, device, progress)
         # Report the test set with the weights that did best on validation (and, for a VQ-VAE,
         # the prior over codes trained for them).
@@ -392,10 +394,10 @@ def _train_and_summarise(
             config.train.eval_batch_size,
             seed=config.train.seed,
             labels=labels,
-            objective=config.train.objective,
+            objective=config.objective.name,
         )
         wall = time.perf_counter() - started
-        watched = "-ELBO" if has_elbo(config.train.objective) else "reconstruction cost"
+        watched = "-ELBO" if has_elbo(config.objective.name) else "reconstruction cost"
         write_json(
             run_dir / "summary.json",
             {
@@ -406,7 +408,7 @@ def _train_and_summarise(
                 "wall_seconds": wall,
                 "device": str(device),
                 "figure_description": figure_description(
-                    best.likelihood, config.data, bool(best.classes), config.train.objective
+                    best.likelihood, config.data, bool(best.classes), config.objective.name
                 ),
                 "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
             },

@@ -172,7 +172,7 @@ SCORED_ITEMS = 2000  # test items scored for the histogram and the anomalies (-E
 def _test_scores(ctx: PictureContext) -> tuple[np.ndarray, str]:
     """The score the one-class measurements favour per test item, the first SCORED_ITEMS, as
     `vaekit score` computes it, and its name: the excess for a Bernoulli, else -ELBO (nats)."""
-    if not has_elbo(ctx.run.config.train.objective):
+    if not has_elbo(ctx.run.config.objective.name):
         raise VaekitError(
             "the score pictures rank items by their -ELBO, which a WAE run (deterministic encoder) has not"
         )
@@ -273,7 +273,7 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
         if (model.latent_dim > 0 or name not in LATENT_PICTURES)
         and (not ctx.splits.is_table or name in TABLE_PICTURES)
         and (name != "factors" or ctx.splits.test.factors is not None)
-        and (name not in SCORE_PICTURES or has_elbo(ctx.run.config.train.objective))
+        and (name not in SCORE_PICTURES or has_elbo(ctx.run.config.objective.name))
         and (name not in SAMPLE_PICTURES or model.can_sample)
         and (not discrete or name not in CONTINUOUS_PICTURES)
     ]
