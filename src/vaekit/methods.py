@@ -72,6 +72,7 @@ KINDS: dict[str, Kind] = {
     "posterior": Kind("posterior", "vaekit.posteriors", "--posterior", "gaussian", ("vaekit.models",)),
 }
 NAME = re.compile(r"[a-z][a-z0-9-]*")
+BUILT_IN = "vaekit"
 
 
 def setting(
@@ -141,7 +142,7 @@ class MethodSpec:
     # Kind-specific parts beyond `build`, by name (a posterior family's "model" and "objective"
     # when it brings its own: posteriors/vq.py).
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    source: str = "vaekit"  # the package that provides it
+    source: str = BUILT_IN  # the package that provides it (BUILT_IN, or a plug-in's distribution)
 
     def make_settings(self, values: dict[str, Any]) -> Any:
         settings = self.settings(**values)
@@ -231,18 +232,20 @@ def load_problems(kind: str) -> list[str]:
     return _found(kind).problems
 
 
-def find(kind: str, name: str, where: str | None = None) -> MethodSpec:
-    """The spec of method `name`, or one line naming the known ones (and any broken plug-in)."""
+def find(kind: str, name: str, package: str | None = None) -> MethodSpec:
+    """The spec of method `name`, or one line naming the known ones (and any broken plug-in);
+    `package` is the plug-in a saved config says provides it."""
     known = specs(kind)
     if name in known:
         return known[name]
     flag = KINDS[kind].flag
-    message = f"{where + ': ' if where else ''}{flag} {name!r} is not known: use one of {', '.join(known)}"
+    if package is not None:
+        message = f"{flag} {name!r} comes from the plug-in {package}, which is not installed: pip install {package}"
+    else:
+        message = f"{flag} {name!r} is not known: use one of {', '.join(known)}"
     problems = load_problems(kind)
     if problems:
         message += f" ({'; '.join(problems)})"
-    elif where:
-        message += f", or install the package that provides {name!r} (a vaekit plug-in)"
     raise VaekitError(message)
 
 
@@ -264,7 +267,10 @@ class MethodChoice:
         return find(self.kind, self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **dataclasses.asdict(self.settings)}
+        """`{"name": ..., **settings}`, and for a plug-in's method the package that provides it."""
+        source = self.spec.source
+        plugin = {"package": source} if source != BUILT_IN else {}
+        return {"name": self.name, **plugin, **dataclasses.asdict(self.settings)}
 
     def changed(self) -> list[str]:
         """The settings that differ from the method's defaults."""
@@ -281,19 +287,17 @@ def default_choice(kind: str) -> MethodChoice:
     return MethodChoice(kind, name, find(kind, name).make_settings({}))
 
 
-def choose(
-    current: MethodChoice, values: dict[str, Any], coerce: Callable[[str, Any, Any], Any], where: str | None = None
-) -> MethodChoice:
+def choose(current: MethodChoice, values: dict[str, Any], coerce: Callable[[str, Any, Any], Any]) -> MethodChoice:
     """`current` with the method `values["name"]` (if given) and the given settings replaced.
 
     A new method starts from its own defaults. A key may be a setting's name or its flag's key
     (`beta` or `tc_beta` for betatc); one that belongs to another method is refused, naming it."""
     values = dict(values)
     kind = KINDS[current.kind]
-    name = values.pop("name", current.name)
+    name, package = values.pop("name", current.name), values.pop("package", None)
     if not isinstance(name, str):
         raise VaekitError(f"{kind.flag} must be a method's name, not {name!r}")
-    spec = find(current.kind, name, where)
+    spec = find(current.kind, name, package)
     base = current.settings if name == current.name else spec.settings()
     by_key = {key: f for f in spec.fields() for key in (f.name, key_of(f))}
     hints = {f.name: t for f, t in zip(spec.fields(), setting_types(spec.settings), strict=True)}
