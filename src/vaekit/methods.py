@@ -152,6 +152,10 @@ class MethodSpec:
     def fields(self) -> tuple[dataclasses.Field[Any], ...]:
         return dataclasses.fields(self.settings)
 
+    def flags(self) -> list[str]:
+        """Its settings' flags, without dashes."""
+        return [flag_of(f) for f in self.fields()]
+
 
 def _malformed(spec: Any) -> str | None:
     """What is wrong with a spec a plug-in declares, or None."""
