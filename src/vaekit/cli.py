@@ -307,6 +307,12 @@ def _add_listing_commands(commands: Commands) -> None:
     presets.add_argument("--json", action="store_true", help="print the full settings as JSON")
     presets.set_defaults(handler=cmd_presets)
 
+    listing = commands.add_parser(
+        "methods", help="list the objectives and posterior families, plug-ins included, with their settings"
+    )
+    listing.add_argument("--markdown", action="store_true", help="as the docs' tables (docs/reference/methods.md)")
+    listing.set_defaults(handler=cmd_methods)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit.training import distributed
@@ -669,6 +675,23 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in values.items()
             )
             print(f"  [{section}] {settings}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    for kind in methods.KINDS:
+        if args.markdown:
+            print(methods.markdown_table(kind))
+            continue
+        print(f"{methods.KINDS[kind].flag} (default {methods.KINDS[kind].default})")
+        for name, spec in methods.specs(kind).items():
+            source = "" if spec.source == methods.BUILT_IN else f" [plug-in {spec.source}]"
+            print(f"  {name}{source}: {spec.summary}")
+            for f in spec.fields():
+                print(f"    --{methods.flag_of(f)} (default {f.default}): {f.metadata['help']}")
+    for kind in methods.KINDS:
+        for problem in methods.load_problems(kind):
+            print(f"left out: {problem}")
     return 0
 
 

@@ -359,3 +359,34 @@ def choice(kind: str, name: str, **settings: Any) -> MethodChoice:
 def providers(kind: str, capability: str) -> list[str]:
     """The methods of `kind` that offer `capability`."""
     return [spec.name for spec in specs(kind).values() if capability in spec.offers]
+
+
+def _range(f: dataclasses.Field[Any]) -> str:
+    low, high, above = (f.metadata.get(key) for key in ("low", "high", "above"))
+    if above is not None:
+        return f"> {above:g}" + (f", <= {high:g}" if high is not None else "")
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    if low is not None:
+        return f">= {low:g}"
+    return "" if high is None else f"<= {high:g}"
+
+
+def markdown_table(kind: str) -> str:
+    """The methods of `kind` as a Markdown table, for the docs (docs/reference/methods.md)."""
+    flag = KINDS[kind].flag
+    lines = [
+        f"| `{flag}` | what it is | paper | settings: flag (default, range) | needs | offers |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, spec in specs(kind).items():
+        settings = "<br>".join(
+            f"`--{flag_of(f)}` ({f.default}{', ' + _range(f) if _range(f) else ''})" for f in spec.fields()
+        )
+        needs = [*sorted(spec.needs), *([f"batch >= {spec.min_batch}"] if spec.min_batch > 1 else [])]
+        paper = f"[link]({spec.paper})" if spec.paper else ""
+        source = "" if spec.source == BUILT_IN else f" (plug-in {spec.source})"
+        row = [f"`{name}`{source}", spec.summary.replace("|", "\\|"), paper, settings or "none"]
+        row += [", ".join(needs), ", ".join(sorted(spec.offers))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
