@@ -20,14 +20,12 @@ from vaekit.atomic import write_bytes
 from vaekit.config import RunConfig
 from vaekit.errors import VaekitError
 from vaekit.models import VAE, build_model
-from vaekit.models.vq import VQVAE
+from vaekit.models.vae import SeparatePart
 
 FORMAT = "vaekit-checkpoint-1"
 RESUME_FORMAT = "vaekit-resume-1"  # weights + optimiser + RNG + loop position
 # A VQ-VAE's learned prior over its codes (training/code_prior.py), beside the checkpoint whose codes
 # it models; attached on loading when it was trained for that checkpoint's step.
-CODE_PRIOR_FILE = "code_prior.safetensors"
-CODE_PRIOR_FORMAT = "vaekit-code-prior-1"
 
 ImageShape = tuple[int, int, int]
 
@@ -112,20 +110,22 @@ def load_checkpoint(
     if mismatch is not None:
         raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")
     model.load_state_dict(tensors, strict=True)
-    if isinstance(model, VQVAE):
-        attach_code_prior(model, Path(path).parent / CODE_PRIOR_FILE, info)
+    for part in model.separate_parts():
+        attach_part(part, Path(path).parent, info)
     return model.to(device), config, info
 
 
-def attach_code_prior(model: VQVAE, path: Path, info: dict[str, Any]) -> None:
-    """Load the learned prior over codes beside a VQ-VAE's checkpoint, when there is one for it."""
+def attach_part(part: SeparatePart, folder: Path, info: dict[str, Any]) -> None:
+    """Load a part a model keeps in a file of its own beside the checkpoint (a VQ-VAE's prior over
+    codes, trained after the autoencoder), when there is one for this checkpoint."""
+    path = folder / part.file
     if not path.is_file():
         return
-    tensors, metadata = read_checkpoint(path, CODE_PRIOR_FORMAT)
-    prior_info = json.loads(metadata.get("info", "{}"))
-    if prior_info.get("checkpoint_step") != info.get("step"):
-        return  # trained on another checkpoint's codes (best and last differ): not this one's prior
-    expected = {name: tuple(t.shape) for name, t in model.code_prior.state_dict().items()}
+    tensors, metadata = read_checkpoint(path, part.file_format)
+    part_info = json.loads(metadata.get("info", "{}"))
+    if part_info.get("checkpoint_step") != info.get("step"):
+        return  # trained on another checkpoint's codes (best and last differ): not this one's part
+    expected = {name: tuple(t.shape) for name, t in part.module.state_dict().items()}
     if {name: tuple(t.shape) for name, t in tensors.items()} != expected:
-        raise VaekitError(f"{path} does not match this run's prior over codes: the file is damaged")
-    model.code_prior.load_state_dict(tensors, strict=True)
+        raise VaekitError(f"{path} does not match this run's {part.description}: the file is damaged")
+    part.module.load_state_dict(tensors, strict=True)

@@ -362,7 +362,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_train_prior(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
-    from vaekit.training.code_prior import check_trainable, prior_path, train_code_prior
 
     if args.epochs < 1:
         raise VaekitError(f"--epochs {args.epochs} must be at least 1")
@@ -371,15 +370,16 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise VaekitError(f"--batch-size {args.batch_size} must be at least 1")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
-    check_trainable(run, args.force)
-    summary = train_code_prior(
-        run, args.epochs, args.lr, args.batch_size, args.seed, say=lambda line: print(line, file=sys.stderr)
-    )
-    held = "validation_nats" if "validation_nats" in summary else "test_nats"
-    print(
-        f"prior over codes: {summary[held]:.2f} nats per item on the {held.split('_')[0]} split (uniform "
-        f"{summary['uniform_nats']:.2f}), {summary['seconds']:.1f} s; saved to {prior_path(run)}"
-    )
+    family = run.config.posterior.spec
+    phase = family.hook("prior_phase")
+    if phase is None:
+        having = " or ".join(methods.providers("posterior", "prior_phase"))
+        raise VaekitError(
+            f"{run.path} is a --posterior {family.name} run, which has no prior of its own to train: train-prior is "
+            f"for --posterior {having}"
+        )
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    print(phase(run, args.epochs, force=args.force, lr=args.lr, batch_size=args.batch_size, seed=args.seed, say=say))
     return 0
 
 

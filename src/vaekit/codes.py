@@ -24,7 +24,6 @@ from vaekit.atomic import write_bytes, write_text
 from vaekit.config import DataConfig
 from vaekit.data.transforms import labelled_batches
 from vaekit.models import VAE
-from vaekit.models.ladder import LadderVAE, precision_weighted
 
 CODE_SUFFIXES = (".npz", ".csv")
 
@@ -58,24 +57,12 @@ class Codes:
 def encode_batch(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Model inputs (B, C, H, W) (and a conditional model's labels (B,)) -> the named (B, ...)
     arrays that describe q(z|x): its summary, z's for one layer, z2's and z1's for two."""
-    posterior = model.encode(x, y)
-    if not isinstance(model, LadderVAE):
-        return {f"z_{name}": value for name, value in posterior.summary().items()}
-    centre = posterior.mode()  # z2's mean, or with a flow its image of the base mean
-    bottom = precision_weighted(posterior.bottom_up, model.top_down(centre))  # q(z1|x, z2) at that z2
-    # a flowed z2 is no Gaussian to give a std
-    top = {"z2_centre": centre} if model.flow is not None else {"z2_mean": centre, "z2_std": posterior.std}
-    return {**top, "z1_mean": bottom.mu, "z1_std": bottom.std}
-
-
-POINT_CODES = {"iaf": "z_centre", "vmf": "z_mean_direction", "vq": "z_codes"}
+    return model.describe_codes(x, y)
 
 
 def point_code(model: VAE) -> str:
     """The name of the point code among encode_batch's arrays."""
-    if isinstance(model, LadderVAE):
-        return "z2_mean" if model.flow is None else "z2_centre"
-    return POINT_CODES.get(model.family.name, "z_mean")
+    return model.point_code_name
 
 
 def _as_array(values: torch.Tensor) -> np.ndarray:

@@ -139,9 +139,13 @@ class MethodSpec:
     offers: frozenset[str] = frozenset()
     min_batch: int = 1
     check: Callable[[Any, Any], None] | None = None
-    # Kind-specific parts beyond `build`, by name (a posterior family's "model" and "objective"
-    # when it brings its own: posteriors/vq.py).
-    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # Kind-specific parts beyond `build`, by name: a posterior family's "model" and "objective"
+    # when it brings its own, its "prior_phase" (models/vq.py). A hook is a callable, or its
+    # "module:attribute" path when it lives in a layer above the spec's (imported when used).
+    hooks: dict[str, Callable[..., Any] | str] = field(default_factory=dict)
+    # what the method makes of the figures vaekit evaluate reports, where that differs from the
+    # Gaussian ELBO's (shown above the table)
+    figure_note: str = ""
     source: str = BUILT_IN  # the package that provides it (BUILT_IN, or a plug-in's distribution)
 
     def make_settings(self, values: dict[str, Any]) -> Any:
@@ -151,6 +155,14 @@ class MethodSpec:
 
     def fields(self) -> tuple[dataclasses.Field[Any], ...]:
         return dataclasses.fields(self.settings)
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The hook `name`, imported if it is given by its path; None if the method has none."""
+        found = self.hooks.get(name)
+        if isinstance(found, str):
+            module, _, attribute = found.partition(":")
+            found = getattr(importlib.import_module(module), attribute)
+        return found
 
     def flags(self) -> list[str]:
         """Its settings' flags, without dashes."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from vaekit import methods
 from vaekit.atomic import write_json
 from vaekit.codes import encode_items
 from vaekit.data import DatasetSplits, ImageSet
@@ -23,13 +24,34 @@ from vaekit.metrics.likelihood import iwae_over
 from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
 from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
-from vaekit.models.ladder import LadderVAE
-from vaekit.models.vq import VQVAE
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
-from vaekit.posteriors.vq import perplexity
 
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
+
+
+@dataclass(frozen=True)
+class EvaluationInput:
+    """What a section of `vaekit evaluate` measures on: the run, its data, the chosen items."""
+
+    run: TrainedRun
+    splits: DatasetSplits
+    chosen: ImageSet
+    seed: int
+    quality: bool  # the sample-quality figures were asked for
+    factors: bool | None  # the disentanglement metrics: None when the data has factors, True: insist
+
+
+class Section(Protocol):
+    """A part of the evaluation contributed by the part of the run it is about: it measures its
+    figures (None where it does not apply) and knows its place in eval.json and its table rows."""
+
+    @property
+    def key(self) -> str: ...
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None: ...
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]: ...
 
 
 def evaluate_run(
@@ -46,42 +68,11 @@ def evaluate_run(
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given).
     `factors`: the disentanglement metrics (None: when the data has factors; True: insist)."""
     chosen = getattr(splits, split).take(slice(0, limit))
-    images = chosen.images
-    # A conditional model is measured given each image's label: -log p(x|y).
-    labels = run.model.conditioning(chosen.labels, f"the {split} set")
-    data = run.config.data
     seconds: dict[str, float] = {}
-    if has_elbo(run.config.objective.name):
-        figures = _bound_figures(run, images, labels, k, batch_size, seed, seconds)
-    else:  # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
-        started = time.perf_counter()
-        recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
-        seconds["reconstruction"] = time.perf_counter() - started
-        figures = {"figure": "reconstruction", "elbo_recon_at_mean_nats": recon.recon_nats}
-
-    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
-    if figures["figure"] == "reconstruction":  # KL per dimension means nothing for a point mass
-        usage.pop("kl_per_dim_nats", None)
-    bottom: dict[str, int] = {}
-    if isinstance(run.model, LadderVAE):  # usage above is the top layer z2; z1 is counted apart
-        bottom = {
-            "bottom_active_units": bottom_layer_active_units(run.model, images, data, seed=seed, labels=labels),
-            "bottom_latent_dim": run.model.bottom_dim,
-        }
-    scores = None
-    if quality and not splits.is_table and run.model.can_sample:  # the quality figures use vaekit's image classifier
-        started = time.perf_counter()
-        scores = sample_quality(run.model, splits, data, seed=seed)
-        seconds["quality"] = time.perf_counter() - started
-    objective = objective_terms(run, chosen, len(splits.train), seed)
-    codebook = codebook_use(run, chosen, seed) if isinstance(run.model, VQVAE) else None
-    started = time.perf_counter()
-    disentanglement = disentanglement_figures(run, chosen, splits.factor_names, seed, factors)
-    if disentanglement is not None:
-        seconds["disentanglement"] = time.perf_counter() - started
-    return {
+    data = run.config.data
+    result = {
         "split": split,
-        "images": len(images),
+        "images": len(chosen.images),
         "first_images": limit,  # None: the whole split
         "seed": seed,
         "checkpoint_epoch": run.info.get("epoch"),
@@ -89,18 +80,40 @@ def evaluate_run(
             run.model.likelihood, data, bool(run.model.classes), run.config.objective.name
         ),
         "per": item_word(data),
-        **figures,
+        **_bound_and_usage(run, chosen, k, batch_size, seed, seconds),
         "posterior": run.config.posterior.name,
-        "latent_dim": run.model.latent_dim,
-        **usage,
-        **bottom,
-        "quality": None if scores is None else scores.to_dict(),
-        "objective": objective,
-        "codebook": codebook,
-        "disentanglement": disentanglement,
-        "seconds": seconds,
-        "units": units(item_word(data)),
     }
+    given = EvaluationInput(run, splits, chosen, seed, quality, factors)
+    for section in sections_of(result):
+        started = time.perf_counter()
+        result[section.key] = section.measure(given)
+        if result[section.key] is not None:
+            seconds[section.key] = time.perf_counter() - started
+    return {**result, "seconds": seconds, "units": units(item_word(data))}
+
+
+def _bound_and_usage(
+    run: TrainedRun, chosen: ImageSet, k: int, batch_size: int, seed: int, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """The bound's figures (or a WAE's reconstruction cost) and the latent's use, per layer."""
+    images: Any = chosen.images  # in memory or on disk: the passes below read either
+    data = run.config.data
+    # A conditional model is measured given each image's label: -log p(x|y).
+    labels = run.model.conditioning(chosen.labels, "the evaluated set")
+    if has_elbo(run.config.objective.name):
+        figures = _bound_figures(run, images, labels, k, batch_size, seed, seconds)
+    else:  # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
+        started = time.perf_counter()
+        recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
+        seconds["reconstruction"] = time.perf_counter() - started
+        figures = {"figure": "reconstruction", "elbo_recon_at_mean_nats": recon.recon_nats}
+    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
+    if figures["figure"] == "reconstruction":  # KL per dimension means nothing for a point mass
+        usage.pop("kl_per_dim_nats", None)
+    if run.config.model.stochastic_layers == 2:  # usage above is the top layer z2; z1 is counted apart
+        usage["bottom_active_units"] = bottom_layer_active_units(run.model, images, data, seed=seed, labels=labels)
+        usage["bottom_latent_dim"] = run.config.model.latent_dim
+    return {**figures, "latent_dim": run.model.latent_dim, **usage}
 
 
 def _bound_figures(
@@ -135,24 +148,6 @@ def _bound_figures(
         meaning.iwae_key: iwae.nll_nats,
         "iwae_standard_error_nats": iwae.standard_error_nats,
         **bits,
-    }
-
-
-def codebook_use(run: TrainedRun, chosen: ImageSet, seed: int) -> dict[str, Any]:
-    """A VQ-VAE's codes over `chosen`: how many of the K codes it uses, their perplexity (exp of
-    the entropy of their frequencies), and which prior the figures' rate is under."""
-    model = run.model
-    assert isinstance(model, VQVAE)
-    codes = encode_items(model, np.asarray(chosen.images), run.config.data, seed=seed).named["z_codes"]
-    counts = torch.bincount(torch.from_numpy(codes).flatten(), minlength=model.codebook.size)
-    return {
-        "size": model.codebook.size,
-        "codes_per_item": model.layout.count,
-        "codes_used": int((counts > 0).sum()),
-        "perplexity": float(perplexity(counts.double())),
-        "prior": "learned" if model.code_prior.trained else "uniform",
-        "prior_steps": int(model.code_prior.trained_steps),
-        "uniform_rate_nats": model.layout.count * math.log(model.codebook.size),
     }
 
 
@@ -240,8 +235,89 @@ def disentanglement_figures(
     }
 
 
+@dataclass(frozen=True)
+class QualitySection:
+    """How a sample looks to vaekit's own image classifier (metrics/sample_quality.py)."""
+
+    key: str = "quality"
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        run = given.run
+        if not given.quality or given.splits.is_table or not run.model.can_sample:
+            return None
+        scores = sample_quality(run.model, given.splits, run.config.data, seed=given.seed)
+        return None if scores is None else scores.to_dict()
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = [
+            ("Frechet distance, samples", f"{figures['frechet_distance']:.2f} (vaekit classifier features)"),
+            ("  floor: train vs test", f"{figures['frechet_distance_test_vs_train']:.2f}"),
+            (
+                "classifier acc., recon.",
+                f"{figures['recon_accuracy']:.4f} (on real images {figures['classifier_test_accuracy']:.4f})",
+            ),
+        ]
+        if figures.get("label_agreement") is not None:
+            agreement = f"{figures['label_agreement']:.4f} (vaekit's classifier agrees with the label asked for)"
+            rows.append(("samples of the asked class", agreement))
+        return rows
+
+
+@dataclass(frozen=True)
+class ObjectiveSection:
+    """The terms of the objective the run optimised, beyond the -ELBO's own."""
+
+    key: str = "objective"
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        return objective_terms(given.run, given.chosen, len(given.splits.train), given.seed)
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        terms = [f"{k} {v:.4g}" for k, v in figures.items() if k not in ("name", "batch_size", "note")]
+        shown = ", ".join(terms) if terms else figures.get("note", "")
+        return [(f"objective {figures['name']}", f"{shown} (per item, batches of {figures['batch_size']})")]
+
+
+@dataclass(frozen=True)
+class DisentanglementSection:
+    """The disentanglement metrics, where the data has known factors."""
+
+    key: str = "disentanglement"
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        names = given.splits.factor_names
+        return disentanglement_figures(given.run, given.chosen, names, given.seed, given.factors)
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        dci_figures = figures["dci"]
+        return [
+            ("beta-VAE score", f"{figures['beta_vae_score']['eval_accuracy']:.4f} (accuracy)"),
+            ("FactorVAE score", f"{figures['factor_vae_score']['eval_accuracy']:.4f} (accuracy)"),
+            ("MIG", f"{figures['mig']:.4f}"),
+            ("SAP", f"{figures['sap']:.4f}"),
+            (
+                "DCI",
+                f"disentanglement {dci_figures['disentanglement']:.4f}, "
+                f"completeness {dci_figures['completeness']:.4f}, "
+                f"informativeness {dci_figures['informativeness_test']:.4f}",
+            ),
+        ]
+
+
+def sections_of(result: dict[str, Any]) -> list[Section]:
+    """The sections of an evaluation, in the table's order: the posterior family's own (its spec's
+    "evaluation" hook: a VQ-VAE's codebook), sample quality, the objective's terms, disentanglement."""
+    family: Section | None = methods.find("posterior", result.get("posterior", "gaussian")).hook("evaluation")  # type: ignore[assignment]
+    return [*([family] if family is not None else []), QualitySection(), ObjectiveSection(), DisentanglementSection()]
+
+
+def _discrete(result: dict[str, Any]) -> bool:
+    """The run's codes are discrete (a VQ-VAE's): no active units to count, no collapse to warn of."""
+    return "discrete_codes" in methods.find("posterior", result.get("posterior", "gaussian")).offers
+
+
 def collapse_warning(result: dict[str, Any]) -> str | None:
-    if result.get("codebook"):  # a VQ-VAE's point code cannot collapse onto a prior; its codes' use is shown
+    if _discrete(result):  # a point code on a codebook cannot collapse onto a prior; its codes' use is shown
         return None
     active, total = result["active_units"], result["latent_dim"]
     if "bottom_active_units" in result:
@@ -288,74 +364,24 @@ def _figure_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """The table `vaekit evaluate` prints and the report shows, from eval.json's content."""
     rows = _figure_rows(result)
-    codebook = result.get("codebook")
-    if codebook:  # in place of active units, which mean nothing for discrete codes
-        prior = (
-            f"learned ({codebook['prior_steps']} steps)"
-            if codebook["prior"] == "learned"
-            else f"uniform, {codebook['uniform_rate_nats']:.2f} nats per item (vaekit train-prior learns one)"
-        )
-        rows[-1] = (
-            "codebook",
-            f"{codebook['codes_used']} of {codebook['size']} codes used, perplexity {codebook['perplexity']:.1f}",
-        )
-        rows.append(("  prior over codes", prior))
+    if _discrete(result):  # active units mean nothing for discrete codes: the family's section says how they are used
+        rows.pop()
     if "bottom_active_units" in result:
         rows[-1] = ("active units, z2", rows[-1][1])
         rows.append(("active units, z1", f"{result['bottom_active_units']} of {result['bottom_latent_dim']}"))
-    quality = result.get("quality")
-    if quality:
-        rows += [
-            ("Frechet distance, samples", f"{quality['frechet_distance']:.2f} (vaekit classifier features)"),
-            ("  floor: train vs test", f"{quality['frechet_distance_test_vs_train']:.2f}"),
-            (
-                "classifier acc., recon.",
-                f"{quality['recon_accuracy']:.4f} (on real images {quality['classifier_test_accuracy']:.4f})",
-            ),
-        ]
-        if quality.get("label_agreement") is not None:
-            rows.append(
-                (
-                    "samples of the asked class",
-                    f"{quality['label_agreement']:.4f} (vaekit's classifier agrees with the label asked for)",
-                )
-            )
-    objective = result.get("objective")
-    if objective:
-        terms = [f"{k} {v:.4g}" for k, v in objective.items() if k not in ("name", "batch_size", "note")]
-        shown = ", ".join(terms) if terms else objective.get("note", "")
-        rows.append((f"objective {objective['name']}", f"{shown} (per item, batches of {objective['batch_size']})"))
-    factors = result.get("disentanglement")
-    if factors:
-        dci_figures = factors["dci"]
-        rows += [
-            ("beta-VAE score", f"{factors['beta_vae_score']['eval_accuracy']:.4f} (accuracy)"),
-            ("FactorVAE score", f"{factors['factor_vae_score']['eval_accuracy']:.4f} (accuracy)"),
-            ("MIG", f"{factors['mig']:.4f}"),
-            ("SAP", f"{factors['sap']:.4f}"),
-            (
-                "DCI",
-                f"disentanglement {dci_figures['disentanglement']:.4f}, "
-                f"completeness {dci_figures['completeness']:.4f}, "
-                f"informativeness {dci_figures['informativeness_test']:.4f}",
-            ),
-        ]
+    for section in sections_of(result):
+        if result.get(section.key):
+            rows += section.rows(result[section.key])
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
-    if result.get("posterior", "gaussian") != "gaussian":
-        header += f"\n  posterior: {POSTERIOR_WORDS[result['posterior']]}"
+    note = methods.find("posterior", result.get("posterior", "gaussian")).figure_note
+    if note:
+        header += f"\n  posterior: {note}"
     if result.get("figure_description"):
         header += f"\n  figures: {result['figure_description']}"
     return "\n".join([header, *(f"  {name:<{width}}  {value}" for name, value in rows)])
-
-
-# What a figure's KL part is, for each posterior family beyond the Gaussian.
-POSTERIOR_WORDS = {
-    "iaf": "inverse autoregressive flow; KL by Monte Carlo, the IWAE weights with its exact log q(z|x)",
-    "vmf": "von Mises-Fisher on the sphere, uniform prior; KL in closed form",
-    "vq": "a point mass on the nearest codes; KL = the rate -log p(codes), IWAE = the ELBO",
-}
 
 
 def evaluation_file(result: dict[str, Any]) -> str:

@@ -60,7 +60,7 @@ def _per_image(
 
 
 def bottom_layer_active_units(
-    model: LadderVAE,
+    model: VAE,
     images: np.ndarray,
     data: DataConfig,
     batch_size: int = 1000,
@@ -68,6 +68,7 @@ def bottom_layer_active_units(
     labels: np.ndarray | None = None,
 ) -> int:
     """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
+    assert isinstance(model, LadderVAE), "only a two-layer model has a z1"
     means = _per_image(model.bottom_means, model, images, data, batch_size, seed, labels)  # (N, Z1)
     return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
 

@@ -105,7 +105,7 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: Me
     flat = config.architecture == "mlp"
     input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
     decoder_in = z + classes
-    whole_model = posterior.spec.hooks.get("model")
+    whole_model = posterior.spec.hook("model")
     if whole_model is not None:  # a family that builds its own networks (the VQ-VAE)
         return whole_model(posterior.settings, config, image_shape, likelihood, decoded_shape, pixel_context)
     ladder = config.stochastic_layers == 2

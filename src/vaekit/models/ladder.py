@@ -113,6 +113,19 @@ class LadderVAE(VAE):
         self.down = _mlp([top_dim, hidden, hidden, 2 * bottom_dim], act)  # z2 -> p(z1|z2)
         self.flow = flow  # --posterior iaf: z2's flow, under the encoder's context
 
+    def describe_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """z2's centre (and std, without a flow: a flowed z2 is no Gaussian to give one) and z1's
+        mean and std given z2 at that centre."""
+        posterior = self.encode(x, y)
+        centre = posterior.mode()  # z2's mean, or with a flow its image of the base mean
+        bottom = precision_weighted(posterior.bottom_up, self.top_down(centre))  # q(z1|x, z2) at that z2
+        top = {"z2_centre": centre} if self.flow is not None else {"z2_mean": centre, "z2_std": posterior.std}
+        return {**top, "z1_mean": bottom.mu, "z1_std": bottom.std}
+
+    @property
+    def point_code_name(self) -> str:
+        return "z2_mean" if self.flow is None else "z2_centre"
+
     @property
     def closed_form_kl(self) -> bool:
         # encode(x) is q(z2|x) only and the z1 term depends on the sampled z2, so VAE.iwae reports

@@ -36,6 +36,17 @@ class WeightedDraws:
     draw: PosteriorDraw | None
 
 
+@dataclass(frozen=True)
+class SeparatePart:
+    """A part of a model kept in a file of its own beside each checkpoint, because it is trained in
+    a phase after the autoencoder (a VQ-VAE's prior over codes); checkpoint.py attaches it."""
+
+    module: nn.Module
+    file: str  # its file name, beside the checkpoint
+    file_format: str  # the "format" its file's header carries
+    description: str  # what it is, for messages
+
+
 class VAE(nn.Module):
     def __init__(
         self,
@@ -74,6 +85,19 @@ class VAE(nn.Module):
     def closed_form_kl(self) -> bool:
         """Whether encode(x).kl_per_dim() is the model's whole KL term, dimension by dimension."""
         return self.prior.closed_form_kl and self.family.kl_per_dimension
+
+    def describe_codes(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Named (B, ...) arrays that describe q(z|x) for `vaekit encode`: the family's summary, as z_<name>."""
+        return {f"z_{name}": value for name, value in self.encode(x, y).summary().items()}
+
+    @property
+    def point_code_name(self) -> str:
+        """Which of describe_codes' arrays is the point code (the family's: z_mean for a Gaussian)."""
+        return f"z_{self.family.point_code}"
+
+    def separate_parts(self) -> tuple[SeparatePart, ...]:
+        """The parts kept in files of their own (none, but for a family that trains one after)."""
+        return ()
 
     @property
     def can_sample(self) -> bool:

@@ -33,7 +33,7 @@ from vaekit.models.layers import activation
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
-from vaekit.models.vae import VAE, WeightedDraws
+from vaekit.models.vae import VAE, SeparatePart, WeightedDraws
 from vaekit.objectives import ElboTerms
 from vaekit.objectives.vq import VectorQuantised
 from vaekit.posteriors.base import PosteriorFamily
@@ -103,6 +103,7 @@ class VqFamily(PosteriorFamily):
     """--posterior vq: the encoder's M D outputs quantised to the codebook."""
 
     name = "vq"
+    point_code = "codes"
 
     def __init__(self, layout: CodeLayout, codebook: Codebook) -> None:
         super().__init__(layout.count * layout.dim)
@@ -183,6 +184,9 @@ class VQVAE(VAE):
     def can_sample(self) -> bool:
         return self.code_prior.trained
 
+    def separate_parts(self) -> tuple[SeparatePart, ...]:
+        return (SeparatePart(self.code_prior, CODE_PRIOR_FILE, CODE_PRIOR_FORMAT, "prior over codes"),)
+
     def log_prior(self, codes: torch.Tensor) -> torch.Tensor:
         """log p(c) (B,) of codes (B, M): the learned prior's once trained, else uniform, -M log K."""
         if self.code_prior.trained:
@@ -228,6 +232,9 @@ class VQVAE(VAE):
 
 
 CodebookUpdate = Literal["ema", "loss"]
+# The prior over codes, trained after the autoencoder, beside each checkpoint whose codes it models.
+CODE_PRIOR_FILE = "code_prior.safetensors"
+CODE_PRIOR_FORMAT = "vaekit-code-prior-1"
 
 
 @dataclass(frozen=True)
@@ -307,7 +314,13 @@ SPECS = (
         VqSettings,
         needs=frozenset({"latent", "one_layer"}),
         offers=frozenset({"point_code", "discrete_codes", "own_objective", "own_prior", "prior_phase"}),
+        figure_note="a point mass on the nearest codes; KL = the rate -log p(codes), IWAE = the ELBO",
         check=_check,
-        hooks={"model": build_vq_model, "objective": lambda settings: VectorQuantised(settings.commitment)},
+        hooks={
+            "model": build_vq_model,
+            "objective": lambda settings: VectorQuantised(settings.commitment),
+            "prior_phase": "vaekit.training.code_prior:prior_phase",
+            "evaluation": "vaekit.metrics.codebook:CODEBOOK",
+        },
     ),
 )

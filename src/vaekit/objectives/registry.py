@@ -13,7 +13,7 @@ def build_objective(config: RunConfig, dataset_size: int) -> Objective:
     training items (β-TCVAE's estimate of q(z) averages over them). A posterior family with a
     loss of its own (the VQ-VAE's) trains with it instead (config allows no other objective)."""
     family = config.posterior
-    own_loss = family.spec.hooks.get("objective")
+    own_loss = family.spec.hook("objective")
     if own_loss is not None:
         return own_loss(family.settings)
     context = ObjectiveContext(

@@ -60,6 +60,8 @@ class PosteriorFamily(nn.Module):
     # Whether posterior.kl_per_dim() against N(0, I) is the exact KL, dimension by dimension
     # (the diagonal Gaussian's): free bits and the per-dimension KL figures need it.
     kl_per_dimension: ClassVar[bool] = False
+    # The name of its point code in its posterior's summary() (what `vaekit encode` calls z_<name>)
+    point_code: ClassVar[str] = "mean"
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()

@@ -93,6 +93,7 @@ class VmfFamily(PosteriorFamily):
     sampler near its slowest); the prior is uniform on the sphere."""
 
     name = "vmf"
+    point_code = "mean_direction"
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)
@@ -145,6 +146,7 @@ SPECS = (
         lambda settings, context: VmfFamily(context.latent_dim),
         needs=frozenset({"latent", "one_layer"}),
         offers=frozenset({"sampled_posterior", "point_code", "own_prior"}),
+        figure_note="von Mises-Fisher on the sphere, uniform prior; KL in closed form",
         check=_check,
     ),
 )

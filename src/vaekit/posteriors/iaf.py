@@ -144,6 +144,7 @@ class IafFamily(PosteriorFamily):
     """--posterior iaf: the encoder gives [mu, logvar, h] (B, 2Z + C); `steps` IAF steps follow."""
 
     name = "iaf"
+    point_code = "centre"
 
     def __init__(
         self, latent_dim: int, steps: int, hidden: int, context: int, activation: Callable[[], nn.Module]
@@ -196,5 +197,6 @@ SPECS = (
         IafSettings,
         needs=frozenset({"latent"}),
         offers=frozenset({"sampled_posterior", "point_code", "ladder_top"}),
+        figure_note="inverse autoregressive flow; KL by Monte Carlo, the IWAE weights with its exact log q(z|x)",
     ),
 )

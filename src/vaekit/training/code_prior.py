@@ -22,11 +22,10 @@ import torch
 from safetensors.torch import save
 
 from vaekit.atomic import append_line, write_bytes
-from vaekit.checkpoint import CODE_PRIOR_FILE, CODE_PRIOR_FORMAT
 from vaekit.codes import encode_items
 from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
-from vaekit.models.vq import VQVAE
+from vaekit.models.vq import CODE_PRIOR_FILE, CODE_PRIOR_FORMAT, VQVAE
 
 PRIOR_METRICS = "prior_metrics.jsonl"
 EVAL_BATCH = 1000
@@ -38,17 +37,34 @@ def prior_path(run: TrainedRun) -> Path:
 
 
 def check_trainable(run: TrainedRun, force: bool) -> VQVAE:
-    """The run's VQ-VAE, refusing a run of another family or one whose prior exists (without --force)."""
+    """The run's VQ-VAE, refusing one whose prior exists (without --force)."""
     model = run.model
-    if not isinstance(model, VQVAE):
-        raise VaekitError(
-            f"{run.path} is a --posterior {run.config.posterior.name} run: train-prior trains the prior over a "
-            "VQ-VAE's codes (--posterior vq)"
-        )
+    assert isinstance(model, VQVAE)  # this phase is the VQ family's own (its spec's "prior_phase")
     path = prior_path(run)
     if path.exists() and not force:
         raise VaekitError(f"{path} already holds a trained prior: pass --force to train a new one in its place")
     return model
+
+
+def prior_phase(
+    run: TrainedRun,
+    epochs: int,
+    *,
+    force: bool = False,
+    lr: float = 1e-3,
+    batch_size: int | None = None,
+    seed: int = 0,
+    say: Callable[[str], None] = print,
+) -> str:
+    """The VQ family's prior phase, as `vaekit train-prior` and `--prior-epochs` run it through
+    its spec: checked, trained, and summed up in one line."""
+    check_trainable(run, force)
+    summary = train_code_prior(run, epochs, lr, batch_size, seed, say)
+    held = "validation_nats" if "validation_nats" in summary else "test_nats"
+    return (
+        f"prior over codes: {summary[held]:.2f} nats per item on the {held.split('_')[0]} split (uniform "
+        f"{summary['uniform_nats']:.2f}), {summary['seconds']:.1f} s; saved to {prior_path(run)}"
+    )
 
 
 def codes_of_split(run: TrainedRun, images: np.ndarray, seed: int) -> torch.Tensor:

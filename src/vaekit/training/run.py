@@ -421,14 +421,15 @@ def _train_and_summarise(
 
 
 def _train_prior_phase(run_dir: Path, config: RunConfig, device: torch.device, progress: bool) -> None:
-    """--prior-epochs: the VQ-VAE's prior over codes, trained on the kept weights' codes, then
-    pictures of what the run now generates."""
+    """--prior-epochs: the posterior family's own prior (a VQ-VAE's over its codes), trained on the
+    kept weights' codes by the phase its spec declares, then pictures of what the run now generates."""
     from vaekit.loading import load_run
-    from vaekit.training.code_prior import train_code_prior
 
     run = load_run(run_dir, "best", str(device), trust_code=True)
     say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
-    train_code_prior(run, config.train.prior_epochs, lr=config.train.lr, seed=config.train.seed, say=say)
+    phase = config.posterior.spec.hook("prior_phase")
+    assert phase is not None  # config allows --prior-epochs only with a family that offers the phase
+    say(phase(run, config.train.prior_epochs, force=True, lr=config.train.lr, seed=config.train.seed, say=say))
     if not config.data.is_table:
         generator = torch.Generator(device).manual_seed(config.train.seed + EVAL_SEED_OFFSET)
         drawn = run.model.sample(PICTURE_SAMPLES, generator)

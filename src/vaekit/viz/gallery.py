@@ -266,7 +266,7 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
     the image ones for a table, samples of a VQ-VAE without a trained prior, and walks through a
     continuous latent space for a VQ-VAE's discrete codes)."""
     model = ctx.run.model
-    discrete = model.family.name == "vq"
+    discrete = "discrete_codes" in ctx.run.config.posterior.spec.offers
     return [
         name
         for name in names
