@@ -708,6 +708,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as exc:
+        # What the memory check before a run could not foresee (an evaluation's batch, a family whose
+        # networks it counts by their ranges): one line, not a traceback. Other errors are vaekit's bugs.
+        if not isinstance(exc, MemoryError) and not any(sign in str(exc) for sign in OUT_OF_MEMORY):
+            raise
+        print(f"vaekit: error: out of memory ({_first_line(exc)}): lower the sizes or --batch-size", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# How PyTorch says an allocation failed, on the CPU and on a GPU.
+OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "CUDA out of memory")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ class Iwae:
     samples: int  # K
     terms: tuple[str, ...] = ()
 
+    @property
+    def draws(self) -> int:
+        """Posterior draws per item a step takes (the memory check reads it)."""
+        return self.samples
+
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
         eps = batch.noise(model.noise_dim, samples=self.samples)  # (K, b, Z)
         terms = model.iwae(batch.x, self.samples, eps=eps, y=batch.y)
@@ -69,6 +74,11 @@ class Miwae:
     samples: int  # K per group
     terms: tuple[str, ...] = ()
 
+    @property
+    def draws(self) -> int:
+        """Posterior draws per item a step takes (the memory check reads it)."""
+        return self.groups * self.samples
+
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
         log_w, recon, kl = _weighted_samples(model, batch, self.groups * self.samples)  # (M K, b)
         return ObjectiveTerms(-miwae_bound(log_w, self.groups), recon, kl)
@@ -80,6 +90,11 @@ class Ciwae:
     samples: int  # K
     terms: tuple[str, ...] = ()
 
+    @property
+    def draws(self) -> int:
+        """Posterior draws per item a step takes (the memory check reads it)."""
+        return self.samples
+
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
         log_w, recon, kl = _weighted_samples(model, batch, self.samples)  # (K, b)
         return ObjectiveTerms(-ciwae_bound(log_w, self.beta), recon, kl)
@@ -90,6 +105,11 @@ class Piwae:
     groups: int  # M
     samples: int  # K per group
     terms: tuple[str, ...] = ()
+
+    @property
+    def draws(self) -> int:
+        """Posterior draws per item a step takes (the memory check reads it)."""
+        return self.groups * self.samples
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
         """The loss's value is -IWAE(M K); its gradient is IWAE's for the generative parameters

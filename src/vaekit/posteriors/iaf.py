@@ -171,16 +171,16 @@ class IafFamily(PosteriorFamily):
 
 @dataclass(frozen=True)
 class IafSettings:
-    steps: int = setting(2, "iaf only: inverse autoregressive steps (1 or more)", flag="flow-steps", low=1, high=64)
+    steps: int = setting(2, "iaf only: inverse autoregressive steps (1 or more)", flag="flow-steps", low=1, high=16)
     hidden: int = setting(
         128,
         "iaf only: width of the two hidden layers of each step's autoregressive network",
         flag="flow-hidden",
         low=1,
-        high=65_536,
+        high=4096,
     )
     context: int = setting(
-        32, "iaf only: size of the context h the encoder hands every flow step", flag="flow-context", low=0, high=65_536
+        32, "iaf only: size of the context h the encoder hands every flow step", flag="flow-context", low=0, high=4096
     )
 
 

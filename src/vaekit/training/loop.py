@@ -335,6 +335,11 @@ class Trainer:
         epoch_sums = all_sum(torch.cat([state.totals, state.totals.new_tensor([state.counted])]))
         means = (epoch_sums[:-1] / max(1.0, float(epoch_sums[-1]))).tolist()
         loss_mean, recon_mean, kl_mean = means[:3]
+        if epoch_sums[-1] == 0:  # not one step of the epoch reached the weights
+            raise TrainingDiverged(
+                f"every step of epoch {state.epoch} had a non-finite loss or gradient, so nothing was learned: "
+                "check the settings that scale the loss (--sigma, --lr, the objective's weights) and train again"
+            )
         val = self.validate()
         improved = val is not None and state.record_validation(val.nelbo_nats)
         return EpochReport(

@@ -46,6 +46,7 @@ from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, set_figure
 from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
 from vaekit.models import VAE, build_model
+from vaekit.training.budget import check_fits
 from vaekit.training.callbacks import PICTURE_SAMPLES, Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
 from vaekit.training.loop import kept_weights, train_model
@@ -158,6 +159,7 @@ def train_run(
     from_main(lambda: check_out_free(out, force), cluster)
     config, splits = _load_splits(config, out, own_data, progress and cluster.is_main)
     _check_batch_size(config, len(splits.train), cluster)
+    check_fits(config, splits.shape, len(splits.train), device)
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
     model = build_model(config.model, splits.shape, trust_code=True, posterior=config.posterior).to(
         device
@@ -165,7 +167,24 @@ def train_run(
     run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
     if announce is not None and cluster.is_main:
         _announce_start(announce, config, splits, model, run_dir, device, cluster)
-    return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
+    try:
+        return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
+    except Exception:
+        if cluster.is_main:
+            _remove_unresumable(run_dir)
+        raise
+
+
+def _remove_unresumable(run_dir: Path) -> None:
+    """A run that failed before any step reached its weights can be neither resumed (to anything
+    but the same failure) nor replaced without --force: take its folder away, so that the command
+    can be run again as it is, or with other settings."""
+    try:
+        step = int(_read_snapshot(run_dir)[2]["step"])
+    except (VaekitError, ValueError, TypeError):
+        step = 0  # no snapshot, or none that can be read
+    if step == 0:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _load_splits(
@@ -204,6 +223,13 @@ def _check_batch_size(config: RunConfig, train_items: int, cluster: Cluster) -> 
         raise VaekitError(
             f"--batch-size {config.train.batch_size} is larger than the {train_items} training images: "
             "lower --batch-size"
+        )
+    rest, least = train_items % config.train.batch_size, config.objective.spec.min_batch
+    if 0 < rest < least and cluster.is_main:
+        print(
+            f"note: each epoch's last batch ({rest} of the {train_items} training items) is left out: --objective "
+            f"{config.objective.name} needs batches of {least} or more",
+            file=sys.stderr,
         )
     if config.train.batch_size < cluster.world_size:
         raise VaekitError(

@@ -29,6 +29,13 @@ Checkpointer = Callable[[dict[str, torch.Tensor], dict[str, Any]], None]
 Snapshot = tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 
+def steps_per_epoch(items: int, batch_size: int, min_batch: int = 1) -> int:
+    """Batches in an epoch: the last one may be short, but is left out when it is smaller than the
+    objective needs (a batch estimate of q(z) from one item is no estimate)."""
+    full, rest = divmod(items, batch_size)
+    return full + (1 if rest >= min_batch else 0)
+
+
 class TrainerState:
     """Everything the loop carries between steps, plus (de)serialisation as flat tensors."""
 
@@ -50,7 +57,7 @@ class TrainerState:
         self.cluster = cluster
         self.n_images = n_images
         self.batch_size = train.batch_size
-        self.steps_per_epoch = -(-n_images // train.batch_size)
+        self.steps_per_epoch = steps_per_epoch(n_images, train.batch_size, config.objective.spec.min_batch)
         self.total_steps = self.steps_per_epoch * train.epochs
         if train.max_steps:  # a step budget shorter than the epochs ends the run (and the schedule) early
             self.total_steps = min(self.total_steps, train.max_steps)
