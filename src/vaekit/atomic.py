@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from vaekit.errors import VaekitError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -66,3 +68,28 @@ def append_line(target: str | os.PathLike[str], line: str) -> None:
     target = Path(target)
     old = target.read_bytes() if target.exists() else b""
     write_bytes(target, old + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def read_json(path: str | os.PathLike[str], hint: str = "") -> Any:
+    """A JSON file vaekit wrote, or one line saying it is damaged (and `hint`: what to do)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise VaekitError(f"{path} is damaged: not valid JSON ({exc.msg}, line {exc.lineno}){hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VaekitError(f"{path} cannot be read ({exc}){hint}") from None
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines file vaekit appends to. A last line cut short (a process killed
+    while appending) is left out; a damaged line before it is one line of error."""
+    lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise VaekitError(f"{path} is damaged: line {number} is not valid JSON") from None
+    return records

@@ -96,6 +96,13 @@ def weights_mismatch(model: VAE, tensors: dict[str, torch.Tensor], prefix: str =
     return "; ".join(part for part in parts if part)
 
 
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """Which tensors hold a NaN or an infinity (vaekit never saves one: a skipped step never
+    reaches the weights), or None."""
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return f"non-finite values in {bad[:3]}" if bad else None
+
+
 def load_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", trust_code: bool = False
 ) -> tuple[VAE, RunConfig, dict[str, Any]]:
@@ -109,6 +116,9 @@ def load_checkpoint(
     mismatch = weights_mismatch(model, tensors)
     if mismatch is not None:
         raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")
+    damaged = non_finite(tensors)
+    if damaged is not None:
+        raise VaekitError(f"checkpoint {path} is damaged ({damaged}): load another checkpoint or train again")
     model.load_state_dict(tensors, strict=True)
     for part in model.separate_parts():
         attach_part(part, Path(path).parent, info)

@@ -608,13 +608,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from vaekit.atomic import read_json
     from vaekit.metrics.evaluation import evaluate_run, save_evaluation
     from vaekit.viz.report import build_report, write_report
 
     ctx = _load_for_pictures(args)
     eval_path = args.run / "eval.json"
     if eval_path.is_file():
-        evaluation = json.loads(eval_path.read_text())
+        evaluation = read_json(eval_path, f": delete it and run vaekit report --run {args.run} again")
     else:
         print(f"no {eval_path} yet: evaluating with K={args.k} first", file=sys.stderr)
         evaluation = evaluate_run(ctx.run, ctx.splits, "test", args.k, args.seed)

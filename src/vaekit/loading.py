@@ -7,7 +7,6 @@ app) stays free of the trainer and of torch.distributed's process groups.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.atomic import read_json
 from vaekit.checkpoint import load_checkpoint
 from vaekit.codes import Codes, codes_of
 from vaekit.config import ArrayLayout, RunConfig
@@ -69,7 +69,7 @@ class TrainedRun:
     def summary(self) -> dict[str, Any]:
         """The run's summary.json: its test-set figures after training (empty before it ends)."""
         file = self.run_dir / "summary.json"
-        return json.loads(file.read_text()) if file.is_file() else {}
+        return read_json(file, ": evaluate the run again with vaekit evaluate") if file.is_file() else {}
 
     @property
     def is_table(self) -> bool:

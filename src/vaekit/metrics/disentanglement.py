@@ -204,14 +204,29 @@ def sap(rep: Representation, rng: np.random.Generator, train: int = 10_000, test
     from sklearn.svm import LinearSVC
 
     rows_train, rows_test = rep.sample(train, rng), rep.sample(test, rng)
+    varied = varied_factors(rep.factors[rows_train])
     scores = np.zeros((rep.codes.shape[1], rep.factors.shape[1]))
     for j in range(rep.codes.shape[1]):
-        for k in range(rep.factors.shape[1]):
+        for k in varied:
             model = LinearSVC(C=0.01, class_weight="balanced")
             model.fit(rep.codes[rows_train, j : j + 1], rep.factors[rows_train, k])
             scores[j, k] = np.mean(model.predict(rep.codes[rows_test, j : j + 1]) == rep.factors[rows_test, k])
-    top = np.sort(scores, axis=0)[::-1]
-    return {"sap": float((top[0] - top[1]).mean()), "score_matrix": scores.tolist()}
+    top = np.sort(scores[:, varied], axis=0)[::-1]
+    gap = float((top[0] - top[1]).mean()) if top.shape[0] > 1 else 0.0
+    return {"sap": gap, "score_matrix": scores.tolist(), "constant_factors": _constant(rep, varied)}
+
+
+def varied_factors(factors: np.ndarray) -> list[int]:
+    """The factors (columns of (N, F)) that take two values or more in these items: one that never
+    varies has nothing to predict or to share, and is left out of the scores that fit classifiers."""
+    varied = [k for k in range(factors.shape[1]) if np.unique(factors[:, k]).size > 1]
+    if not varied:
+        raise VaekitError("every factor takes a single value in these items: the metrics need factors that vary")
+    return varied
+
+
+def _constant(rep: Representation, varied: list[int]) -> list[int]:
+    return [k for k in range(rep.factors.shape[1]) if k not in varied]
 
 
 def _entropy(probabilities: np.ndarray, base: int) -> np.ndarray:
@@ -222,10 +237,12 @@ def _entropy(probabilities: np.ndarray, base: int) -> np.ndarray:
 
 
 def dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
-    """(disentanglement, completeness) of a (Z, F) importance matrix (dci.py)."""
-    per_code = 1.0 - _entropy(importance.T, base=importance.shape[1])  # (Z,)
+    """(disentanglement, completeness) of a (Z, F) importance matrix (dci.py). With one factor
+    (or one code) the entropy's base is 1: every code explains only that factor, a score of 1."""
+    codes, factors = importance.shape
+    per_code = 1.0 - _entropy(importance.T, base=factors) if factors > 1 else np.ones(codes)  # (Z,)
     code_weight = importance.sum(1) / importance.sum() if importance.sum() > 0 else np.ones(importance.shape[0])
-    per_factor = 1.0 - _entropy(importance, base=importance.shape[0])  # (F,)
+    per_factor = 1.0 - _entropy(importance, base=codes) if codes > 1 else np.ones(factors)  # (F,)
     factor_weight = importance.sum(0) / importance.sum() if importance.sum() > 0 else np.ones(importance.shape[1])
     return float((per_code * code_weight).sum()), float((per_factor * factor_weight).sum())
 
@@ -247,6 +264,7 @@ def dci(rep: Representation, rng: np.random.Generator, train: int = 10_000, test
 
     rows_train, rows_test = rep.sample(train, rng), rep.sample(test, rng)
     seeds = [int(v) for v in np.asarray(rng.integers(0, 2**31, size=rep.factors.shape[1])).tolist()]
+    varied = varied_factors(rep.factors[rows_train])
     fitted = Parallel(n_jobs=-1)(
         delayed(_boosted_trees)(
             rep.codes[rows_train],
@@ -256,13 +274,16 @@ def dci(rep: Representation, rng: np.random.Generator, train: int = 10_000, test
             int(seed),
         )
         for k, seed in enumerate(seeds)
+        if k in varied
     )
-    importance = np.stack([f[0] for f in fitted], axis=1)  # (Z, F)
-    disentanglement, completeness = dci_from_importance(importance)
+    importance = np.zeros((rep.codes.shape[1], rep.factors.shape[1]))  # (Z, F): a constant factor's stays 0
+    importance[:, varied] = np.stack([f[0] for f in fitted], axis=1)
+    disentanglement, completeness = dci_from_importance(importance[:, varied])
     return {
         "disentanglement": disentanglement,
         "completeness": completeness,
         "informativeness_train": float(np.mean([f[1] for f in fitted])),
         "informativeness_test": float(np.mean([f[2] for f in fitted])),
         "importance_matrix": importance.tolist(),
+        "constant_factors": _constant(rep, varied),
     }

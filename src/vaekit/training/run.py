@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vaekit.atomic import write_json, write_text
+from vaekit.atomic import read_json_lines, write_json, write_text
 from vaekit.checkpoint import (
     RESUME_FORMAT,
     load_checkpoint,
+    non_finite,
     parse_header,
     read_checkpoint,
     weights_mismatch,
@@ -318,8 +319,8 @@ def _prepare_folder_for_resume(run_dir: Path, epoch: int) -> None:
     # Epochs at or after the snapshot's are trained again: drop any line they already wrote.
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
-        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] < epoch]
-        write_text(metrics, "".join(line + "\n" for line in kept))
+        kept = [record for record in read_json_lines(metrics) if record["epoch"] < epoch]
+        write_text(metrics, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def resume_run(
@@ -354,7 +355,7 @@ def resume_run(
         require_tensorboard()
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
     model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}", config.posterior).to(device)
-    mismatch = weights_mismatch(model, tensors, prefix="model.")
+    mismatch = weights_mismatch(model, tensors, prefix="model.") or non_finite(tensors)  # either: damaged
     if mismatch is not None:
         raise VaekitError(
             f"{run_dir / 'checkpoints' / RESUME_FILE} does not match its own config ({mismatch}): the file is "

@@ -6,7 +6,6 @@ Shapes: N images, (C, H, W) image, Z latent, T steps.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vaekit.atomic import read_json_lines
 from vaekit.data import DatasetSplits
 from vaekit.errors import VaekitError
 from vaekit.latent import latent_plane, lerp, manifold_codes, slerp, traversal
@@ -161,7 +161,7 @@ def curves(ctx: PictureContext) -> Figure:
     path = ctx.run.path / "metrics.jsonl"
     if not path.is_file():
         raise VaekitError(f"{path} not found: training curves need a run folder, not a checkpoint file")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_json_lines(path)
     return training_curves(rows)
 
 

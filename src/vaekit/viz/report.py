@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.atomic import write_text
+from vaekit.atomic import read_json, write_text
 from vaekit.config import RunConfig
 from vaekit.metrics.evaluation import collapse_warning, format_table
 
@@ -55,7 +54,7 @@ def _config_rows(config: RunConfig) -> str:
 
 def build_report(run_dir: Path, config: RunConfig, evaluation: dict[str, Any], pictures: dict[str, Path]) -> str:
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_json(summary_path) if summary_path.is_file() else {}
     warning = collapse_warning(evaluation)
     sections = []
     for name, title in PICTURE_TITLES.items():
