@@ -85,8 +85,6 @@ def build_model(
 
 
 def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: MethodChoice) -> VAE:
-    encoder: nn.Module
-    decoder: nn.Module
     z, act = config.latent_dim, config.activation
     likelihood = build_likelihood(config, image_shape)
     # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
@@ -99,12 +97,6 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: Me
             c, param_channels, config.pixel_context_channels, config.pixel_context_layers, act
         )
     decoded_shape = (param_channels + (CONTEXT_FEATURES if pixel_context is not None else 0), h, w)
-    # A conditional model's networks are built for the label beside their usual input
-    # (models/conditional.py): K more encoder inputs, K more decoder inputs beside z.
-    classes = config.classes if config.conditional else 0
-    flat = config.architecture == "mlp"
-    input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
-    decoder_in = z + classes
     whole_model = posterior.spec.hook("model")
     if whole_model is not None:  # a family that builds its own networks (the VQ-VAE)
         return whole_model(posterior.settings, config, image_shape, likelihood, decoded_shape, pixel_context)
@@ -113,9 +105,33 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: Me
     # What the encoder emits per item: the family's parameters; a ladder's estimate of z1 and,
     # with a flow on z2, its context.
     outputs = family.encoder_outputs if family is not None else 2 * z + _ladder_outputs(config, posterior)
+    encoder, decoder = _networks(config, image_shape, decoded_shape, outputs)
+    classes = config.classes if config.conditional else 0
+    if family is None:
+        # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
+        # A family's flow follows z2 only (models/ladder.py says why not z1).
+        flow, _ = build_family(config, posterior, config.top_latent_dim).ladder_parts()
+        top = (config.top_latent_dim, config.top_hidden_size)
+        return LadderVAE(encoder, decoder, likelihood, z, *top, image_shape, act, pixel_context, classes, flow)
+    prior = family.own_prior() or _prior(config, image_shape)
+    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)
+
+
+def _networks(
+    config: ModelConfig, image_shape: tuple[int, int, int], decoded_shape: tuple[int, int, int], outputs: int
+) -> tuple[nn.Module, nn.Module]:
+    """The encoder (x -> `outputs` numbers per item) and the decoder (z -> `decoded_shape`)."""
+    encoder: nn.Module
+    decoder: nn.Module
+    z, act = config.latent_dim, config.activation
+    # A conditional model's networks are built for the label beside their usual input
+    # (models/conditional.py): K more encoder inputs, K more decoder inputs beside z.
+    classes = config.classes if config.conditional else 0
+    flat = config.architecture == "mlp"
+    input_shape = encoder_input_shape(image_shape, classes, flat) if classes else image_shape
+    decoder_in = z + classes
     if is_factory_name(config.architecture):
-        spec = NetworkSpec(image_shape, z, decoded_shape, outputs)
-        encoder, decoder = build_custom(config.architecture, spec)
+        encoder, decoder = build_custom(config.architecture, NetworkSpec(image_shape, z, decoded_shape, outputs))
     elif config.architecture == "mlp":
         encoder = MLPEncoder(input_shape, config.hidden_sizes, outputs, act)
         decoder = MLPDecoder(decoded_shape, config.hidden_sizes, decoder_in, act)
@@ -129,30 +145,13 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: Me
         decoder = ConvDecoder(decoded_shape, *layout_conv, decoder_in, act)
     if classes:
         encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
-    if family is None:
-        # z is the bottom layer z1 here; the ladder adds z2 (config.check allows only N(0, I) above it).
-        # A family's flow follows z2 only (models/ladder.py says why not z1).
-        flow, _ = build_family(config, posterior, config.top_latent_dim).ladder_parts()
-        return LadderVAE(
-            encoder,
-            decoder,
-            likelihood,
-            z,
-            config.top_latent_dim,
-            config.top_hidden_size,
-            image_shape,
-            act,
-            pixel_context,
-            classes,
-            flow,
-        )
-    prior: Prior | None = family.own_prior()
-    if prior is not None:
-        pass
-    elif config.prior == "mixture":
-        prior = MixturePrior(z, config.prior_components)
-    elif config.prior == "vamp":
-        prior = VampPrior(image_shape, config.prior_components)
-    else:
-        prior = StandardNormalPrior(z)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)
+    return encoder, decoder
+
+
+def _prior(config: ModelConfig, image_shape: tuple[int, int, int]) -> Prior:
+    """The prior --prior names."""
+    if config.prior == "mixture":
+        return MixturePrior(config.latent_dim, config.prior_components)
+    if config.prior == "vamp":
+        return VampPrior(image_shape, config.prior_components)
+    return StandardNormalPrior(config.latent_dim)

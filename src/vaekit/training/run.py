@@ -381,19 +381,7 @@ def _train_and_summarise(
     extra: Sequence[Callback] = (),
 ) -> TrainResult:
     device = model.device
-    callbacks: list[Callback] = []
-    if cluster.is_main:
-        writer = RunWriter(run_dir, config, splits, device)
-        callbacks.append(writer)
-        if progress:
-            callbacks.append(ConsoleReport(config.train.epochs))
-        if config.train.tensorboard is not None:
-            first_step = 0 if resume is None else int(resume[1]["step"])
-            board = TensorBoardLogger(
-                config.train.tensorboard, config, splits, lambda: writer.latest_pictures, first_step
-            )
-            callbacks.append(board)
-    callbacks.extend(extra)
+    callbacks = _callbacks(run_dir, config, splits, device, progress, resume, cluster) + list(extra)
     checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # train_model calls it on rank 0 only
     train_model(
         model,
@@ -409,42 +397,72 @@ def _train_and_summarise(
     def evaluate_and_summarise() -> TrainResult:
         if "prior_phase" in config.posterior.spec.offers and config.train.prior_epochs > 0:
             _train_prior_phase(run_dir, config, device, progress)
-        # Report the test set with the weights that did best on validation (and, for a VQ-VAE,
-        # the prior over codes trained for them).
-        # trusted: this process built the network itself a moment ago
-        best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
-        labels = best.conditioning(splits.test.labels, "the test set")
-        test = set_figure(
-            best,
-            splits.test.array,
-            config.data,
-            config.train.eval_batch_size,
-            seed=config.train.seed,
-            labels=labels,
-            objective=config.objective.name,
-        )
-        wall = time.perf_counter() - started
-        watched = "-ELBO" if has_elbo(config.objective.name) else "reconstruction cost"
-        write_json(
-            run_dir / "summary.json",
-            {
-                **test.to_dict(prefix="test_"),
-                "checkpoint": "best",
-                "best_epoch": info["epoch"],
-                "kept": kept_weights(len(splits.val), test.item) or f"the epoch with the lowest validation {watched}",
-                "wall_seconds": wall,
-                "device": str(device),
-                "figure_description": figure_description(
-                    best.likelihood, config.data, bool(best.classes), config.objective.name
-                ),
-                "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
-            },
-        )
-        return TrainResult(run_dir, test, wall)
+        return _summarise_test(run_dir, config, splits, device, started)
 
     # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
     # process group) while another still uses it.
     return from_main(evaluate_and_summarise, cluster)
+
+
+def _callbacks(
+    run_dir: Path,
+    config: RunConfig,
+    splits: DatasetSplits,
+    device: torch.device,
+    progress: bool,
+    resume: Snapshot | None,
+    cluster: Cluster,
+) -> list[Callback]:
+    """vaekit's own callbacks, on rank 0: the run folder's writer, the console, TensorBoard."""
+    if not cluster.is_main:
+        return []
+    writer = RunWriter(run_dir, config, splits, device)
+    callbacks: list[Callback] = [writer]
+    if progress:
+        callbacks.append(ConsoleReport(config.train.epochs))
+    if config.train.tensorboard is not None:
+        first_step = 0 if resume is None else int(resume[1]["step"])
+        callbacks.append(
+            TensorBoardLogger(config.train.tensorboard, config, splits, lambda: writer.latest_pictures, first_step)
+        )
+    return callbacks
+
+
+def _summarise_test(
+    run_dir: Path, config: RunConfig, splits: DatasetSplits, device: torch.device, started: float
+) -> TrainResult:
+    """The test set's figure with the weights that did best on validation (and, for a family with a
+    prior phase, the prior trained for them), written to summary.json."""
+    # trusted: this process built the network itself a moment ago
+    best, _, info = load_checkpoint(run_dir / "checkpoints" / "best.safetensors", device, trust_code=True)
+    labels = best.conditioning(splits.test.labels, "the test set")
+    test = set_figure(
+        best,
+        splits.test.array,
+        config.data,
+        config.train.eval_batch_size,
+        seed=config.train.seed,
+        labels=labels,
+        objective=config.objective.name,
+    )
+    wall = time.perf_counter() - started
+    watched = "-ELBO" if has_elbo(config.objective.name) else "reconstruction cost"
+    write_json(
+        run_dir / "summary.json",
+        {
+            **test.to_dict(prefix="test_"),
+            "checkpoint": "best",
+            "best_epoch": info["epoch"],
+            "kept": kept_weights(len(splits.val), test.item) or f"the epoch with the lowest validation {watched}",
+            "wall_seconds": wall,
+            "device": str(device),
+            "figure_description": figure_description(
+                best.likelihood, config.data, bool(best.classes), config.objective.name
+            ),
+            "units": f"nats per {test.item}" + ("; bits per dimension" if test.bits_per_dim is not None else ""),
+        },
+    )
+    return TrainResult(run_dir, test, wall)
 
 
 def _train_prior_phase(run_dir: Path, config: RunConfig, device: torch.device, progress: bool) -> None:
