@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import DataConfig, ModelConfig, ObjectiveConfig, RunConfig, TrainConfig
+from vaekit.config import DataConfig, ModelConfig, RunConfig, with_overrides
 from vaekit.data.dsprites import all_factors, render
 from vaekit.data.transforms import to_model_input
 from vaekit.models import build_model
@@ -48,11 +48,9 @@ class Stepper:
 
     def __init__(self, name: str) -> None:
         objective, settings = VARIANTS.get(name, (name, {}))
-        config = RunConfig(
-            model=ModelConfig(architecture="mlp", hidden_sizes=(1200, 1200), latent_dim=10, activation="tanh"),
-            train=TrainConfig(objective=objective, batch_size=BATCH),  # type: ignore[arg-type]
-            objective=ObjectiveConfig(**settings),
-        )
+        network = ModelConfig(architecture="mlp", hidden_sizes=(1200, 1200), latent_dim=10, activation="tanh")
+        sections = {"train": {"batch_size": BATCH}, "objective": {"name": objective, **settings}}
+        config = with_overrides(RunConfig(model=network), sections)
         torch.manual_seed(0)
         self.model = build_model(config.model, (1, 64, 64))
         self.objective = build_objective(config, dataset_size=737_280)
