@@ -62,10 +62,12 @@ class Stepper:
 
     def step(self, x: torch.Tensor) -> None:
         batch = StepBatch(x, None, self.steps, 1.0, slice(0, len(x)), len(x), self.generator)
-        loss = self.objective(self.model, batch).loss.mean()
+        terms = self.objective(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        terms.loss.mean().backward()
         self.optimizer.step()
+        if terms.after_step is not None:  # the codebook's update, as the trainer runs it
+            terms.after_step()
         self.steps += 1
 
 

@@ -157,3 +157,22 @@ def test_the_bound_is_reconstruction_plus_the_codes_rate() -> None:
 def test_codes_perplexity_counts_used_codes_effectively() -> None:
     assert perplexity(torch.tensor([5.0, 5.0, 0.0, 0.0])).item() == pytest.approx(2.0)
     assert perplexity(torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
+
+
+def test_a_training_pass_moves_the_codebook_only_through_its_after_step_hook() -> None:
+    """The forward pass of a training step leaves the codebook as it was; the hook the trainer runs
+    once the step is taken moves it, restarting as many codes as the step reported."""
+    torch.manual_seed(0)
+    model = build_model(VQ_MLP, (1, 8, 8), posterior=VQ_MLP_CODES)
+    objective = build_objective(RunConfig(model=VQ_MLP, posterior=VQ_MLP_CODES), 100)
+    codebook = model.codebook
+    for step in range(3):  # the first update starts every code; later ones restart the dead
+        before = {name: t.clone() for name, t in codebook.state_dict().items()}
+        terms = objective(model.train(), StepBatch(batch(8), None, step, 1.0, slice(0, 8), 8, torch.Generator()))
+        assert all(torch.equal(before[name], t) for name, t in codebook.state_dict().items())
+        assert terms.after_step is not None
+        assert terms.after_step() == int(terms.extras["codes_restarted"][0])
+        assert not torch.equal(before["codebook"], codebook.codebook)
+    with torch.no_grad():
+        evaluated = objective(model.eval(), StepBatch(batch(8), None, 3, 1.0, slice(0, 8), 8, torch.Generator()))
+    assert evaluated.after_step is None

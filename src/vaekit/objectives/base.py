@@ -35,6 +35,10 @@ class ObjectiveTerms:
     # the per-item loss of the objective's own parameters (a discriminator's), minimised by its
     # own optimiser in the same backward pass; never part of the reported loss
     auxiliary: torch.Tensor | None = None
+    # a state update that is not a gradient (a codebook's moving averages and restarts): the
+    # trainer calls it after the optimiser step it belongs to, never for a skipped step or in
+    # evaluation, so a forward pass changes nothing by itself
+    after_step: Callable[[], object] | None = None
 
 
 def _identity(tensor: torch.Tensor) -> torch.Tensor:

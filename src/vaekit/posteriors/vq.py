@@ -73,6 +73,15 @@ class Quantised:
     straight_through: torch.Tensor
 
 
+def _dead(usage: torch.Tensor, steps: int, decay: float) -> torch.Tensor:
+    """(K,) bool: codes whose use (a moving average after `steps` updates), bias-corrected, is
+    under DEAD_FRACTION of the average code's."""
+    if steps == 0:
+        return torch.zeros(usage.shape, dtype=torch.bool, device=usage.device)
+    use = usage / (1.0 - decay**steps)
+    return use < DEAD_FRACTION * use.mean()
+
+
 class Codebook(nn.Module):
     """K codes of size D, updated by moving averages (`ema`) or by the codebook loss."""
 
@@ -106,11 +115,15 @@ class Codebook(nn.Module):
 
     def dead(self) -> torch.Tensor:
         """(K,) bool: codes whose bias-corrected use is under DEAD_FRACTION of the average."""
-        steps = int(self.steps)
-        if steps == 0:
-            return torch.zeros(self.size, dtype=torch.bool, device=self.usage.device)
-        use = self.usage / (1.0 - self.decay**steps)
-        return use < DEAD_FRACTION * use.mean()
+        return _dead(self.usage, int(self.steps), self.decay)
+
+    def restarts(self, counts: torch.Tensor, available: int) -> int:
+        """How many codes `update(counts, ...)` will restart with `available` vectors to restart
+        them at, computed without changing anything (what a training step reports)."""
+        if int(self.steps) == 0:  # the first update starts every code
+            return min(self.size, available)
+        usage = self.usage * self.decay + (1.0 - self.decay) * counts.float()
+        return min(int(_dead(usage, int(self.steps) + 1, self.decay).sum()), available)
 
     @torch.no_grad()
     def update(self, counts: torch.Tensor, sums: torch.Tensor, restart_from: torch.Tensor) -> int:

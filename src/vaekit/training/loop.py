@@ -78,6 +78,9 @@ class TrainingObjective(torch.nn.Module):
         own = own_parts(objective)
         # A submodule, so that DistributedDataParallel synchronises its gradients too.
         self.own = own[0] if own is not None else None
+        # The last forward pass's state update that is not a gradient (ObjectiveTerms.after_step),
+        # for the trainer to run once the step is taken.
+        self.pending: Callable[[], object] | None = None
 
     def forward(
         self,
@@ -107,6 +110,7 @@ class TrainingObjective(torch.nn.Module):
             total=all_sum,
         )
         terms = self.objective(self.model, batch)
+        self.pending = terms.after_step
         extras = [terms.extras[name] for name in self.objective.terms]
         stacked = torch.stack(extras, -1) if extras else terms.loss.new_zeros((len(x), 0))
         auxiliary = terms.auxiliary if terms.auxiliary is not None else torch.zeros_like(terms.loss)
@@ -248,6 +252,7 @@ class Trainer:
             state.optimizer.step()
             if self.own is not None:
                 self.own[1].step()
+            self._after_step()
             state.scheduler.step()
             state.step += 1
             state.skipped_in_row = 0
@@ -264,7 +269,21 @@ class Trainer:
                     listener(report)
         else:
             self._skip(loss, grad_norm)
+            self._drop_pending()
         return pressed
+
+    def _drop_pending(self) -> Callable[[], object] | None:
+        """The state update the step's objective handed over (a codebook's moving averages), taken
+        from it: run once the step is taken, dropped with a skipped one."""
+        objective = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
+        assert isinstance(objective, TrainingObjective)
+        pending, objective.pending = objective.pending, None
+        return pending
+
+    def _after_step(self) -> None:
+        pending = self._drop_pending()
+        if pending is not None:
+            pending()
 
     def _skip(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """A non-finite loss or gradient never reaches the weights; too many in a row end the run."""
