@@ -35,11 +35,12 @@ def main() -> None:
     parser.add_argument("old", type=Path, help="a checkout of the earlier commit")
     parser.add_argument("--new", type=Path, default=HERE.parent, help="the later checkout (default: this one)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=list(PROBES), default=list(PROBES), help="the probes to run")
     args = parser.parse_args()
     trees = {"before": args.old.resolve(), "after": args.new.resolve()}
     times: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     for round_ in range(args.rounds):
-        for probe in PROBES:
+        for probe in args.only:
             # interleaved, and in turns first: a slower stretch of the machine, or a second run's
             # warmer (or hotter) processor, touches both sides alike
             sides = list(trees.items()) if round_ % 2 == 0 else list(reversed(trees.items()))
