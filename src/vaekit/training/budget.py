@@ -7,7 +7,8 @@ every tensor one item's forward pass makes (measured on the meta device too), ti
 draws per item the objective takes, and two for the backward pass: a generous bound, meant to catch
 what cannot fit, not to plan what can. A model whose construction needs real tensors (zuko's
 masks) is counted with the default posterior family, whose networks are the encoder's and
-decoder's; its own settings have declared ranges.
+decoder's; its own settings have declared ranges. A user's network that computes with real tensors
+while it is built cannot be counted: such a run goes ahead unchecked.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ class _OutputBytes(TorchDispatchMode):
         return out
 
 
-def _meta_model(config: RunConfig, shape: tuple[int, int, int]) -> VAE:
-    with torch.device("meta"):
-        try:
-            return build_model(config.model, shape, trust_code=True, posterior=config.posterior)
-        except (NotImplementedError, RuntimeError):
-            return build_model(config.model, shape, trust_code=True, posterior=default_choice("posterior"))
+def _meta_model(config: RunConfig, shape: tuple[int, int, int]) -> VAE | None:
+    """The model with shapes and no storage; with the default family when its own needs real
+    tensors to be built; None when the networks themselves do (a user's factory that computes)."""
+    for posterior in (config.posterior, default_choice("posterior")):
+        with torch.device("meta"):
+            try:
+                return build_model(config.model, shape, trust_code=True, posterior=posterior)
+            except (NotImplementedError, RuntimeError, ValueError, TypeError):
+                continue
+    return None
 
 
 def _bytes(module: torch.nn.Module) -> int:
@@ -87,6 +92,8 @@ def training_bytes(config: RunConfig, shape: tuple[int, int, int], train_items: 
     """(weights and optimiser state, one step's activations), in bytes, estimated without
     allocating either."""
     model = _meta_model(config, shape)
+    if model is None:  # nothing to count without building it for real: the run goes ahead unchecked
+        return 0, 0
     with torch.device("meta"):
         objective = build_objective(config, train_items)
     own = own_parts(objective)
