@@ -21,6 +21,7 @@ from tests.conftest import blob_images
 from tests.test_resume import wait_for_mid_epoch_snapshot
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data.transforms import to_model_input
+from vaekit.methods import choice
 from vaekit.models import build_model
 
 pytestmark = pytest.mark.cuda
@@ -34,8 +35,12 @@ FAMILIES = {
     "pixel-context": ModelConfig(hidden_sizes=(64,), latent_dim=4, pixel_context_layers=2, pixel_context_channels=8),
     "gaussian-pixel": ModelConfig(hidden_sizes=(64,), latent_dim=4, likelihood="gaussian", gaussian_variance="pixel"),
     "logistic-mixture": ModelConfig(hidden_sizes=(64,), latent_dim=4, likelihood="logistic-mixture"),
-    "mixture-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4, prior="mixture", prior_components=3),
-    "vamp-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4, prior="vamp", prior_components=3),
+    "mixture-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4),
+    "vamp-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4),
+}
+PRIORS = {
+    "mixture-prior": choice("prior", "mixture", components=3),
+    "vamp-prior": choice("prior", "vamp", components=3),
 }
 # cuDNN convolutions run in TF32 by default (10-bit mantissa): a relative error near 1e-3.
 RELATIVE = 3e-3
@@ -45,10 +50,11 @@ def batch() -> torch.Tensor:
     return to_model_input(torch.from_numpy(blob_images(16, side=SIDE)[0]), DataConfig())  # (16, 1, 12, 12)
 
 
-def on_both(config: ModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+def on_both(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
-    cpu = build_model(config, (1, SIDE, SIDE)).eval()
-    gpu = build_model(config, (1, SIDE, SIDE)).eval()
+    config, prior = FAMILIES[name], PRIORS.get(name)
+    cpu = build_model(config, (1, SIDE, SIDE), prior=prior).eval()
+    gpu = build_model(config, (1, SIDE, SIDE), prior=prior).eval()
     gpu.load_state_dict(cpu.state_dict())
     return cpu, gpu.cuda()
 
@@ -61,7 +67,7 @@ def assert_close(cpu: torch.Tensor, gpu: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_elbo_terms_on_cuda_equal_the_cpus_from_the_same_noise(family: str) -> None:
-    cpu, gpu = on_both(FAMILIES[family])
+    cpu, gpu = on_both(family)
     x = batch()
     eps = torch.randn((len(x), cpu.noise_dim), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -73,7 +79,7 @@ def test_elbo_terms_on_cuda_equal_the_cpus_from_the_same_noise(family: str) -> N
 
 @pytest.mark.parametrize("family", ["mlp", "conv", "ladder"])
 def test_iwae_on_cuda_equals_the_cpus_from_the_same_noise(family: str) -> None:
-    cpu, gpu = on_both(FAMILIES[family])
+    cpu, gpu = on_both(family)
     x, k = batch(), 5
     eps = torch.randn((k, len(x), cpu.noise_dim), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -82,7 +88,7 @@ def test_iwae_on_cuda_equals_the_cpus_from_the_same_noise(family: str) -> None:
 
 @pytest.mark.parametrize("family", ["mlp", "conv", "pixel-context"])
 def test_bf16_autocast_on_cuda_reports_fp32_figures_near_the_fp32_ones(family: str) -> None:
-    _, gpu = on_both(FAMILIES[family])
+    _, gpu = on_both(family)
     x = batch().cuda()
     eps = torch.randn((len(x), gpu.noise_dim), generator=torch.Generator("cuda").manual_seed(1), device="cuda")
     with torch.no_grad():
@@ -94,7 +100,7 @@ def test_bf16_autocast_on_cuda_reports_fp32_figures_near_the_fp32_ones(family: s
 
 
 def test_sampling_and_drawing_on_cuda_use_a_cuda_generator() -> None:
-    _, gpu = on_both(FAMILIES["pixel-context"])
+    _, gpu = on_both("pixel-context")
     generator = torch.Generator("cuda").manual_seed(3)
     drawn = gpu.sample(6, generator=generator, draw=True)  # (6, 1, 12, 12)
     again = gpu.sample(6, generator=torch.Generator("cuda").manual_seed(3), draw=True)

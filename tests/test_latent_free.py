@@ -40,9 +40,10 @@ def test_without_a_latent_every_bound_is_the_exact_log_likelihood() -> None:
 
 def test_a_latent_needs_one_layer_and_the_standard_prior_to_be_dropped() -> None:
     assert resolve(preset="mlp", flags={"model": {"latent_dim": 0}}).model.latent_dim == 0
-    for flags in ({"stochastic_layers": 2}, {"prior": "vamp"}):
-        with pytest.raises(VaekitError, match="--latent-dim 0 has no latent"):
-            resolve(preset="mlp", flags={"model": {"latent_dim": 0, **flags}})
+    with pytest.raises(VaekitError, match="--latent-dim 0 has no latent"):
+        resolve(preset="mlp", flags={"model": {"latent_dim": 0, "stochastic_layers": 2}})
+    with pytest.raises(VaekitError, match="--prior vamp needs a latent: give --latent-dim 1 or more"):
+        resolve(preset="mlp", flags={"model": {"latent_dim": 0, "prior": "vamp"}})
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
+from vaekit.methods import choice
 from vaekit.metrics.elbo import ElboSummary
 from vaekit.models import build_model
 from vaekit.training.callbacks import EarlyStopping, EpochReport
@@ -114,11 +115,12 @@ def test_the_epoch_sample_picture_comes_from_the_model_s_own_prior(blob_npz: Pat
 
     config = RunConfig(
         data=DataConfig(dataset=str(blob_npz), val_size=40),
-        model=ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="mixture", prior_components=2),
+        model=ModelConfig(hidden_sizes=(16,), latent_dim=3),
+        prior=choice("prior", "mixture", components=2),
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape)
+    model = build_model(config.model, splits.shape, prior=config.prior)
     with torch.no_grad():
         model.prior.means.fill_(6.0)  # type: ignore[union-attr]  # where N(0, I) never goes
     RunWriter(tmp_path, config, splits, model.device).save_pictures(model, 1)

@@ -111,13 +111,14 @@ FAMILY_MODELS = {
         ModelConfig(architecture="conv", conv_channels=(4, 8), latent_dim=3),
         choice("posterior", "iaf", steps=3),
     ),
-    "iaf-mixture-prior": (ModelConfig(hidden_sizes=(32,), latent_dim=4, prior="mixture"), choice("posterior", "iaf")),
+    "iaf-mixture-prior": (ModelConfig(hidden_sizes=(32,), latent_dim=4), choice("posterior", "iaf")),
 }
 
 
 def family_model(name: str) -> VAE:
     config, posterior = FAMILY_MODELS[name]
-    return build_model(config, (1, 12, 12), posterior=posterior)
+    prior = choice("prior", "mixture") if name.endswith("mixture-prior") else None
+    return build_model(config, (1, 12, 12), posterior=posterior, prior=prior)
 
 
 EXACT_K1 = [name for name in FAMILY_MODELS if name != "iaf-ladder"]

@@ -14,6 +14,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.distributions import DiagonalGaussian, kl_standard_normal
 from vaekit.errors import VaekitError
+from vaekit.methods import choice
 from vaekit.models import build_model
 from vaekit.presets import resolve
 from vaekit.priors import MixturePrior, monte_carlo_kl
@@ -67,12 +68,13 @@ def test_training_with_a_mixture_prior_learns_the_prior(tmp_path: Path) -> None:
     np.savez(tmp_path / "b.npz", x=images[:, 0], y=labels)
     config = RunConfig(
         data=DataConfig(dataset=str(tmp_path / "b.npz"), val_size=40),
-        model=ModelConfig(hidden_sizes=(32,), latent_dim=2, prior="mixture", prior_components=4),
+        model=ModelConfig(hidden_sizes=(32,), latent_dim=2),
         train=TrainConfig(epochs=3, batch_size=32, lr=3e-3, checkpoint_every=0),
+        prior=choice("prior", "mixture", components=4),
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape)
+    model = build_model(config.model, splits.shape, prior=config.prior)
     before = model.prior.means.detach().clone()
     reports = train_model(model, splits, config, progress=False)
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
@@ -95,7 +97,8 @@ def test_vamp_prior_is_the_mixture_of_the_pseudo_inputs_posteriors() -> None:
     from vaekit.priors import VampPrior, mixture_log_prob
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="vamp", prior_components=4), (1, 6, 6))
+    vamp = choice("prior", "vamp", components=4)
+    model = build_model(ModelConfig(hidden_sizes=(16,), latent_dim=3), (1, 6, 6), prior=vamp)
     assert isinstance(model.prior, VampPrior)
     z = torch.randn(7, 3)
     with torch.no_grad():
@@ -119,8 +122,8 @@ def test_vamp_prior_is_the_mixture_of_the_pseudo_inputs_posteriors() -> None:
 def test_vamp_prior_checkpoint_round_trip(tmp_path: Path) -> None:
     from vaekit.checkpoint import load_checkpoint, save_checkpoint
 
-    config = RunConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=3, prior="vamp", prior_components=4))
-    model = build_model(config.model, (1, 6, 6))
+    config = RunConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=3), prior=choice("prior", "vamp", components=4))
+    model = build_model(config.model, (1, 6, 6), prior=config.prior)
     save_checkpoint(tmp_path / "c.safetensors", model, config, {"epoch": 1})
     loaded, _, _ = load_checkpoint(tmp_path / "c.safetensors")
     assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)

@@ -111,7 +111,12 @@ def load_checkpoint(
     tensors, metadata = read_checkpoint(path)
     config, image_shape, info = parse_header(path, metadata)
     model = build_model(
-        config.model, image_shape, trust_code=trust_code, source=f"checkpoint {path}", posterior=config.posterior
+        config.model,
+        image_shape,
+        trust_code=trust_code,
+        source=f"checkpoint {path}",
+        posterior=config.posterior,
+        prior=config.prior,
     )
     mismatch = weights_mismatch(model, tensors)
     if mismatch is not None:

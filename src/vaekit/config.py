@@ -25,7 +25,6 @@ Architecture = Literal["mlp", "conv", "resnet"]  # built in; or a factory's name
 FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
-PriorName = Literal["standard", "mixture", "vamp"]
 GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
@@ -191,13 +190,6 @@ class ModelConfig:
     pixel_context_channels: int = field(
         default=32, metadata=_help("pixel-context head only: channels of its masked convolutions")
     )
-    prior: PriorName = field(
-        default="standard",
-        metadata=_help("standard: N(0, I); mixture: learned mixture of Gaussians; vamp: VampPrior (KL by sampling)"),
-    )
-    prior_components: int = field(
-        default=10, metadata=_help("components of the mixture prior, or pseudo-inputs of the VampPrior")
-    )
     conditional: bool = field(
         default=False,
         metadata=_help(
@@ -218,8 +210,8 @@ class ModelConfig:
         )
         _require(self.latent_dim >= 0, f"--latent-dim {self.latent_dim} must be 0 or more")
         _require(
-            self.latent_dim > 0 or (self.stochastic_layers == 1 and self.prior == "standard"),
-            "--latent-dim 0 has no latent to stack or give a prior: use --stochastic-layers 1 and --prior standard",
+            self.latent_dim > 0 or self.stochastic_layers == 1,
+            "--latent-dim 0 has no latent to stack: use --stochastic-layers 1",
         )
         _require(all(size >= 1 for size in self.hidden_sizes), f"--hidden-sizes {self.hidden_sizes} must all be >= 1")
         _require(len(self.conv_channels) >= 1, "--conv-channels needs at least one layer")
@@ -249,17 +241,7 @@ class ModelConfig:
             self.pixel_context_channels >= 1,
             f"--pixel-context-channels {self.pixel_context_channels} must be at least 1",
         )
-        _require(
-            self.stochastic_layers == 1 or self.prior == "standard",
-            "--stochastic-layers 2 puts N(0, I) on the top layer: it takes no --prior mixture or vamp",
-        )
         _require(self.logistic_components >= 1, f"--logistic-components {self.logistic_components} must be at least 1")
-        _require(self.prior_components >= 1, f"--prior-components {self.prior_components} must be at least 1")
-        _require(
-            not (self.conditional and self.prior == "vamp"),
-            "--conditional with --prior vamp is not supported: the VampPrior's pseudo-inputs carry no label; use "
-            "--prior standard or mixture",
-        )
         _require(
             not (self.conditional and FACTORY_NAME.fullmatch(self.architecture)),
             "--conditional builds the label into vaekit's own networks, not into a factory's: use --architecture "
@@ -363,6 +345,10 @@ def _default_posterior() -> MethodChoice:
     return default_choice("posterior")
 
 
+def _default_prior() -> MethodChoice:
+    return default_choice("prior")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = DataConfig()
@@ -371,6 +357,7 @@ class RunConfig:
     # The objective and the posterior family, each with its own settings (vaekit/methods.py).
     objective: MethodChoice = field(default_factory=_default_objective)
     posterior: MethodChoice = field(default_factory=_default_posterior)
+    prior: MethodChoice = field(default_factory=_default_prior)
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -398,15 +385,17 @@ class RunConfig:
             "--early-stopping watches the validation set: give --val-size N (N >= 1) or leave --early-stopping out",
         )
         _require(
-            self.model.prior == "standard" or self.train.free_bits == 0.0,
+            "factorised_prior" in self.prior.spec.offers or self.train.free_bits == 0.0,
             "--free-bits needs the KL per latent dimension, which only --prior standard has in closed form",
         )
         check_methods(self)
 
     @property
     def offers(self) -> frozenset[str]:
-        """The capabilities the model and its posterior family offer an objective."""
-        return self.posterior.spec.offers | model_offers(self.model, self.posterior.spec.offers)
+        """The capabilities the model, its posterior family and its prior offer an objective."""
+        family, prior = self.posterior.spec.offers, self.prior.spec.offers
+        # a family with a prior of its own (the sphere's, the codes') takes no factorised N(0, I)
+        return family | model_offers(self.model) | (prior if "own_prior" not in family else frozenset())
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready data: each section's settings, and for the objective and the
@@ -428,15 +417,13 @@ class RunConfig:
         return with_overrides(cls(), upgrade_sections(sections, saved=True), preset=raw.get("preset"))
 
 
-def model_offers(model: ModelConfig, family_offers: frozenset[str]) -> frozenset[str]:
-    """What the model's structure offers, beside its posterior family's own capabilities."""
+def model_offers(model: ModelConfig) -> frozenset[str]:
+    """What the model's structure offers, beside its posterior family's and prior's capabilities."""
     offers = set()
     if model.stochastic_layers == 1:
         offers.add("one_layer")
     if model.latent_dim >= 1:
         offers.add("latent")
-    if model.prior == "standard" and "own_prior" not in family_offers:
-        offers.add("factorised_prior")
     return frozenset(offers)
 
 
@@ -450,17 +437,16 @@ def _missing(flag: str, needs: frozenset[str], offers: frozenset[str]) -> None:
 def check_methods(config: RunConfig) -> None:
     """Every rule between the objective, the posterior family and the rest, from their specs."""
     model, train = config.model, config.train
-    family, objective = config.posterior.spec, config.objective.spec
+    family, objective, prior = config.posterior.spec, config.objective.spec, config.prior.spec
     where = f"--posterior {family.name}"
-    _missing(where, family.needs, model_offers(model, family.offers))
+    _missing(where, family.needs, model_offers(model))
     _require(
-        family.name == KINDS["posterior"].default or model.prior != "vamp",
-        "--prior vamp is a mixture of the encoder's Gaussian posteriors: use it with --posterior gaussian",
-    )
-    _require(
-        "own_prior" not in family.offers or model.prior == "standard",
+        "own_prior" not in family.offers or prior.name == KINDS["prior"].default,
         f"{where} has its own prior: leave out --prior",
     )
+    _missing(f"--prior {prior.name}", prior.needs, model_offers(model) | family.offers)
+    if prior.check is not None:
+        prior.check(config.prior.settings, config)
     if "own_objective" in family.offers:
         _require(
             objective.name == KINDS["objective"].default,
@@ -503,10 +489,10 @@ SECTIONS: dict[str, type] = {
 }
 # The sections that hold one method each: {"name": ..., **its settings}.
 METHOD_SECTIONS = tuple(KINDS)
-SECTION_LIST = "[data], [model], [train], [objective], [posterior]"
+SECTION_LIST = "[data], [model], [train], [objective], [posterior], [prior]"
 # Where a config written before the plug-ins kept each method's name: [train] objective,
 # [model] posterior; its settings were flat in [objective] and [model], under their flag keys.
-LEGACY_NAME = {"objective": "train", "posterior": "model"}
+LEGACY_NAME = {"objective": "train", "posterior": "model", "prior": "model"}
 
 
 def upgrade_sections(sections: dict[str, dict[str, Any]], saved: bool = False) -> dict[str, dict[str, Any]]:

@@ -70,6 +70,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "objective": Kind("objective", "vaekit.objectives", "--objective", "elbo"),
     "posterior": Kind("posterior", "vaekit.posteriors", "--posterior", "gaussian", ("vaekit.models",)),
+    "prior": Kind("prior", "vaekit.priors", "--prior", "standard"),  # a module: its own SPECS
 }
 NAME = re.compile(r"[a-z][a-z0-9-]*")
 BUILT_IN = "vaekit"
@@ -202,6 +203,9 @@ def _builtin_specs(kind: Kind) -> list[MethodSpec]:
     found: list[MethodSpec] = []
     for name in (kind.package, *kind.also):
         package = importlib.import_module(name)
+        found.extend(getattr(package, "SPECS", ()))  # a module (vaekit.priors), or a package's own
+        if not hasattr(package, "__path__"):
+            continue
         for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             module = importlib.import_module(f"{name}.{module_info.name}")
             found.extend(getattr(module, "SPECS", ()))

@@ -9,11 +9,15 @@ log q(z|x) - log p(z). Shapes: Z latent, M components, (...) any leading batch d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from vaekit.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
+from vaekit.errors import VaekitError
+from vaekit.methods import MethodSpec, setting
 from vaekit.vmf import log_sphere_area
 
 Encode = Callable[[torch.Tensor], DiagonalGaussian]
@@ -123,3 +127,59 @@ class UniformSpherePrior(nn.Module):
 
 
 Prior = StandardNormalPrior | MixturePrior | VampPrior | UniformSpherePrior
+
+
+@dataclass(frozen=True)
+class PriorContext:
+    """What building a prior may read beyond its own settings (methods.MethodSpec.build)."""
+
+    latent_dim: int  # Z
+    image_shape: tuple[int, int, int]  # (C, H, W): the VampPrior's pseudo-inputs are images
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    components: int = setting(
+        10,
+        "mixture, vamp: components of the mixture prior, or pseudo-inputs of the VampPrior",
+        flag="prior-components",
+        low=1,
+        high=100_000,
+    )
+
+
+def _not_conditional(settings: object, config: Any) -> None:
+    if config.model.conditional:
+        raise VaekitError(
+            "--conditional with --prior vamp is not supported: the VampPrior's pseudo-inputs carry no label; use "
+            "--prior standard or mixture"
+        )
+
+
+_LEARNED = "https://arxiv.org/abs/1705.07120"
+SPECS = (
+    MethodSpec(
+        "standard",
+        "N(0, I): the KL in closed form, per dimension",
+        "https://arxiv.org/abs/1312.6114",
+        lambda settings, context: StandardNormalPrior(context.latent_dim),
+        offers=frozenset({"factorised_prior"}),
+    ),
+    MethodSpec(
+        "mixture",
+        "a learned mixture of --prior-components Gaussians (KL by sampling)",
+        _LEARNED,
+        lambda settings, context: MixturePrior(context.latent_dim, settings.components),
+        ComponentSettings,
+        needs=frozenset({"latent", "one_layer"}),
+    ),
+    MethodSpec(
+        "vamp",
+        "VampPrior: the encoder's posteriors at --prior-components learned pseudo-inputs (KL by sampling)",
+        _LEARNED,
+        lambda settings, context: VampPrior(context.image_shape, settings.components),
+        ComponentSettings,
+        needs=frozenset({"latent", "one_layer", "gaussian_posterior"}),
+        check=_not_conditional,
+    ),
+)

@@ -31,7 +31,7 @@ from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
 from vaekit.models.vae import VAE
 from vaekit.posteriors import PosteriorFamily
 from vaekit.posteriors.base import FamilyContext
-from vaekit.priors import MixturePrior, Prior, StandardNormalPrior, VampPrior
+from vaekit.priors import PriorContext
 
 
 def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
@@ -65,11 +65,12 @@ def build_model(
     trust_code: bool = False,
     source: str = "this config",
     posterior: MethodChoice | None = None,
+    prior: MethodChoice | None = None,
 ) -> VAE:
-    """The model `config` describes, with the posterior family `posterior` (the Gaussian by
-    default). A user's factory (module:function) is imported only with `trust_code`; otherwise
-    the build is refused before anything is imported (`source` names where the config came from,
-    for that message)."""
+    """The model `config` describes, with the posterior family `posterior` and the prior `prior`
+    (by default the Gaussian and N(0, I)). A user's factory (module:function) is imported only with
+    `trust_code`; otherwise the build is refused before anything is imported (`source` names where
+    the config came from, for that message)."""
     if is_factory_name(config.architecture) and not trust_code:
         raise VaekitError(untrusted_message(config.architecture, source))
     if config.conditional and config.classes < 2:
@@ -81,10 +82,10 @@ def build_model(
         # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
         # PyTorch warns that initialising them does nothing, which is what is meant.
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
-        return _build(config, image_shape, posterior or default_choice("posterior"))
+        return _build(config, image_shape, posterior or default_choice("posterior"), prior or default_choice("prior"))
 
 
-def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: MethodChoice) -> VAE:
+def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: MethodChoice, prior: MethodChoice) -> VAE:
     z, act = config.latent_dim, config.activation
     likelihood = build_likelihood(config, image_shape)
     # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
@@ -113,8 +114,9 @@ def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: Me
         flow, _ = build_family(config, posterior, config.top_latent_dim).ladder_parts()
         top = (config.top_latent_dim, config.top_hidden_size)
         return LadderVAE(encoder, decoder, likelihood, z, *top, image_shape, act, pixel_context, classes, flow)
-    prior = family.own_prior() or _prior(config, image_shape)
-    return VAE(encoder, decoder, likelihood, z, image_shape, prior, pixel_context, classes, family)
+    # a family's own prior (the sphere's) or the one --prior names
+    p_z = family.own_prior() or prior.spec.build(prior.settings, PriorContext(z, image_shape))
+    return VAE(encoder, decoder, likelihood, z, image_shape, p_z, pixel_context, classes, family)
 
 
 def _networks(
@@ -146,12 +148,3 @@ def _networks(
     if classes:
         encoder, decoder = LabelledEncoder(encoder, classes, flat), LabelledDecoder(decoder, classes)
     return encoder, decoder
-
-
-def _prior(config: ModelConfig, image_shape: tuple[int, int, int]) -> Prior:
-    """The prior --prior names."""
-    if config.prior == "mixture":
-        return MixturePrior(config.latent_dim, config.prior_components)
-    if config.prior == "vamp":
-        return VampPrior(image_shape, config.prior_components)
-    return StandardNormalPrior(config.latent_dim)

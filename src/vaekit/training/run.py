@@ -162,7 +162,7 @@ def train_run(
     _check_batch_size(config, len(splits.train), cluster)
     check_fits(config, splits.shape, len(splits.train), device)
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
-    model = build_model(config.model, splits.shape, trust_code=True, posterior=config.posterior).to(
+    model = build_model(config.model, splits.shape, trust_code=True, posterior=config.posterior, prior=config.prior).to(
         device
     )  # the user named its network
     run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
@@ -354,7 +354,9 @@ def resume_run(
     if config.train.tensorboard is not None:
         require_tensorboard()
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
-    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}", config.posterior).to(device)
+    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}", config.posterior, config.prior).to(
+        device
+    )
     mismatch = weights_mismatch(model, tensors, prefix="model.") or non_finite(tensors)  # either: damaged
     if mismatch is not None:
         raise VaekitError(
