@@ -343,13 +343,18 @@ def setting_types(settings: type) -> list[Any]:
 
 def _foreign_setting(kind: str, key: str, chosen: str) -> str:
     flag = KINDS[kind].flag
-    others = owners(kind, key)
-    shown = "--" + key.replace("_", "-")
-    if not others:
+    owned = [
+        (spec.name, flag_of(f)) for spec in specs(kind).values() for f in spec.fields() if key in (f.name, key_of(f))
+    ]
+    if not owned:
         return f"unknown {kind} setting {key!r}: {flag} {chosen} has {_setting_list(kind, chosen)}"
-    return (
-        f"{shown} is a setting of {flag} {' or '.join(others)}, not of {chosen}: leave it out or add {flag} {others[0]}"
-    )
+    names = " or ".join(dict.fromkeys(name for name, _ in owned))
+    if all(key == setting_flag.replace("-", "_") for _, setting_flag in owned):  # given by its flag
+        shown = "--" + key.replace("_", "-")
+        return f"{shown} is a setting of {flag} {names}, not of {chosen}: leave it out or add {flag} {owned[0][0]}"
+    # a short name another method uses (betatc's beta, flag --tc-beta): say which flag it would be
+    where = " or ".join(f"{name} (--{setting_flag})" for name, setting_flag in owned)
+    return f"{kind}.{key} is a setting of {flag} {where}, not of {chosen}: leave it out or choose that {kind}"
 
 
 def _setting_list(kind: str, name: str) -> str:
