@@ -115,7 +115,7 @@ def _add_method_flags(parser: argparse.ArgumentParser, kind: methods.Kind) -> No
         fields = [f for f in spec.fields() if methods.flag_of(f) not in seen]
         if not fields:
             continue
-        group = parser.add_argument_group(f"{kind.flag} {spec.name} settings (refused with any other {kind.name})")
+        group = parser.add_argument_group(f"{kind.flag} {spec.name} settings (refused with a {kind.name} without them)")
         hints = dict(zip((f.name for f in spec.fields()), methods.setting_types(spec.settings), strict=True))
         for f in fields:
             flag = methods.flag_of(f)
