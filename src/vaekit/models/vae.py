@@ -102,7 +102,12 @@ class VAE(nn.Module):
     @property
     def can_sample(self) -> bool:
         """Whether the model can generate: a VQ-VAE only once its prior over codes is trained."""
-        return True
+        return not self.cannot_sample_because
+
+    @property
+    def cannot_sample_because(self) -> str:
+        """Why the model cannot generate yet, and how to make it (empty when it can)."""
+        return ""
 
     @property
     def device(self) -> torch.device:

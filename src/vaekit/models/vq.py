@@ -181,8 +181,8 @@ class VQVAE(VAE):
         return self.family.codebook  # type: ignore[return-value]  # one module, one set of checkpoint keys
 
     @property
-    def can_sample(self) -> bool:
-        return self.code_prior.trained
+    def cannot_sample_because(self) -> str:
+        return "" if self.code_prior.trained else UNTRAINED_PRIOR
 
     def separate_parts(self) -> tuple[SeparatePart, ...]:
         return (SeparatePart(self.code_prior, CODE_PRIOR_FILE, CODE_PRIOR_FORMAT, "prior over codes"),)

@@ -24,7 +24,6 @@ from vaekit.latent import latent_plane, lerp, slerp
 from vaekit.loading import TrainedRun
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import figure_description
-from vaekit.models.vq import UNTRAINED_PRIOR
 from vaekit.viz.grid import feature_bars, make_grid, png_bytes
 
 MAX_ABS_Z = 50.0  # 50 prior standard deviations: anything beyond is a client bug, not a latent
@@ -189,7 +188,7 @@ class LatentExplorer:
         chosen = self.check_label(label)
         with self.lock:
             if not self.model.can_sample:
-                raise RequestError(UNTRAINED_PRIOR)
+                raise RequestError(self.model.cannot_sample_because)
             z = self.model.prior_latents(count, self.generator)  # (n, Z)
         return {"z": z.cpu().tolist(), "images": [self._image_data(image[None]) for image in self._decode(z, chosen)]}
 

@@ -23,7 +23,6 @@ from vaekit.metrics.disentanglement import information_shares
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import has_elbo, item_word
 from vaekit.metrics.scores import has_excess, score_by
-from vaekit.models.vq import UNTRAINED_PRIOR
 from vaekit.viz.figures import factor_heatmap, labelled_rows, latent_map, save_figure, score_histogram, training_curves
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
@@ -288,9 +287,9 @@ def draw(ctx: PictureContext, what: str, path: Path) -> Path:
                 f"{what} shows images, and this run's data is a table: plot {' or '.join(TABLE_PICTURES)}"
             )
         if what in SAMPLE_PICTURES:
-            raise VaekitError(UNTRAINED_PRIOR)
+            raise VaekitError(ctx.run.model.cannot_sample_because)
         if what in CONTINUOUS_PICTURES and ctx.run.model.latent_dim > 0:
-            raise VaekitError(f"{what} walks through a continuous latent space; a VQ-VAE's codes are discrete")
+            raise VaekitError(f"{what} walks through a continuous latent space; this run's codes are discrete")
         raise VaekitError(f"{what} pictures the latent space, and this model has none (--latent-dim 0)")
     picture = PICTURES[what](ctx)
     if isinstance(picture, Figure):
