@@ -67,7 +67,8 @@ class StepReport:
 
 class Callback(Protocol):
     """Called after every epoch; a callback may also define on_step(report: StepReport), called
-    after every optimiser step that was taken (skipped ones are not reported)."""
+    after every optimiser step that was taken (skipped ones are not reported), and close(), called
+    once when training ends or stops (a crash included), to write out what it holds."""
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None: ...
 

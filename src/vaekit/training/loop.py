@@ -427,4 +427,8 @@ def train_model(
                 trainer.save()
     finally:
         trainer.release()
+        for callback in callbacks:  # what a callback holds open (TensorBoard's event file) is written out, crash or not
+            close = getattr(callback, "close", None)
+            if close is not None:
+                close()
     return reports

@@ -84,3 +84,7 @@ class TensorBoardLogger:
         for name, grid in self.pictures().items():
             self.writer.add_image(name, grid, step, dataformats="HWC")
         self.writer.flush()
+
+    def close(self) -> None:
+        """Write out every event logged so far (the trainer calls it when training ends, or stops)."""
+        self.writer.close()
