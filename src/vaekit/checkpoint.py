@@ -53,18 +53,27 @@ def save_checkpoint(path: str | Path, model: VAE, config: RunConfig, info: dict[
     write_checkpoint(path, tensors, config, model.image_shape, info)
 
 
-def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_metadata(path: str | Path, expected_format: str = FORMAT) -> dict[str, str]:
+    """A checkpoint's header alone, without reading its tensors."""
     path = Path(path)
     if not path.is_file():
         raise VaekitError(f"checkpoint {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise VaekitError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     if metadata.get("format") != expected_format:
         raise VaekitError(f"checkpoint {path} was not written by vaekit ({expected_format} header missing)")
+    return metadata
+
+
+def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    metadata = read_metadata(path, expected_format)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise VaekitError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     return tensors, metadata
 
 

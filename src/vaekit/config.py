@@ -354,7 +354,7 @@ class RunConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    # The objective and the posterior family, each with its own settings (vaekit/methods.py).
+    # The methods the run uses, each with its own settings (vaekit/methods.py).
     objective: MethodChoice = field(default_factory=_default_objective)
     posterior: MethodChoice = field(default_factory=_default_posterior)
     prior: MethodChoice = field(default_factory=_default_prior)
@@ -398,8 +398,8 @@ class RunConfig:
         return family | model_offers(self.model) | (prior if "own_prior" not in family else frozenset())
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready data: each section's settings, and for the objective and the
-        posterior family only the method used, `{"name": ..., **its settings}`."""
+        """The config as JSON-ready data: each section's settings, and for each kind of method only
+        the one used, `{"name": ..., **its settings}`."""
         raw: dict[str, Any] = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
         for kind in METHOD_SECTIONS:
             raw[kind] = getattr(self, kind).to_dict()
@@ -434,8 +434,14 @@ def _missing(flag: str, needs: frozenset[str], offers: frozenset[str]) -> None:
         raise VaekitError(f"{flag} {CAPABILITIES[need]}{hint}")
 
 
+def _kl_schedule_given(train: TrainConfig) -> list[str]:
+    """The flags of the KL schedule set away from their defaults."""
+    default = TrainConfig()
+    return ["--" + name.replace("_", "-") for name in KL_SCHEDULE if getattr(train, name) != getattr(default, name)]
+
+
 def check_methods(config: RunConfig) -> None:
-    """Every rule between the objective, the posterior family and the rest, from their specs."""
+    """Every rule between the objective, the posterior family, the prior and the rest, from their specs."""
     model, train = config.model, config.train
     family, objective, prior = config.posterior.spec, config.objective.spec, config.prior.spec
     where = f"--posterior {family.name}"
@@ -453,11 +459,11 @@ def check_methods(config: RunConfig) -> None:
             f"--objective {objective.name} does not apply to {where}, which trains with a loss of its own: leave "
             "out --objective",
         )
-        changed = [name for name in KL_SCHEDULE if getattr(train, name) != getattr(TrainConfig(), name)]
+        changed = _kl_schedule_given(train)
         _require(
             not changed,
             f"{where} trains without a KL term (its rate is fixed while the autoencoder trains): leave out "
-            + ", ".join("--" + name.replace("_", "-") for name in changed),
+            + ", ".join(changed),
         )
     _require(
         "prior_phase" in family.offers or train.prior_epochs == 0,
@@ -473,8 +479,7 @@ def check_methods(config: RunConfig) -> None:
         f"{name} estimates over the batch and needs --batch-size {objective.min_batch} or more",
     )
     _require(
-        "kl_schedule" in objective.offers
-        or all(getattr(train, key) == getattr(TrainConfig(), key) for key in KL_SCHEDULE),
+        "kl_schedule" in objective.offers or not _kl_schedule_given(train),
         f"{name} has weights of its own: --beta, --warmup-steps and --free-bits apply to --objective "
         f"{KINDS['objective'].default} only",
     )

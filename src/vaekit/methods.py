@@ -269,11 +269,6 @@ def find(kind: str, name: str, package: str | None = None) -> MethodSpec:
     raise VaekitError(message)
 
 
-def owners(kind: str, key: str) -> list[str]:
-    """The methods of `kind` that have a setting called `key` (its name or its flag's key)."""
-    return [spec.name for spec in specs(kind).values() if any(key in (f.name, key_of(f)) for f in spec.fields())]
-
-
 @dataclass(frozen=True)
 class MethodChoice:
     """The method a run uses for one kind, with its settings: stored as `{"name": ..., **settings}`."""

@@ -77,26 +77,20 @@ def _builder(kind: Literal["i", "ii"]) -> Callable[[DipSettings, object], Dip]:
     return build
 
 
-_NEEDS = frozenset({"one_layer", "latent", "gaussian_posterior", "factorised_prior"})
+def _spec(kind: Literal["i", "ii"], summary: str) -> MethodSpec:
+    return MethodSpec(
+        f"dip-{kind}",
+        summary,
+        "https://arxiv.org/abs/1711.00848",
+        _builder(kind),
+        DipSettings,
+        needs=frozenset({"one_layer", "latent", "gaussian_posterior", "factorised_prior"}),
+        offers=frozenset({"elbo"}),
+        min_batch=2,
+    )
+
+
 SPECS = (
-    MethodSpec(
-        "dip-i",
-        "DIP-VAE I: the covariance of the posterior means pushed to the identity",
-        "https://arxiv.org/abs/1711.00848",
-        _builder("i"),
-        DipSettings,
-        needs=_NEEDS,
-        offers=frozenset({"elbo"}),
-        min_batch=2,
-    ),
-    MethodSpec(
-        "dip-ii",
-        "DIP-VAE II: the covariance of the aggregate posterior pushed to the identity",
-        "https://arxiv.org/abs/1711.00848",
-        _builder("ii"),
-        DipSettings,
-        needs=_NEEDS,
-        offers=frozenset({"elbo"}),
-        min_batch=2,
-    ),
+    _spec("i", "DIP-VAE I: the covariance of the posterior means pushed to the identity"),
+    _spec("ii", "DIP-VAE II: the covariance of the aggregate posterior pushed to the identity"),
 )

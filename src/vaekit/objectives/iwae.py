@@ -13,13 +13,15 @@ from the same samples (the mean of -log p(x|z) and the KL) beside its loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from vaekit.methods import MethodSpec, setting
 from vaekit.objectives import iwae_bound, log_importance_weights
-from vaekit.objectives.base import ObjectiveTerms, StepBatch, TrainableModel
+from vaekit.objectives.base import Objective, ObjectiveContext, ObjectiveTerms, StepBatch, TrainableModel
 
 
 def miwae_bound(log_weights: torch.Tensor, groups: int) -> torch.Tensor:
@@ -59,7 +61,7 @@ class Iwae:
 
     @property
     def draws(self) -> int:
-        """Posterior draws per item a step takes (the memory check reads it)."""
+        """Posterior draws per item a step takes (training/budget.py reads it)."""
         return self.samples
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
@@ -76,7 +78,6 @@ class Miwae:
 
     @property
     def draws(self) -> int:
-        """Posterior draws per item a step takes (the memory check reads it)."""
         return self.groups * self.samples
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
@@ -92,7 +93,6 @@ class Ciwae:
 
     @property
     def draws(self) -> int:
-        """Posterior draws per item a step takes (the memory check reads it)."""
         return self.samples
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
@@ -108,7 +108,6 @@ class Piwae:
 
     @property
     def draws(self) -> int:
-        """Posterior draws per item a step takes (the memory check reads it)."""
         return self.groups * self.samples
 
     def __call__(self, model: TrainableModel, batch: StepBatch) -> ObjectiveTerms:
@@ -155,8 +154,21 @@ class CiwaeSettings:
     )
 
 
-_PAPER = "https://arxiv.org/abs/1802.04537"
-_ONE_LAYER = frozenset({"one_layer", "latent", "gaussian_posterior"})
+def _variant(
+    name: str, summary: str, build: Callable[[Any, ObjectiveContext], Objective], settings: type
+) -> MethodSpec:
+    """One of Rainforth et al. (2018)'s bounds: written for one layer of a Gaussian posterior."""
+    return MethodSpec(
+        name,
+        summary,
+        "https://arxiv.org/abs/1802.04537",
+        build,
+        settings,
+        needs=frozenset({"one_layer", "latent", "gaussian_posterior"}),
+        offers=frozenset({"elbo"}),
+    )
+
+
 SPECS = (
     MethodSpec(
         "iwae",
@@ -166,31 +178,22 @@ SPECS = (
         needs=frozenset({"sampled_posterior"}),
         offers=frozenset({"elbo"}),
     ),
-    MethodSpec(
+    _variant(
         "miwae",
         "the mean of M IWAE bounds of K draws each",
-        _PAPER,
         lambda settings, context: Miwae(settings.groups, context.importance_samples),
         GroupSettings,
-        needs=_ONE_LAYER,
-        offers=frozenset({"elbo"}),
     ),
-    MethodSpec(
+    _variant(
         "piwae",
         "IWAE over M K draws for the decoder, MIWAE(M, K) for the encoder",
-        _PAPER,
         lambda settings, context: Piwae(settings.groups, context.importance_samples),
         GroupSettings,
-        needs=_ONE_LAYER,
-        offers=frozenset({"elbo"}),
     ),
-    MethodSpec(
+    _variant(
         "ciwae",
         "beta ELBO + (1 - beta) IWAE over the same K draws",
-        _PAPER,
         lambda settings, context: Ciwae(settings.beta, context.importance_samples),
         CiwaeSettings,
-        needs=_ONE_LAYER,
-        offers=frozenset({"elbo"}),
     ),
 )

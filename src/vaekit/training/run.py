@@ -33,6 +33,7 @@ from vaekit.checkpoint import (
     non_finite,
     parse_header,
     read_checkpoint,
+    read_metadata,
     weights_mismatch,
     write_checkpoint,
 )
@@ -180,9 +181,9 @@ def _remove_unresumable(run_dir: Path) -> None:
     """A run that failed before any step reached its weights can be neither resumed (to anything
     but the same failure) nor replaced without --force: take its folder away, so that the command
     can be run again as it is, or with other settings."""
-    try:
-        step = int(_read_snapshot(run_dir)[2]["step"])
-    except (VaekitError, ValueError, TypeError):
+    try:  # the snapshot's header says how far it got; its tensors need not be read
+        step = int(json.loads(read_metadata(run_dir / "checkpoints" / RESUME_FILE, RESUME_FORMAT)["info"])["step"])
+    except (VaekitError, KeyError, ValueError, TypeError):
         step = 0  # no snapshot, or none that can be read
     if step == 0:
         shutil.rmtree(run_dir, ignore_errors=True)
