@@ -39,7 +39,7 @@ def seconds_per_step(objective: str, steps: int) -> float:
     import torch
 
     from vaekit.data import load_dataset
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.presets import resolve
     from vaekit.training.loop import Trainer
 
@@ -51,7 +51,7 @@ def seconds_per_step(objective: str, steps: int) -> float:
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    trainer = Trainer(build_model(config.model, splits.shape), splits, config, progress=False)
+    trainer = Trainer(build_run_model(config, splits.shape), splits, config, progress=False)
     order = torch.randperm(len(splits.train))
 
     def never() -> bool:

@@ -26,7 +26,7 @@ import torch
 from vaekit.config import DataConfig, ModelConfig, RunConfig, with_overrides
 from vaekit.data.dsprites import all_factors, render
 from vaekit.data.transforms import to_model_input
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
 
@@ -52,7 +52,7 @@ class Stepper:
         sections = {"train": {"batch_size": BATCH}, "objective": {"name": objective, **settings}}
         config = with_overrides(RunConfig(model=network), sections)
         torch.manual_seed(0)
-        self.model = build_model(config.model, (1, 64, 64))
+        self.model = build_run_model(config, (1, 64, 64))
         self.objective = build_objective(config, dataset_size=737_280)
         self.own = own_parts(self.objective)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=True)

@@ -23,7 +23,7 @@ import torch
 
 from vaekit.config import DataConfig, with_overrides
 from vaekit.data.transforms import to_model_input
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.objectives.base import StepBatch
 from vaekit.objectives.registry import build_objective
 from vaekit.presets import preset_config
@@ -53,7 +53,7 @@ class Stepper:
         settings = {**FAMILIES[family], **NETWORK_SETTINGS.get((network, family), {})}
         config = with_overrides(preset_config(network), {"posterior": settings})  # checked as a whole
         torch.manual_seed(0)
-        self.model = build_model(config.model, (1, 28, 28), posterior=config.posterior).train()
+        self.model = build_run_model(config, (1, 28, 28)).train()
         self.objective = build_objective(config, dataset_size=55_000)
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], fused=True)
         self.generator = torch.Generator().manual_seed(0)

@@ -73,14 +73,14 @@ def child_vaekit_epochs(model: str, epochs: int, fraction: float, overrides: dic
     from vaekit.config import with_overrides
     from vaekit.devices import resolve_device
     from vaekit.metrics.elbo import elbo_over
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.training.loop import train_model
 
     config, splits = _splits_and_config(model, fraction, epochs)
     if overrides:
         config = with_overrides(config, overrides)
     torch.manual_seed(config.train.seed)
-    net = build_model(config.model, splits.shape)
+    net = build_run_model(config, splits.shape)
 
     class TestEveryEpoch:
         def __init__(self) -> None:
@@ -121,13 +121,13 @@ def child_baseline_epochs(model: str, epochs: int, fraction: float) -> dict[str,
 def child_iwae(k: int) -> dict[str, Any]:
     from vaekit.data import load_dataset
     from vaekit.metrics.likelihood import iwae_over
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.presets import preset_config
 
     config = preset_config("mlp")
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    net = build_model(config.model, splits.shape).eval()
+    net = build_run_model(config, splits.shape).eval()
     started = time.perf_counter()
     summary = iwae_over(net, splits.test.images, config.data, k=k)
     return {"seconds": time.perf_counter() - started, "k": k, "images": summary.images, "peak_rss_mb": _peak_rss_mb()}
@@ -142,7 +142,7 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
     from vaekit.config import with_overrides
     from vaekit.data import load_dataset
     from vaekit.data.disk import write_converted
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.presets import preset_config
     from vaekit.training.loop import train_model
 
@@ -165,7 +165,7 @@ def child_disk(count: int, workdir: str) -> dict[str, Any]:
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
     started = time.perf_counter()
-    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
+    reports = train_model(build_run_model(config, splits.shape), splits, config, progress=False)
     return {
         "images": count,
         "train_images": len(splits.train),
@@ -185,7 +185,7 @@ def child_serve(requests: int) -> dict[str, Any]:
 
     from vaekit.data import load_dataset
     from vaekit.loading import TrainedRun
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.presets import preset_config
     from vaekit.serve.explorer import LatentExplorer
     from vaekit.serve.server import make_server
@@ -193,7 +193,7 @@ def child_serve(requests: int) -> dict[str, Any]:
     config = preset_config("mlp")
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)  # decoding costs the same whatever the weights
-    run = TrainedRun(Path("benchmark"), build_model(config.model, splits.shape).eval(), config, {})
+    run = TrainedRun(Path("benchmark"), build_run_model(config, splits.shape).eval(), config, {})
     explorer = LatentExplorer(run, splits)
     server = make_server(explorer, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -277,10 +277,10 @@ def _graph_step_seconds(model_name: str, splits: Any, config: Any, repeats: int)
     """The same training step (ELBO, backward, fused Adam) captured once in a CUDA graph and
     replayed: what the step costs with no launch overhead at all, the batch gathered outside."""
     from vaekit.data.transforms import to_model_input
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
 
     torch.manual_seed(0)
-    net = build_model(config.model, splits.shape).cuda()
+    net = build_run_model(config, splits.shape).cuda()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.train.lr, fused=True, capturable=True)
     resident = torch.from_numpy(splits.train.array).cuda()  # uint8 (N, C, H, W)
     batch_size = config.train.batch_size
@@ -322,13 +322,13 @@ def child_launch_floor(model: str, steps: int) -> dict[str, Any]:
     loop), and the same step replayed from a CUDA graph."""
     import dataclasses
 
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
     from vaekit.training.loop import Trainer
 
     config, splits = _splits_and_config(model, 1.0, 1)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, device="cuda"))
     torch.manual_seed(0)
-    trainer = Trainer(build_model(config.model, splits.shape).cuda(), splits, config, progress=False)
+    trainer = Trainer(build_run_model(config, splits.shape).cuda(), splits, config, progress=False)
     order = trainer.state.start_epoch().cuda()
     batch_size = config.train.batch_size
     count = len(order) // batch_size

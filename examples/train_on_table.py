@@ -17,7 +17,7 @@ diagnosis = cancer.target_names[cancer.target]  # "benign" / "malignant": text l
 
 with tempfile.TemporaryDirectory() as folder:
     run = vaekit.fit(cancer.data, diagnosis, columns=list(cancer.feature_names), out=f"{folder}/cancer", epochs=60)
-    print(f"preset {run.config.preset}: {run.config.model.likelihood} likelihood, latent size {run.model.latent_dim}")
+    print(f"preset {run.config.preset}: {run.config.likelihood.name} likelihood, latent size {run.model.latent_dim}")
     print(f"test -ELBO: {run.summary['test_nelbo_nats']:.1f} nats/row ({run.summary['figure_description']})")
     rows = run.to_rows(run.model.sample(3, torch.Generator().manual_seed(0)))  # (3, 30) in the table's units
     for name in ("mean radius", "mean area", "mean smoothness"):

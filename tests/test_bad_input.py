@@ -263,11 +263,11 @@ def test_the_source_never_unpickles() -> None:
 def test_mismatched_tensors_are_an_error_not_a_partial_load(tmp_path: Path) -> None:
     from vaekit.checkpoint import save_checkpoint
     from vaekit.config import ModelConfig, RunConfig
-    from vaekit.models import build_model
+    from vaekit.models import build_run_model
 
     config = RunConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=2))
     path = tmp_path / "c.safetensors"
-    save_checkpoint(path, build_model(config.model, (1, 8, 8)), config, {"epoch": 1})
+    save_checkpoint(path, build_run_model(config, (1, 8, 8)), config, {"epoch": 1})
     metadata = __import__("safetensors").safe_open(str(path), framework="pt").metadata()
     tensors = load_file(str(path))
     renamed = {k.replace("encoder.head", "encoder.heads"): v for k, v in tensors.items()}

@@ -82,6 +82,18 @@ def test_configs_are_frozen() -> None:
         ({"model": {"latent_dimm": 3}}, "unknown setting model.latent_dimm"),
         ({"data": {"binarize": True, "pixel_range": "symmetric"}}, "--binarize needs"),
         ({"train": {"epochs": 2.5}}, "whole number"),
+        ({"likelihood": {"name": "gaussian", "sigma": 0.0}}, "--sigma 0.0 must be more than 0"),
+        ({"likelihood": {"name": "logistic", "sigma": float("nan")}}, "--sigma nan must be a finite number"),
+        (
+            {"likelihood": {"name": "logistic-mixture", "logistic_components": 10**6}},
+            "--logistic-components .* at most",
+        ),
+        ({"likelihood": {"name": "poisson"}}, "--likelihood 'poisson' is not known: use one of bernoulli, "),
+        ({"likelihood": {"gaussian_variance": "pixel"}}, "--gaussian-variance is a setting of --likelihood gaussian"),
+        (
+            {"data": {"dequantize": True}},
+            "--dequantize is for continuous likelihoods \\(continuous-bernoulli, gaussian\\)",
+        ),
     ],
 )
 def test_bad_settings_explain_themselves(flags: dict, message: str) -> None:
@@ -102,37 +114,38 @@ def test_unknown_preset_and_bad_toml(tmp_path: Path) -> None:
 
 def test_presets_match_the_tutorials() -> None:
     mlp = preset_config("mlp")
-    assert (mlp.model.hidden_sizes, mlp.model.latent_dim, mlp.model.likelihood) == ((400,), 20, "bernoulli")
+    assert (mlp.model.hidden_sizes, mlp.model.latent_dim, mlp.likelihood.name) == ((400,), 20, "bernoulli")
     assert (mlp.train.lr, mlp.train.batch_size, mlp.train.epochs) == (1e-3, 128, 10)
     fashion = preset_config("conv-fashion")
     assert fashion.model.conv_channels == (32, 64, 72, 64) and fashion.model.conv_strides == (1, 2, 2, 1)
     assert (fashion.train.batch_size, fashion.train.epochs, fashion.model.latent_dim) == (100, 30, 64)
     px32 = preset_config("conv-32px")
     assert px32.data.image_size == 32 and px32.data.pixel_range == "symmetric"
-    assert px32.model.sigma == pytest.approx(mse_kl_sigma(1024, 128)) == pytest.approx(0.4**0.5)
+    assert px32.likelihood.settings.sigma == pytest.approx(mse_kl_sigma(1024, 128)) == pytest.approx(0.4**0.5)
     assert (px32.train.lr, px32.train.batch_size, px32.train.beta) == (1e-4, 64, 1.0)
 
 
 def test_cross_section_rules_hold_on_construction() -> None:
     """The Python API cannot build a config the CLI would refuse."""
-    from vaekit.config import DataConfig, ModelConfig, TrainConfig
+    from vaekit.config import DataConfig, TrainConfig
 
     with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
-        RunConfig(model=ModelConfig(likelihood="logistic"))
+        RunConfig(likelihood=choice("likelihood", "logistic"))
     with pytest.raises(VaekitError, match="--free-bits needs"):
         RunConfig(train=TrainConfig(free_bits=0.1), prior=choice("prior", "vamp"))
     with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
         dataclasses.replace(
-            RunConfig(data=DataConfig(pixel_range="symmetric"), model=ModelConfig(likelihood="logistic")),
+            RunConfig(data=DataConfig(pixel_range="symmetric"), likelihood=choice("likelihood", "logistic")),
             data=DataConfig(),
         )
 
 
 def test_a_later_layer_may_fix_what_an_earlier_one_broke(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text('[model]\nlikelihood = "logistic"\n')  # alone it needs --pixel-range symmetric
+    # the form written before the likelihoods were plug-ins: [model] likelihood and its settings
+    toml.write_text('[model]\nlikelihood = "logistic"\nsigma = 0.3\n')  # alone it needs --pixel-range symmetric
     config = resolve(preset="mlp", config_file=toml, flags={"data": {"pixel_range": "symmetric"}})
-    assert (config.model.likelihood, config.data.pixel_range) == ("logistic", "symmetric")
+    assert (config.likelihood, config.data.pixel_range) == (choice("likelihood", "logistic", sigma=0.3), "symmetric")
     with pytest.raises(VaekitError, match="add --pixel-range symmetric"):
         resolve(preset="mlp", config_file=toml)
 

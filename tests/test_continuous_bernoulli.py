@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.distributions import ContinuousBernoulliLikelihood, continuous_bernoulli_log_norm
 from vaekit.errors import VaekitError
+from vaekit.likelihoods.continuous_bernoulli import ContinuousBernoulliLikelihood, continuous_bernoulli_log_norm
 from vaekit.presets import resolve
 
 # numpy 2 renamed trapz to trapezoid; pyproject admits numpy 1.24 on.
@@ -77,7 +77,7 @@ def test_draws_lie_in_the_unit_interval_with_the_right_mean() -> None:
 
 def test_it_models_grey_pixels_in_the_unit_range_only() -> None:
     config = resolve(preset="mlp", flags={"model": {"likelihood": "continuous-bernoulli"}})
-    assert config.model.likelihood == "continuous-bernoulli"
+    assert config.likelihood.name == "continuous-bernoulli"
     with pytest.raises(VaekitError, match="continuous-bernoulli"):
         resolve(preset="mlp", flags={"model": {"likelihood": "continuous-bernoulli"}, "data": {"binarize": True}})
     with pytest.raises(VaekitError, match="continuous-bernoulli"):
@@ -91,11 +91,16 @@ def test_a_model_with_it_trains_and_its_nats_differ_from_the_cross_entropy_by_th
     from tests.conftest import blob_images, train_briefly
     from vaekit.config import DataConfig, ModelConfig
     from vaekit.data.transforms import to_model_input
-    from vaekit.distributions import BernoulliLikelihood
+    from vaekit.likelihoods.bernoulli import BernoulliLikelihood
+    from vaekit.methods import choice
     from vaekit.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_sizes=(32,), latent_dim=3, likelihood="continuous-bernoulli"), (1, 8, 8))
+    model = build_model(
+        ModelConfig(hidden_sizes=(32,), latent_dim=3),
+        (1, 8, 8),
+        likelihood=choice("likelihood", "continuous-bernoulli"),
+    )
     x = to_model_input(torch.from_numpy(blob_images(64, side=8)[0]), DataConfig())
     losses = train_briefly(model, x, steps=60)
     assert losses[-1] < losses[0] - 20

@@ -33,10 +33,14 @@ FAMILIES = {
     "resnet": ModelConfig(architecture="resnet", conv_channels=(8, 16), latent_dim=4),
     "ladder": ModelConfig(hidden_sizes=(64,), latent_dim=6, stochastic_layers=2, top_latent_dim=3, top_hidden_size=32),
     "pixel-context": ModelConfig(hidden_sizes=(64,), latent_dim=4, pixel_context_layers=2, pixel_context_channels=8),
-    "gaussian-pixel": ModelConfig(hidden_sizes=(64,), latent_dim=4, likelihood="gaussian", gaussian_variance="pixel"),
-    "logistic-mixture": ModelConfig(hidden_sizes=(64,), latent_dim=4, likelihood="logistic-mixture"),
+    "gaussian-pixel": ModelConfig(hidden_sizes=(64,), latent_dim=4),
+    "logistic-mixture": ModelConfig(hidden_sizes=(64,), latent_dim=4),
     "mixture-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4),
     "vamp-prior": ModelConfig(hidden_sizes=(64,), latent_dim=4),
+}
+LIKELIHOODS = {
+    "gaussian-pixel": choice("likelihood", "gaussian", variance="pixel"),
+    "logistic-mixture": choice("likelihood", "logistic-mixture"),
 }
 PRIORS = {
     "mixture-prior": choice("prior", "mixture", components=3),
@@ -52,9 +56,9 @@ def batch() -> torch.Tensor:
 
 def on_both(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
-    config, prior = FAMILIES[name], PRIORS.get(name)
-    cpu = build_model(config, (1, SIDE, SIDE), prior=prior).eval()
-    gpu = build_model(config, (1, SIDE, SIDE), prior=prior).eval()
+    config, prior, likelihood = FAMILIES[name], PRIORS.get(name), LIKELIHOODS.get(name)
+    cpu = build_model(config, (1, SIDE, SIDE), prior=prior, likelihood=likelihood).eval()
+    gpu = build_model(config, (1, SIDE, SIDE), prior=prior, likelihood=likelihood).eval()
     gpu.load_state_dict(cpu.state_dict())
     return cpu, gpu.cuda()
 

@@ -17,7 +17,7 @@ from vaekit.data import load_dataset
 from vaekit.data.disk import DiskImages, is_converted, open_converted, write_converted
 from vaekit.data.folders import load_folder
 from vaekit.errors import VaekitError
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.training.loop import train_model
 
 
@@ -60,7 +60,7 @@ def _config(dataset: Path) -> RunConfig:
 def _train(config: RunConfig) -> dict[str, torch.Tensor]:
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape)
+    model = build_run_model(config, splits.shape)
     train_model(model, splits, config, progress=False)
     return model.state_dict()
 
@@ -110,5 +110,5 @@ def test_a_large_folder_streams_from_disk(tmp_path: Path, monkeypatch: pytest.Mo
         model=ModelConfig(hidden_sizes=(8,), latent_dim=2),
         train=TrainConfig(epochs=1, batch_size=8, checkpoint_every=0),
     )
-    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
+    reports = train_model(build_run_model(config, splits.shape), splits, config, progress=False)
     assert np.isfinite(reports[0].val.nelbo_nats)

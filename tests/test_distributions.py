@@ -3,13 +3,9 @@ import math
 import pytest
 import torch
 
-from vaekit.distributions import (
-    BernoulliLikelihood,
-    DiagonalGaussian,
-    GaussianLikelihood,
-    kl_standard_normal,
-    standard_normal_log_prob,
-)
+from vaekit.distributions import DiagonalGaussian, kl_standard_normal, standard_normal_log_prob
+from vaekit.likelihoods.bernoulli import BernoulliLikelihood
+from vaekit.likelihoods.gaussian import GaussianLikelihood
 
 
 def test_kl_closed_form_matches_monte_carlo() -> None:
@@ -88,7 +84,7 @@ def test_wild_network_outputs_give_finite_densities_and_kls() -> None:
 def test_a_learned_gaussian_variance_has_a_floor(variance: str) -> None:
     """On data that sits on a grid the density could grow without limit as the variance shrinks
     (Mattei & Frellsen 2018); the learned log-variance is bounded below by MIN_LOGVAR."""
-    from vaekit.distributions import MIN_LOGVAR
+    from vaekit.likelihoods.gaussian import MIN_LOGVAR
 
     likelihood = GaussianLikelihood(variance, 1.0, (1, 2, 2))
     x = torch.rand(3, 1, 2, 2)
@@ -118,7 +114,7 @@ def exact_mean(likelihood: torch.nn.Module, params: torch.Tensor) -> torch.Tenso
 
 def test_each_likelihood_draws_samples_with_its_own_mean() -> None:
     """x ~ p(x|z): over many draws the sample mean is the distribution's mean (Monte Carlo)."""
-    from vaekit.distributions import DiscretizedLogisticLikelihood, MixtureOfLogisticsLikelihood
+    from vaekit.likelihoods.logistic import DiscretizedLogisticLikelihood, MixtureOfLogisticsLikelihood
 
     generator = torch.Generator().manual_seed(0)
     decoded = torch.randn((1, 2, 2, 2), generator=generator) * 0.7  # (1, C=2, H, W): one parameter per pixel

@@ -304,7 +304,11 @@ def test_the_method_tables_are_generated_from_the_specs_installed() -> None:
 
 
 # Each kind's hand-written page, whose table explains every method's math and use.
-METHOD_PAGES = {"objective": DOCS / "concepts" / "objectives.md", "posterior": DOCS / "guides" / "posteriors.md"}
+METHOD_PAGES = {
+    "objective": DOCS / "concepts" / "objectives.md",
+    "posterior": DOCS / "guides" / "posteriors.md",
+    "likelihood": DOCS / "concepts" / "numbers.md",
+}
 
 
 @pytest.mark.parametrize("kind", list(METHOD_PAGES))

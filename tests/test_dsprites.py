@@ -87,7 +87,7 @@ def test_generation_is_deterministic_cached_and_checked(tmp_path: Path) -> None:
 def test_the_built_in_set_splits_with_its_factors_and_is_a_likelihood(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaekit.distributions import BernoulliLikelihood
+    from vaekit.likelihoods.bernoulli import BernoulliLikelihood
     from vaekit.metrics.meaning import figure_meaning
 
     monkeypatch.setattr(registry, "DSPRITES_SIZES", SMALL)

@@ -21,7 +21,7 @@ from vaekit.errors import VaekitError
 from vaekit.methods import choice
 from vaekit.metrics import likelihood
 from vaekit.metrics.likelihood import iwae_over, iwae_per_image
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE, build_model, build_run_model
 from vaekit.objectives import iwae_bound
 from vaekit.presets import resolve
 from vaekit.training.loop import train_model
@@ -142,7 +142,7 @@ def test_training_with_the_iwae_objective(tmp_path: Path) -> None:
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape)
+    model = build_run_model(config, splits.shape)
     reports = train_model(model, splits, config, progress=False)
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
     # The training loss is the IWAE bound, never above the ELBO estimate from the same samples.

@@ -7,13 +7,13 @@ import torch
 
 from tests.conftest import blob_images, train_briefly
 from vaekit.data.transforms import to_model_input
-from vaekit.distributions import (
+from vaekit.errors import VaekitError
+from vaekit.likelihoods.logistic import (
     DiscretizedLogisticLikelihood,
     MixtureOfLogisticsLikelihood,
     discretized_logistic_log_mass,
 )
-from vaekit.errors import VaekitError
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.presets import resolve
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 127.5 - 1.0  # every 8-bit value in [-1, 1]
@@ -58,7 +58,7 @@ def test_needs_the_symmetric_pixel_range() -> None:
     with pytest.raises(VaekitError, match="--pixel-range symmetric"):
         resolve(preset="mlp", flags={"model": {"likelihood": "logistic"}})
     config = resolve(preset="mlp", flags={"model": {"likelihood": "logistic"}, "data": {"pixel_range": "symmetric"}})
-    assert config.model.likelihood == "logistic"
+    assert config.likelihood.name == "logistic"
 
 
 def test_mixture_probabilities_over_all_256_levels_sum_to_one() -> None:
@@ -94,12 +94,13 @@ def test_a_mixture_model_trains_on_8_bit_images() -> None:
     config = resolve(
         preset="mlp",
         flags={
-            "model": {"likelihood": "logistic-mixture", "logistic_components": 3, "hidden_sizes": (64,)},
+            "model": {"hidden_sizes": (64,)},
+            "likelihood": {"name": "logistic-mixture", "components": 3},
             "data": {"pixel_range": "symmetric"},
         },
     )
     images, _ = blob_images(256, side=8, seed=0)
-    model = build_model(config.model, (1, 8, 8))
+    model = build_run_model(config, (1, 8, 8))
     x = to_model_input(torch.from_numpy(images), config.data)
     losses = train_briefly(model, x, steps=60)
     assert math.isfinite(losses[-1]) and losses[-1] < 0.8 * losses[0]

@@ -13,7 +13,7 @@ from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.methods import choice
 from vaekit.metrics.elbo import ElboSummary
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.training.callbacks import EarlyStopping, EpochReport
 from vaekit.training.loop import Trainer
 
@@ -26,7 +26,7 @@ def tiny_trainer(dataset: Path, **train: object) -> Trainer:
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    return Trainer(build_model(config.model, splits.shape), splits, config, progress=False)
+    return Trainer(build_run_model(config, splits.shape), splits, config, progress=False)
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -120,7 +120,7 @@ def test_the_epoch_sample_picture_comes_from_the_model_s_own_prior(blob_npz: Pat
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape, prior=config.prior)
+    model = build_run_model(config, splits.shape)
     with torch.no_grad():
         model.prior.means.fill_(6.0)  # type: ignore[union-attr]  # where N(0, I) never goes
     RunWriter(tmp_path, config, splits, model.device).save_pictures(model, 1)
@@ -139,7 +139,7 @@ def test_a_step_budget_ends_the_run_mid_epoch_and_the_cosine_schedule_with_it(bl
     config = trainer.config
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
+    reports = train_model(build_run_model(config, splits.shape), splits, config, progress=False)
     assert [(r.epoch, r.step) for r in reports] == [(1, 3)]
     unlimited = tiny_trainer(blob_npz, lr_schedule="cosine")
     assert (unlimited.state.total_steps, tiny_trainer(blob_npz, max_steps=3).state.total_steps) == (

@@ -5,7 +5,8 @@ import torch
 
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
-from vaekit.models import build_model
+from vaekit.methods import choice
+from vaekit.models import build_model, build_run_model
 from vaekit.models.ladder import LadderVAE
 from vaekit.models.pixelcontext import CONTEXT_FEATURES
 from vaekit.presets import PRESETS, preset_config
@@ -19,8 +20,6 @@ SMALL_MODELS = {
         conv_channels=(4, 8),
         conv_strides=(2, 2),
         latent_dim=3,
-        likelihood="gaussian",
-        gaussian_variance="pixel",
         activation="leaky_relu",
     ),
     "resnet": ModelConfig(architecture="resnet", conv_channels=(4, 8), conv_strides=(2, 2), res_blocks=1, latent_dim=3),
@@ -31,7 +30,8 @@ SMALL_MODELS = {
 @pytest.mark.parametrize("name", list(SMALL_MODELS))
 def test_shapes_and_gradients(name: str, shape: tuple[int, int, int]) -> None:
     torch.manual_seed(0)
-    model = build_model(SMALL_MODELS[name], shape)
+    likelihood = choice("likelihood", "gaussian", variance="pixel") if "gauss" in name else None
+    model = build_model(SMALL_MODELS[name], shape, likelihood=likelihood)
     x = torch.rand(5, *shape)
     posterior = model.encode(x)
     assert posterior.mu.shape == posterior.logvar.shape == (5, model.latent_dim)
@@ -72,10 +72,7 @@ def test_presets_build_with_the_documented_layouts() -> None:
     }
     assert set(shapes) == set(PRESETS)
     configs = {name: preset_config(name) for name in shapes}
-    models = {
-        name: build_model(configs[name].model, shape, posterior=configs[name].posterior)
-        for name, shape in shapes.items()
-    }
+    models = {name: build_run_model(configs[name], shape) for name, shape in shapes.items()}
     mlp = models["mlp"]
     assert [tuple(p.shape) for p in mlp.encoder.parameters()] == [(400, 784), (400,), (40, 400), (40,)]
     assert math.prod(models["conv-small"].encoder.feature_shape) == 512

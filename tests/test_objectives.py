@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from vaekit.distributions import GaussianLikelihood, kl_standard_normal
+from vaekit.distributions import kl_standard_normal
+from vaekit.likelihoods.gaussian import GaussianLikelihood
 from vaekit.objectives import beta_at, bits_per_dim, elbo_terms, free_bits_kl
 from vaekit.presets import mse_kl_sigma
 

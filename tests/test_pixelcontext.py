@@ -11,8 +11,8 @@ import torch
 
 from tests.conftest import iwae_and_elbo, train_briefly
 from vaekit.config import ModelConfig
-from vaekit.distributions import BernoulliLikelihood
 from vaekit.errors import VaekitError
+from vaekit.likelihoods.bernoulli import BernoulliLikelihood
 from vaekit.models import build_model
 from vaekit.models.pixelcontext import CONTEXT_FEATURES, PixelContextHead
 from vaekit.models.vae import VAE

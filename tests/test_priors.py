@@ -15,7 +15,7 @@ from vaekit.data import load_dataset
 from vaekit.distributions import DiagonalGaussian, kl_standard_normal
 from vaekit.errors import VaekitError
 from vaekit.methods import choice
-from vaekit.models import build_model
+from vaekit.models import build_model, build_run_model
 from vaekit.presets import resolve
 from vaekit.priors import MixturePrior, monte_carlo_kl
 from vaekit.training.loop import train_model
@@ -74,7 +74,7 @@ def test_training_with_a_mixture_prior_learns_the_prior(tmp_path: Path) -> None:
     )
     splits = load_dataset(config.data, progress=False)
     torch.manual_seed(0)
-    model = build_model(config.model, splits.shape, prior=config.prior)
+    model = build_run_model(config, splits.shape)
     before = model.prior.means.detach().clone()
     reports = train_model(model, splits, config, progress=False)
     assert reports[-1].val.nelbo_nats < reports[0].val.nelbo_nats
@@ -123,7 +123,7 @@ def test_vamp_prior_checkpoint_round_trip(tmp_path: Path) -> None:
     from vaekit.checkpoint import load_checkpoint, save_checkpoint
 
     config = RunConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=3), prior=choice("prior", "vamp", components=4))
-    model = build_model(config.model, (1, 6, 6), prior=config.prior)
+    model = build_run_model(config, (1, 6, 6))
     save_checkpoint(tmp_path / "c.safetensors", model, config, {"epoch": 1})
     loaded, _, _ = load_checkpoint(tmp_path / "c.safetensors")
     assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)

@@ -21,7 +21,7 @@ from tests.conftest import blob_images
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.data import load_dataset
 from vaekit.data import transforms as transforms_module
-from vaekit.models import build_model
+from vaekit.models import build_run_model
 from vaekit.training.loop import TrainingDiverged, train_model
 from vaekit.training.run import train_run
 
@@ -153,7 +153,7 @@ def small_config(dataset: Path, **train: object) -> RunConfig:
 def test_a_nan_batch_is_skipped_and_training_goes_on(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_config(dataset)
     splits = load_dataset(config.data, progress=False)
-    model = build_model(config.model, splits.shape)
+    model = build_run_model(config, splits.shape)
     real = transforms_module.to_model_input
     calls = {"n": 0}
 
@@ -215,7 +215,7 @@ def test_gradient_clipping_saves_adam_from_one_huge_gradient(dataset: Path, monk
         config = small_config(dataset, lr=1e-3, clip_grad_norm=clip)
         splits = load_dataset(config.data, progress=False)
         torch.manual_seed(0)
-        reports = train_model(build_model(config.model, splits.shape), splits, config, progress=False)
+        reports = train_model(build_run_model(config, splits.shape), splits, config, progress=False)
         assert all(report.skipped_steps == 0 for report in reports)  # the spike is finite: it is applied
         return [report.val.nelbo_nats for report in reports]
 

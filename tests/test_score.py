@@ -107,7 +107,7 @@ def test_the_bernoulli_entropy_is_the_cross_entropys_floor() -> None:
     """H(x) equals the cross-entropy at logits = logit(x), no logits give less, binary pixels have none."""
     import torch
 
-    from vaekit.distributions import BernoulliLikelihood, bernoulli_entropy
+    from vaekit.likelihoods.bernoulli import BernoulliLikelihood, bernoulli_entropy
 
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((4, 1, 5, 5), generator=generator).clamp(0.01, 0.99)
@@ -123,7 +123,7 @@ def test_the_bernoulli_entropy_is_the_cross_entropys_floor() -> None:
 def test_the_excess_is_the_elbo_above_each_images_floor(run_dir: Path) -> None:
     import torch
 
-    from vaekit.distributions import bernoulli_entropy
+    from vaekit.likelihoods.bernoulli import bernoulli_entropy
 
     run = load_run(run_dir)
     items = run.load_data().test.array

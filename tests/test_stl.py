@@ -12,7 +12,7 @@ from tests.conftest import blob_images
 from vaekit.config import DataConfig, ModelConfig, RunConfig, with_overrides
 from vaekit.data.transforms import to_model_input
 from vaekit.distributions import DiagonalGaussian
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE, build_run_model
 from vaekit.objectives.base import StepBatch
 from vaekit.objectives.registry import build_objective
 
@@ -24,7 +24,7 @@ NOISE_SEED = 3
 
 def setup(n: int = 8) -> tuple[VAE, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    model = build_model(CONFIG.model, (1, 8, 8))
+    model = build_run_model(CONFIG, (1, 8, 8))
     x = to_model_input(torch.from_numpy(blob_images(n, side=8)[0]), DataConfig())
     # the noise the step's batch draws (StepBatch.noise) from a stream seeded alike: the same draws
     eps = torch.randn((n, model.noise_dim), generator=torch.Generator().manual_seed(NOISE_SEED))

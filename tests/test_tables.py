@@ -120,7 +120,7 @@ def test_the_cli_trains_evaluates_samples_and_serves_a_real_table(
     common = ["--label-column", "diagnosis", "--epochs", "3", "--quiet"]
     assert main(["train", "--dataset", str(table), *common, "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["preset"] == "table" and config["model"]["likelihood"] == "gaussian"
+    assert config["preset"] == "table" and config["likelihood"]["name"] == "gaussian"
     # the stored standardisation is the training split's, in the table's own units
     loaded = load_run(run)
     splits = loaded.load_data()
@@ -159,6 +159,7 @@ def test_the_cli_trains_evaluates_samples_and_serves_a_real_table(
         (["--architecture", "conv"], "rows are vectors, not images"),
         (["--likelihood", "bernoulli"], "needs 0/1 columns"),
         (["--likelihood", "logistic", "--pixel-range", "symmetric"], "apply to images only"),
+        (["--likelihood", "continuous-bernoulli"], "a table takes --likelihood bernoulli or gaussian"),
     ],
 )
 def test_settings_for_images_are_refused_on_a_table(

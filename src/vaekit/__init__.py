@@ -42,12 +42,12 @@ _EXPORTS = {
     "NetworkSpec": "vaekit.models.custom",
     "Encoder": "vaekit.models.custom",
     "Decoder": "vaekit.models.custom",
-    "Likelihood": "vaekit.distributions",
-    "BernoulliLikelihood": "vaekit.distributions",
-    "ContinuousBernoulliLikelihood": "vaekit.distributions",
-    "GaussianLikelihood": "vaekit.distributions",
-    "DiscretizedLogisticLikelihood": "vaekit.distributions",
-    "MixtureOfLogisticsLikelihood": "vaekit.distributions",
+    "Likelihood": "vaekit.likelihoods",
+    "BernoulliLikelihood": "vaekit.likelihoods.bernoulli",
+    "ContinuousBernoulliLikelihood": "vaekit.likelihoods.continuous_bernoulli",
+    "GaussianLikelihood": "vaekit.likelihoods.gaussian",
+    "DiscretizedLogisticLikelihood": "vaekit.likelihoods.logistic",
+    "MixtureOfLogisticsLikelihood": "vaekit.likelihoods.logistic",
     "StandardNormalPrior": "vaekit.priors",
     "MixturePrior": "vaekit.priors",
     "VampPrior": "vaekit.priors",
@@ -94,15 +94,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from vaekit.distributions import (
-        BernoulliLikelihood,
-        ContinuousBernoulliLikelihood,
-        DiscretizedLogisticLikelihood,
-        GaussianLikelihood,
-        Likelihood,
-        MixtureOfLogisticsLikelihood,
-    )
     from vaekit.errors import VaekitError
+    from vaekit.likelihoods import Likelihood
+    from vaekit.likelihoods.bernoulli import BernoulliLikelihood
+    from vaekit.likelihoods.continuous_bernoulli import ContinuousBernoulliLikelihood
+    from vaekit.likelihoods.gaussian import GaussianLikelihood
+    from vaekit.likelihoods.logistic import DiscretizedLogisticLikelihood, MixtureOfLogisticsLikelihood
     from vaekit.loading import TrainedRun, load_run
     from vaekit.metrics.elbo import elbo_over
     from vaekit.metrics.latents import latent_usage

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save
 from vaekit.atomic import write_bytes
 from vaekit.config import RunConfig
 from vaekit.errors import VaekitError
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE, build_run_model
 from vaekit.models.vae import SeparatePart
 
 FORMAT = "vaekit-checkpoint-1"
@@ -119,14 +119,7 @@ def load_checkpoint(
     network made by user code is built only with `trust_code` (models/custom.py)."""
     tensors, metadata = read_checkpoint(path)
     config, image_shape, info = parse_header(path, metadata)
-    model = build_model(
-        config.model,
-        image_shape,
-        trust_code=trust_code,
-        source=f"checkpoint {path}",
-        posterior=config.posterior,
-        prior=config.prior,
-    )
+    model = build_run_model(config, image_shape, trust_code, f"checkpoint {path}")
     mismatch = weights_mismatch(model, tensors)
     if mismatch is not None:
         raise VaekitError(f"checkpoint {path} does not match its own config ({mismatch}): the file is damaged")

@@ -24,8 +24,6 @@ Architecture = Literal["mlp", "conv", "resnet"]  # built in; or a factory's name
 # A user's network factory, module.path:function (models/custom.py builds it, with consent).
 FACTORY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
-LikelihoodName = Literal["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "logistic-mixture"]
-GaussianVariance = Literal["fixed", "global", "pixel"]
 PixelRange = Literal["unit", "symmetric"]
 ArrayLayout = Literal["auto", "nhwc", "nchw"]  # how a 4-D .npy/.npz image array is laid out
 BINARY_DATASETS = ("dsprites",)  # built-in sets whose pixels are 0 or 255 as stored
@@ -159,19 +157,6 @@ class ModelConfig:
     kernel_size: int = field(default=3, metadata=_help("conv kernel size (odd)"))
     res_blocks: int = field(default=1, metadata=_help("resnet only: residual blocks per stage"))
     activation: Activation = field(default="relu", metadata=_help("hidden activation"))
-    likelihood: LikelihoodName = field(
-        default="bernoulli",
-        metadata=_help(
-            "p(x|z) family; bernoulli: a likelihood of binary pixels (--binarize), a cross-entropy on grey ones; "
-            "continuous-bernoulli: its normalised density on [0, 1]; logistic: discretised logistic over 8-bit levels, "
-            "logistic-mixture: a mixture of --logistic-components of them per pixel (both need --pixel-range symmetric)"
-        ),
-    )
-    logistic_components: int = field(default=5, metadata=_help("logistic-mixture only: mixture components per pixel"))
-    gaussian_variance: GaussianVariance = field(
-        default="fixed", metadata=_help("gaussian only: fixed sigma, or a learned global / per-pixel variance")
-    )
-    sigma: float = field(default=1.0, metadata=_help("gaussian only: fixed sigma, or the initial one when learned"))
     stochastic_layers: int = field(
         default=1,
         metadata=_help("1, or 2: a ladder of z1 (--latent-dim) under z2 (--top-latent-dim), top-down inference"),
@@ -226,7 +211,6 @@ class ModelConfig:
             self.kernel_size >= 1 and self.kernel_size % 2 == 1,
             f"--kernel-size {self.kernel_size} must be a positive odd number",
         )
-        _require(math.isfinite(self.sigma) and self.sigma > 0, f"--sigma {self.sigma} must be a positive finite number")
         _require(self.res_blocks >= 0, f"--res-blocks {self.res_blocks} must be >= 0")
         _require(
             self.stochastic_layers in (1, 2),
@@ -241,7 +225,6 @@ class ModelConfig:
             self.pixel_context_channels >= 1,
             f"--pixel-context-channels {self.pixel_context_channels} must be at least 1",
         )
-        _require(self.logistic_components >= 1, f"--logistic-components {self.logistic_components} must be at least 1")
         _require(
             not (self.conditional and FACTORY_NAME.fullmatch(self.architecture)),
             "--conditional builds the label into vaekit's own networks, not into a factory's: use --architecture "
@@ -349,6 +332,10 @@ def _default_prior() -> MethodChoice:
     return default_choice("prior")
 
 
+def _default_likelihood() -> MethodChoice:
+    return default_choice("likelihood")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = DataConfig()
@@ -358,28 +345,12 @@ class RunConfig:
     objective: MethodChoice = field(default_factory=_default_objective)
     posterior: MethodChoice = field(default_factory=_default_posterior)
     prior: MethodChoice = field(default_factory=_default_prior)
+    likelihood: MethodChoice = field(default_factory=_default_likelihood)
     preset: str | None = None
 
     def __post_init__(self) -> None:
         # Rules that span sections. resolve() merges its layers before building, so one layer may
         # fix what another broke; only the finished combination is checked.
-        _require(
-            not self.model.likelihood.startswith("logistic")
-            or (self.data.pixel_range == "symmetric" and not self.data.binarize),
-            f"--likelihood {self.model.likelihood} models 8-bit levels in [-1, 1]: add --pixel-range symmetric "
-            "(and no --binarize)",
-        )
-        _require(
-            self.model.likelihood != "continuous-bernoulli"
-            or (self.data.pixel_range == "unit" and not self.data.binarize),
-            "--likelihood continuous-bernoulli is a density of grey pixels in [0, 1]: use --pixel-range unit and no "
-            "--binarize (binary pixels want --likelihood bernoulli)",
-        )
-        _require(
-            not self.data.dequantize or self.model.likelihood in ("gaussian", "continuous-bernoulli"),
-            f"--dequantize is for continuous likelihoods (gaussian, continuous-bernoulli); --likelihood "
-            f"{self.model.likelihood} already models the pixels' values: leave --dequantize out",
-        )
         _require(
             self.data.val_size != 0 or self.train.early_stopping == 0,
             "--early-stopping watches the validation set: give --val-size N (N >= 1) or leave --early-stopping out",
@@ -427,10 +398,18 @@ def model_offers(model: ModelConfig) -> frozenset[str]:
     return frozenset(offers)
 
 
-def _missing(flag: str, needs: frozenset[str], offers: frozenset[str]) -> None:
+def data_offers(data: DataConfig) -> frozenset[str]:
+    """What the data, as prepared, offers a likelihood."""
+    if data.binarize:
+        return frozenset()
+    return frozenset({"symmetric_pixels" if data.pixel_range == "symmetric" else "unit_grey_pixels"})
+
+
+def _missing(flag: str, needs: frozenset[str], offers: frozenset[str], hint_kind: str | None = "posterior") -> None:
     for need in sorted(needs - offers):
-        families = providers("posterior", need)
-        hint = f" (--posterior {' or '.join(families)})" if families else ""
+        hint = ""
+        if hint_kind is not None and providers(hint_kind, need):
+            hint = f" ({KINDS[hint_kind].flag} {' or '.join(providers(hint_kind, need))})"
         raise VaekitError(f"{flag} {CAPABILITIES[need]}{hint}")
 
 
@@ -440,8 +419,23 @@ def _kl_schedule_given(train: TrainConfig) -> list[str]:
     return ["--" + name.replace("_", "-") for name in KL_SCHEDULE if getattr(train, name) != getattr(default, name)]
 
 
+def check_likelihood(config: RunConfig) -> None:
+    """The likelihood's needs against the data, and --dequantize against what the likelihood is."""
+    likelihood = config.likelihood.spec
+    name = f"--likelihood {likelihood.name}"
+    _missing(name, likelihood.needs, data_offers(config.data), hint_kind=None)
+    _require(
+        not config.data.dequantize or "density" in likelihood.offers,
+        f"--dequantize is for continuous likelihoods ({', '.join(providers('likelihood', 'density'))}); {name} "
+        "already models the pixels' values: leave --dequantize out",
+    )
+    if likelihood.check is not None:
+        likelihood.check(config.likelihood.settings, config)
+
+
 def check_methods(config: RunConfig) -> None:
     """Every rule between the objective, the posterior family, the prior and the rest, from their specs."""
+    check_likelihood(config)
     model, train = config.model, config.train
     family, objective, prior = config.posterior.spec, config.objective.spec, config.prior.spec
     where = f"--posterior {family.name}"
@@ -494,10 +488,10 @@ SECTIONS: dict[str, type] = {
 }
 # The sections that hold one method each: {"name": ..., **its settings}.
 METHOD_SECTIONS = tuple(KINDS)
-SECTION_LIST = "[data], [model], [train], [objective], [posterior], [prior]"
+SECTION_LIST = "[data], [model], [train], [objective], [posterior], [prior], [likelihood]"
 # Where a config written before the plug-ins kept each method's name: [train] objective,
-# [model] posterior; its settings were flat in [objective] and [model], under their flag keys.
-LEGACY_NAME = {"objective": "train", "posterior": "model", "prior": "model"}
+# [model] posterior, prior and likelihood; its settings were flat in [objective] and [model], under their flag keys.
+LEGACY_NAME = {"objective": "train", "posterior": "model", "prior": "model", "likelihood": "model"}
 
 
 def upgrade_sections(sections: dict[str, dict[str, Any]], saved: bool = False) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Methods as plug-ins: what an objective or a posterior family *is*, declared beside its code.
+"""Methods as plug-ins: what an objective, a posterior family, a prior or a likelihood *is*,
+declared beside its code.
 
 Each method module defines `SPECS`, a tuple of `MethodSpec`: its name, a frozen dataclass of its
 own settings (their defaults, help, flag and range declared with `setting`), its one-line
@@ -9,9 +10,10 @@ make their flags and keywords from the specs, and every rule that spans methods 
 needs against offers.
 
 Specs are found, once per process, in the modules of vaekit's own package for the kind
-(`vaekit.objectives`, `vaekit.posteriors`) and then through the entry-point groups of the same
-names, the way pytest finds its plug-ins. A plug-in that fails to import or declares a malformed
-spec is left out with a one-line note (`load_problems`), and vaekit keeps its own methods.
+(`vaekit.objectives`, `vaekit.posteriors`, `vaekit.priors`, `vaekit.likelihoods`) and then
+through the entry-point groups of the same names, the way pytest finds its plug-ins. A plug-in
+that fails to import or declares a malformed spec is left out with a one-line note
+(`load_problems`), and vaekit keeps its own methods.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ CAPABILITIES: dict[str, str] = {
     "ladder_top": "can be the top layer of a two-layer ladder",
     "per_dimension_kl": "gives the KL per latent dimension in closed form",
     "prior_phase": "trains a prior of its own after the autoencoder (--prior-epochs, vaekit train-prior)",
+    # needed by likelihoods, offered by the data (config.data_offers)
+    "symmetric_pixels": "models 8-bit levels in [-1, 1]: add --pixel-range symmetric (and no --binarize)",
+    "unit_grey_pixels": "is a density of grey pixels in [0, 1]: use --pixel-range unit and no --binarize (binary "
+    "pixels want --likelihood bernoulli)",
+    # offered by likelihoods
+    "density": "is a density over continuous values (what --dequantize is for)",
+    "binary_values": "is a probability mass over 0/1 values",
+    "table_rows": "models a table's features",
 }
 
 
@@ -71,6 +81,7 @@ KINDS: dict[str, Kind] = {
     "objective": Kind("objective", "vaekit.objectives", "--objective", "elbo"),
     "posterior": Kind("posterior", "vaekit.posteriors", "--posterior", "gaussian", ("vaekit.models",)),
     "prior": Kind("prior", "vaekit.priors", "--prior", "standard"),  # a module: its own SPECS
+    "likelihood": Kind("likelihood", "vaekit.likelihoods", "--likelihood", "bernoulli"),
 }
 NAME = re.compile(r"[a-z][a-z0-9-]*")
 BUILT_IN = "vaekit"

@@ -22,6 +22,7 @@ import numpy as np
 from vaekit.atomic import write_bytes, write_text
 from vaekit.config import RunConfig
 from vaekit.errors import VaekitError
+from vaekit.methods import providers
 
 MIN_ROWS = 3  # one each for training, validation and test
 # A feature whose training-split spread is below this (relative to its size) is constant in effect:
@@ -200,9 +201,6 @@ def log_scale_jacobian(scaling: Scaling) -> float:
     return float(sum(math.log(s) for s in scaling.std))
 
 
-TABLE_LIKELIHOODS = ("gaussian", "bernoulli")
-
-
 def with_table_scaling(config: RunConfig, train_items: np.ndarray, columns: tuple[str, ...]) -> RunConfig:
     """Check that the model suits a table and store the training split's standardisation in the
     config (identity for 0/1 features under a Bernoulli). A config that has one keeps it (resume)."""
@@ -212,14 +210,16 @@ def with_table_scaling(config: RunConfig, train_items: np.ndarray, columns: tupl
             f"a table's rows are vectors, not images: --architecture {model.architecture} and --pixel-context-layers "
             "need images; use --architecture mlp (the `table` preset) or your own network"
         )
-    if model.likelihood not in TABLE_LIKELIHOODS:
+    likelihood = config.likelihood.spec
+    if "table_rows" not in likelihood.offers:
+        takes = " or ".join(providers("likelihood", "table_rows"))
         raise VaekitError(
-            f"--likelihood {model.likelihood} models pixels; a table takes gaussian (learned variance per feature, "
-            "the `table` preset) or bernoulli for 0/1 columns"
+            f"--likelihood {likelihood.name} models pixels; a table takes --likelihood {takes} (the `table` preset: "
+            "a Gaussian with a learned variance per feature)"
         )
     if config.data.is_table:  # fitted already (a resumed run)
         return config
-    if model.likelihood == "bernoulli":
+    if "binary_values" in likelihood.offers:  # 0/1 columns, kept as they are
         check_binary(train_items, columns)
         scaling = Scaling.identity(len(columns))
     else:

@@ -21,7 +21,7 @@ from typing import Literal
 from vaekit import methods
 from vaekit.config import DataConfig
 from vaekit.data.transforms import pixel_bin_width
-from vaekit.distributions import Likelihood
+from vaekit.likelihoods import Likelihood
 from vaekit.objectives import bits_per_dim
 
 Kind = Literal["likelihood", "cross-entropy", "density", "dequantized-density", "reconstruction"]

@@ -30,7 +30,6 @@ import torch
 from vaekit.atomic import write_text
 from vaekit.config import DataConfig
 from vaekit.data.transforms import labelled_batches, model_batches
-from vaekit.distributions import BernoulliLikelihood, bernoulli_entropy
 from vaekit.errors import VaekitError
 from vaekit.metrics.elbo import elbo_terms_per_item
 from vaekit.metrics.likelihood import iwae_per_item
@@ -65,16 +64,18 @@ SCORES = ("nelbo", "iwae", "recon", "excess")
 
 
 def has_excess(model: VAE) -> bool:
-    """Whether the run's likelihood has the excess score (a Bernoulli's)."""
-    return isinstance(model.likelihood, BernoulliLikelihood)
+    """Whether the run's likelihood knows the least -log p(x|z) any decoder can reach (the
+    Bernoulli's: H(x)), which the excess score is measured from."""
+    return hasattr(model.likelihood, "least_negative_log_prob")
 
 
-def cross_entropy_floor(items: np.ndarray, data: DataConfig, batch_size: int = ELBO_BATCH) -> np.ndarray:
-    """H(x) per item in nats, (N,): the least cross-entropy a Bernoulli can give it (zero for
-    binary pixels, dynamically binarised ones included)."""
+def cross_entropy_floor(model: VAE, items: np.ndarray, data: DataConfig, batch_size: int = ELBO_BATCH) -> np.ndarray:
+    """The least -log p(x|z) per item in nats, (N,), for a likelihood that has one (zero for a
+    Bernoulli on binary pixels, dynamically binarised ones included)."""
     if data.binarize:
         return np.zeros(len(items))
-    floors = [bernoulli_entropy(x).double().cpu() for x in model_batches(items, data, batch_size, torch.device("cpu"))]
+    least = model.likelihood.least_negative_log_prob  # type: ignore[attr-defined]  # has_excess checked it
+    floors = [least(x).double().cpu() for x in model_batches(items, data, batch_size, torch.device("cpu"))]
     return torch.cat(floors).numpy() if floors else np.zeros(0)
 
 
@@ -114,7 +115,7 @@ def score_by(
             )
         recon_nats, kl_nats = elbo_terms_per_item(model, items, data, ELBO_BATCH, seed, labels)
         nelbo = (recon_nats + kl_nats).numpy()
-        return nelbo - cross_entropy_floor(items, data) if name == "excess" else nelbo
+        return nelbo - cross_entropy_floor(model, items, data) if name == "excess" else nelbo
     if name == "iwae":
         return (-iwae_per_item(model, items, data, k, IWAE_BATCH, seed, labels)).numpy()
     return reconstruction_error(model, items, data, seed=seed, labels=labels)
@@ -125,7 +126,7 @@ def score_items(
 ) -> ItemScores:
     names = ("nelbo", "iwae", "recon")
     nelbo, iwae, recon = (score_by(name, model, items, data, k, seed, labels) for name in names)
-    excess = nelbo - cross_entropy_floor(items, data) if has_excess(model) else None
+    excess = nelbo - cross_entropy_floor(model, items, data) if has_excess(model) else None
     return ItemScores(nelbo, iwae, recon, k, excess)
 
 

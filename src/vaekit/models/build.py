@@ -9,16 +9,9 @@ import warnings
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
-from vaekit.distributions import (
-    BernoulliLikelihood,
-    ContinuousBernoulliLikelihood,
-    DiscretizedLogisticLikelihood,
-    GaussianLikelihood,
-    Likelihood,
-    MixtureOfLogisticsLikelihood,
-)
+from vaekit.config import ModelConfig, RunConfig
 from vaekit.errors import VaekitError
+from vaekit.likelihoods import Likelihood, LikelihoodContext
 from vaekit.methods import MethodChoice, default_choice
 from vaekit.models.conditional import LabelledDecoder, LabelledEncoder, encoder_input_shape
 from vaekit.models.conv import ConvDecoder, ConvEncoder
@@ -34,16 +27,10 @@ from vaekit.posteriors.base import FamilyContext
 from vaekit.priors import PriorContext
 
 
-def build_likelihood(config: ModelConfig, image_shape: tuple[int, int, int]) -> Likelihood:
-    if config.likelihood == "bernoulli":
-        return BernoulliLikelihood()
-    if config.likelihood == "continuous-bernoulli":
-        return ContinuousBernoulliLikelihood()
-    if config.likelihood == "logistic":
-        return DiscretizedLogisticLikelihood(config.sigma, image_shape)
-    if config.likelihood == "logistic-mixture":
-        return MixtureOfLogisticsLikelihood(config.logistic_components, config.sigma)
-    return GaussianLikelihood(config.gaussian_variance, config.sigma, image_shape)
+def build_likelihood(likelihood: MethodChoice, image_shape: tuple[int, int, int]) -> Likelihood:
+    """The likelihood `likelihood` names (likelihoods/), for images of `image_shape`."""
+    built: Likelihood = likelihood.spec.build(likelihood.settings, LikelihoodContext(image_shape))
+    return built
 
 
 def build_family(config: ModelConfig, posterior: MethodChoice, latent_dim: int) -> PosteriorFamily:
@@ -66,11 +53,12 @@ def build_model(
     source: str = "this config",
     posterior: MethodChoice | None = None,
     prior: MethodChoice | None = None,
+    likelihood: MethodChoice | None = None,
 ) -> VAE:
-    """The model `config` describes, with the posterior family `posterior` and the prior `prior`
-    (by default the Gaussian and N(0, I)). A user's factory (module:function) is imported only with
-    `trust_code`; otherwise the build is refused before anything is imported (`source` names where
-    the config came from, for that message)."""
+    """The model `config` describes, with the posterior family `posterior`, the prior `prior` and
+    the likelihood `likelihood` (by default the Gaussian, N(0, I) and the Bernoulli). A user's
+    factory (module:function) is imported only with `trust_code`; otherwise the build is refused
+    before anything is imported (`source` names where the config came from, for that message)."""
     if is_factory_name(config.architecture) and not trust_code:
         raise VaekitError(untrusted_message(config.architecture, source))
     if config.conditional and config.classes < 2:
@@ -82,12 +70,28 @@ def build_model(
         # --latent-dim 0 makes zero-size layers (the decoder's first is then just a learned bias);
         # PyTorch warns that initialising them does nothing, which is what is meant.
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
-        return _build(config, image_shape, posterior or default_choice("posterior"), prior or default_choice("prior"))
+        posterior, prior = posterior or default_choice("posterior"), prior or default_choice("prior")
+        return _build(config, image_shape, posterior, prior, likelihood or default_choice("likelihood"))
 
 
-def _build(config: ModelConfig, image_shape: tuple[int, int, int], posterior: MethodChoice, prior: MethodChoice) -> VAE:
+def build_run_model(
+    config: RunConfig, image_shape: tuple[int, int, int], trust_code: bool = False, source: str = "this config"
+) -> VAE:
+    """The model of a whole run: its model section with the run's posterior family, prior and
+    likelihood."""
+    methods = {"posterior": config.posterior, "prior": config.prior, "likelihood": config.likelihood}
+    return build_model(config.model, image_shape, trust_code, source, **methods)
+
+
+def _build(
+    config: ModelConfig,
+    image_shape: tuple[int, int, int],
+    posterior: MethodChoice,
+    prior: MethodChoice,
+    likelihood_choice: MethodChoice,
+) -> VAE:
     z, act = config.latent_dim, config.activation
-    likelihood = build_likelihood(config, image_shape)
+    likelihood = build_likelihood(likelihood_choice, image_shape)
     # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
     # and with a pixel-context head also the head's feature maps.
     c, h, w = image_shape

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vaekit.distributions import DiagonalGaussian, Likelihood, kl_gaussians, standard_normal_log_prob
+from vaekit.distributions import DiagonalGaussian, kl_gaussians, standard_normal_log_prob
 from vaekit.errors import VaekitError
+from vaekit.likelihoods import Likelihood
 from vaekit.models.layers import activation
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.models.vae import VAE, WeightedDraws, repeat_labels
-from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, log_importance_weights
+from vaekit.models.vae import VAE, repeat_labels
+from vaekit.objectives import KlPart, ModelTerms
 from vaekit.posteriors import InverseAutoregressiveFlow
 from vaekit.posteriors.iaf import bounded_base
 
@@ -126,12 +127,6 @@ class LadderVAE(VAE):
     def point_code_name(self) -> str:
         return "z2_mean" if self.flow is None else "z2_centre"
 
-    @property
-    def closed_form_kl(self) -> bool:
-        # encode(x) is q(z2|x) only and the z1 term depends on the sampled z2, so VAE.iwae reports
-        # the K-sample KL estimate from this class's joint log-weights.
-        return False
-
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> LadderPosterior:
         params = self.encoder_outputs(x, y)  # (B, 2 Z1 + C), fp32
         bottom_up = DiagonalGaussian.from_params(params[..., : 2 * self.bottom_dim])  # the encoder's estimate of z1
@@ -181,52 +176,39 @@ class LadderVAE(VAE):
         z1 = posterior1.rsample(eps=eps1)
         return Descent(z2, z1, prior1, posterior1, log_q2, posterior1.log_prob(z1))
 
-    def elbo(
-        self,
-        x: torch.Tensor,
-        beta: float = 1.0,
-        free_bits: float = 0.0,
-        generator: torch.Generator | None = None,
-        eps: torch.Tensor | None = None,
-        kl_batch_mean: BatchMean | None = None,
-        y: torch.Tensor | None = None,
-    ) -> ElboTerms:
-        """eps (B, Z2 + Z1). KL = KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) || p(z1|z2)), per dimension
-        in closed form; with a flow on z2, its part is the one-sample estimate log q(z2|x) - log N(z2)."""
-        top = self.encode(x, y)
-        eps2, eps1 = self._split_noise(eps, tuple(top.mu.shape[:-1]), top.mu, generator)
-        down = self._descend(top, eps2, eps1)
-        log_px = self.log_likelihood(x, self.decode_bottom(down.z1, y))
-        kl1_per_dim = kl_gaussians(down.posterior1, down.prior1)  # (B, Z1), given the drawn z2
-        if self.flow is not None:  # z2's KL as one number: free bits floor it at free_bits x Z2
-            kl2 = down.log_q2 - standard_normal_log_prob(down.z2)  # (B,)
-            kl_loss = free_bits_kl(kl2[:, None], free_bits, kl_batch_mean, (self.latent_dim,)) + free_bits_kl(
-                kl1_per_dim, free_bits, kl_batch_mean
-            )
-            return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl2 + kl1_per_dim.sum(-1))
-        kl_per_dim = torch.cat([top.kl_per_dim(), kl1_per_dim], dim=-1)  # (B, Z2 + Z1)
-        return elbo_terms(log_px, kl_per_dim, beta, free_bits, kl_batch_mean)
-
-    def weighted_draws(
+    def terms(
         self,
         x: torch.Tensor,
         posterior: DiagonalGaussian,
-        k: int,
+        samples: int | None = None,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
-    ) -> WeightedDraws:
-        """log w_k = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x, z2) - log q(z2|x), (K, B)."""
+    ) -> ModelTerms:
+        """log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x, z2) - log q(z2|x); eps
+        (..., B, Z2 + Z1). For one draw also the KL: KL(q(z2|x) || N(0, I)) + KL(q(z1|x, z2) ||
+        p(z1|z2)), per dimension in closed form; with a flow on z2, its part is the one-draw
+        estimate log q(z2|x) - log N(z2), one number that free bits floor at free_bits x Z2."""
         if not isinstance(posterior, LadderPosterior):
-            raise VaekitError("LadderVAE.log_weights needs the posterior from its own encode()")
-        batch = x.shape[0]
-        eps2, eps1 = self._split_noise(eps, (k, batch), posterior.mu, generator)
-        down = self._descend(posterior, eps2, eps1)  # z2 (K, B, Z2), z1 (K, B, Z1)
-        decoded = self.decode_bottom(down.z1.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
-        log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
+            raise VaekitError("LadderVAE.terms needs the posterior from its own encode()")
+        shape = (x.shape[0],) if samples is None else (samples, x.shape[0])
+        eps2, eps1 = self._split_noise(eps, shape, posterior.mu, generator)
+        down = self._descend(posterior, eps2, eps1)  # z2 (..., B, Z2), z1 (..., B, Z1)
+        labels = y if samples is None else repeat_labels(y, samples)
+        decoded = self.decode_bottom(down.z1.flatten(0, -2), labels)  # (K * B, C, H, W)
+        log_px = self.log_likelihood(x, decoded).view(shape)
         log_pz = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
-        log_w = log_importance_weights(log_px, log_pz, down.log_q2 + down.log_q1)
-        return WeightedDraws(log_w, log_px, log_pz, None)  # None: the KL part is (log p(x|z) - log w)'s mean
+        log_q = down.log_q2 + down.log_q1
+        if samples is not None:  # the KL part is (log p(x|z) - log w)'s mean over the draws
+            return ModelTerms(down.z1, log_px, log_pz, log_q)
+        kl1_per_dim = kl_gaussians(down.posterior1, down.prior1)  # (B, Z1), given the drawn z2
+        kl: tuple[KlPart, ...]
+        if self.flow is not None:
+            kl2 = down.log_q2 - standard_normal_log_prob(down.z2)  # (B,)
+            kl = (KlPart(kl2[:, None], (self.latent_dim,)), KlPart(kl1_per_dim))
+        else:
+            kl = (KlPart(torch.cat([posterior.kl_per_dim(), kl1_per_dim], dim=-1)),)  # (B, Z2 + Z1)
+        return ModelTerms(down.z1, log_px, log_pz, log_q, kl)
 
     def bottom_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z1's single code: the mean of q(z1|x, z2) at z2's code (the mean of q(z2|x), through its

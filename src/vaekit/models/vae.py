@@ -17,23 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaekit.distributions import Likelihood, PosteriorDraw
 from vaekit.errors import VaekitError
+from vaekit.likelihoods import Likelihood
 from vaekit.models.pixelcontext import PixelContextHead
-from vaekit.objectives import BatchMean, ElboTerms, elbo_terms, free_bits_kl, iwae_bound, log_importance_weights
+from vaekit.objectives import BatchMean, ElboTerms, KlPart, ModelTerms, elbo_of, iwae_of
 from vaekit.posteriors import GaussianFamily, Posterior, PosteriorFamily
 from vaekit.priors import Prior, StandardNormalPrior
-
-
-@dataclass(frozen=True)
-class WeightedDraws:
-    """K draws z_k ~ q(z|x) per item with their importance weights: log w_k, log p(x|z_k) and
-    log p(z_k), each (K, B), and the draws themselves (z (K, B, Z), log q, a sampler's correction)."""
-
-    log_w: torch.Tensor
-    log_px: torch.Tensor
-    log_pz: torch.Tensor
-    draw: PosteriorDraw | None
 
 
 @dataclass(frozen=True)
@@ -177,6 +166,34 @@ class VAE(nn.Module):
             return self.pixel_context.generate(decoded, self.likelihood.mean)
         return self.likelihood.mean(decoded)
 
+    def terms(
+        self,
+        x: torch.Tensor,
+        posterior: Any,
+        samples: int | None = None,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> ModelTerms:
+        """The model's terms at draws from `posterior` (its own encode(x)): one per item (`samples`
+        None, eps (B, N), tensors (B,)) or K per item (eps (K, B, N), tensors (K, B)); eps is drawn
+        from `generator` unless given. The one declaration the objectives and metrics compose:
+        a ladder or a VQ-VAE overrides this alone."""
+        batch = x.shape[0]
+        if samples is None:
+            draw = posterior.rsample_and_log_prob(generator, eps)  # z (B, Z), log q(z|x) (B,)
+            decoded = self.decode(draw.z, y)
+        else:
+            draw = posterior.rsample_and_log_prob(eps=self.noise((samples, batch), generator, eps))  # z (K, B, Z)
+            decoded = self.decode(draw.z.flatten(0, 1), repeat_labels(y, samples))  # (K * B, C, H, W)
+        log_px = self.log_likelihood(x, decoded).view(draw.log_q.shape)  # (B,) or (K, B)
+        log_pz = self.prior.log_prob(draw.z, self.encode)
+        if self.closed_form_kl:  # a diagonal Gaussian under N(0, I): the KL per dimension, exactly
+            kl = KlPart(posterior.kl_per_dim())  # (B, Z)
+        else:  # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
+            kl = KlPart(self.family.kl(posterior, draw, log_pz)[..., None], (self.latent_dim,))  # (..., B, 1)
+        return ModelTerms(draw.z, log_px, log_pz, draw.log_q, (kl,), draw.correction)
+
     def elbo(
         self,
         x: torch.Tensor,
@@ -187,21 +204,10 @@ class VAE(nn.Module):
         kl_batch_mean: BatchMean | None = None,
         y: torch.Tensor | None = None,
     ) -> ElboTerms:
-        """Per-image ELBO terms; eps (B, Z) is the reparameterisation noise, drawn from `generator`
-        unless given. `kl_batch_mean` gives the batch-mean KL per dimension that free bits compare
-        with their floor (by default this batch's; the trainer's spans every rank)."""
-        posterior = self.encode(x, y)
-        if self.closed_form_kl:  # a diagonal Gaussian under N(0, I): the KL per dimension, exactly
-            z = posterior.rsample(generator, eps)  # (B, Z)
-            log_px = self.log_likelihood(x, self.decode(z, y))
-            return elbo_terms(log_px, posterior.kl_per_dim(), beta, free_bits, kl_batch_mean)
-        draw = posterior.rsample_and_log_prob(generator, eps)  # z (B, Z), log q(z|x) (B,)
-        log_px = draw.corrected(self.log_likelihood(x, self.decode(draw.z, y)))
-        # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
-        kl = self.family.kl(posterior, draw, self.prior.log_prob(draw.z, self.encode))  # (B,)
-        # free bits on the whole latent: this KL does not split by dimension
-        kl_loss = free_bits_kl(kl[:, None], free_bits, kl_batch_mean, (self.latent_dim,))
-        return ElboTerms(loss=-log_px + beta * kl_loss, recon_nats=-log_px, kl_nats=kl)
+        """Per-image ELBO terms from one draw; eps (B, N) is the reparameterisation noise, drawn from
+        `generator` unless given. `kl_batch_mean` gives the batch-mean KL per dimension that free
+        bits compare with their floor (by default this batch's; the trainer's spans every rank)."""
+        return elbo_of(self.terms(x, self.encode(x, y), None, generator, eps, y), beta, free_bits, kl_batch_mean)
 
     def noise(
         self, shape: tuple[int, ...], generator: torch.Generator | None, eps: torch.Tensor | None
@@ -223,25 +229,8 @@ class VAE(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """K importance samples z_k ~ q(z|x): log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) and
         log p(x|z_k), both (K, B). eps (K, B, N) is drawn from `generator` unless given."""
-        weighted = self.weighted_draws(x, posterior, k, generator, eps, y)
-        return weighted.log_w, weighted.log_px
-
-    def weighted_draws(
-        self,
-        x: torch.Tensor,
-        posterior: Any,
-        k: int,
-        generator: torch.Generator | None = None,
-        eps: torch.Tensor | None = None,
-        y: torch.Tensor | None = None,
-    ) -> WeightedDraws:
-        """log_weights' figures, with log p(z_k) and the draws themselves."""
-        batch = x.shape[0]
-        draw = posterior.rsample_and_log_prob(eps=self.noise((k, batch), generator, eps))  # z (K, B, Z)
-        decoded = self.decode(draw.z.flatten(0, 1), repeat_labels(y, k))  # (K * B, C, H, W)
-        log_px = self.log_likelihood(x, decoded).view(k, batch)  # (K, B)
-        log_pz = self.prior.log_prob(draw.z, self.encode)  # (K, B)
-        return WeightedDraws(log_importance_weights(log_px, log_pz, draw.log_q), log_px, log_pz, draw)
+        terms = self.terms(x, posterior, k, generator, eps, y)
+        return terms.log_w, terms.log_px
 
     def iwae(
         self,
@@ -251,27 +240,8 @@ class VAE(nn.Module):
         eps: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
     ) -> ElboTerms:
-        """The importance-weighted objective (Burda et al. 2016): loss = -log (1/K) sum_k w_k per image.
-
-        recon_nats and kl_nats are the ELBO's parts from the same samples (the K-sample average of
-        -log p(x|z) and the closed-form KL), reported beside the loss; K = 1 is the ELBO itself.
-        """
-        posterior = self.encode(x, y)
-        weighted = self.weighted_draws(x, posterior, k, generator, eps, y)
-        log_w, log_px, draw = weighted.log_w, weighted.log_px, weighted.draw
-        loss = -iwae_bound(log_w)
-        if draw is not None and draw.correction is not None:
-            # the bound is a function of all K draws: the sampler's correction is their summed score
-            score = draw.correction.sum(0)  # (B,)
-            loss = loss + loss.detach() * (score - score.detach())
-        # KL part: closed form when there is one, else the family's (the K-sample mean of log q - log p).
-        if self.closed_form_kl:
-            kl = posterior.kl_per_dim().sum(-1)
-        elif draw is not None:
-            kl = self.family.kl(posterior, draw, weighted.log_pz).mean(0)
-        else:
-            kl = (log_px - log_w).mean(0)
-        return ElboTerms(loss=loss, recon_nats=-log_px.mean(0), kl_nats=kl)
+        """The importance-weighted objective (Burda et al. 2016) from K draws per image: see iwae_of."""
+        return iwae_of(self.terms(x, self.encode(x, y), k, generator, eps, y))
 
     def draw_image(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x ~ p(x|z) in model scale: what the model generates. With a pixel-context head, pixel by

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from vaekit.distributions import Likelihood, PosteriorDraw
+from vaekit.distributions import PosteriorDraw
 from vaekit.errors import VaekitError
+from vaekit.likelihoods import Likelihood
 from vaekit.methods import MethodSpec, setting
 from vaekit.models.code_prior import CodePrior
 from vaekit.models.conv import ConvDecoder, ConvEncoder
@@ -33,8 +34,8 @@ from vaekit.models.layers import activation
 from vaekit.models.mlp import MLPDecoder, MLPEncoder
 from vaekit.models.pixelcontext import PixelContextHead
 from vaekit.models.resnet import ResNetDecoder, ResNetEncoder
-from vaekit.models.vae import VAE, SeparatePart, WeightedDraws
-from vaekit.objectives import ElboTerms
+from vaekit.models.vae import VAE, SeparatePart
+from vaekit.objectives import KlPart, ModelTerms
 from vaekit.objectives.vq import VectorQuantised
 from vaekit.posteriors.base import PosteriorFamily
 from vaekit.posteriors.vq import Codebook
@@ -193,35 +194,25 @@ class VQVAE(VAE):
             return self.code_prior.log_prob(codes)
         return torch.full((len(codes),), -self.layout.count * math.log(self.codebook.size), device=codes.device)
 
-    def elbo(
-        self,
-        x: torch.Tensor,
-        beta: float = 1.0,
-        free_bits: float = 0.0,
-        generator: torch.Generator | None = None,
-        eps: torch.Tensor | None = None,
-        kl_batch_mean: Any = None,
-        y: torch.Tensor | None = None,
-    ) -> ElboTerms:
-        """-log p(x|c) and the rate -log p(c) at the item's codes c (a point mass: no sampling)."""
-        posterior = self.encode(x, y)
-        log_px = self.log_likelihood(x, self.decode(posterior.z, y))
-        rate = -self.log_prior(posterior.codes)
-        return ElboTerms(loss=-log_px + beta * rate, recon_nats=-log_px, kl_nats=rate)
-
-    def weighted_draws(
+    def terms(
         self,
         x: torch.Tensor,
         posterior: Any,
-        k: int,
+        samples: int | None = None,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
-    ) -> WeightedDraws:
-        """All K draws are the codes themselves: one decoding, its weight repeated K times."""
-        log_px = self.log_likelihood(x, self.decode(posterior.z, y)).expand(k, len(x))  # (K, B)
-        log_pz = self.log_prior(posterior.codes).expand(k, len(x))
-        return WeightedDraws(log_px + log_pz, log_px, log_pz, None)
+    ) -> ModelTerms:
+        """-log p(x|c) and the rate -log p(c) at the item's codes c: a point mass, so every draw is
+        the codes themselves (one decoding, repeated for K draws) and log q = 0."""
+        log_px = self.log_likelihood(x, self.decode(posterior.z, y))  # (B,)
+        log_pz = self.log_prior(posterior.codes)
+        if samples is None:
+            rate = KlPart(-log_pz[:, None], (self.layout.count,))  # (B, 1): no free bits (train refuses them)
+            return ModelTerms(posterior.z, log_px, log_pz, torch.zeros_like(log_px), (rate,))
+        shape = (samples, len(x))
+        z = posterior.z.expand(samples, *posterior.z.shape)
+        return ModelTerms(z, log_px.expand(shape), log_pz.expand(shape), log_px.new_zeros(shape))
 
     def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """The vectors (n, M D) of n code maps drawn from the learned prior."""

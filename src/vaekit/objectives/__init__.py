@@ -74,6 +74,87 @@ def elbo_terms(
     return ElboTerms(loss=loss, recon_nats=recon, kl_nats=kl)
 
 
+@dataclass(frozen=True)
+class KlPart:
+    """A part of the KL term, (..., B, n): n columns, each one latent dimension's KL in closed form,
+    or, with `group_sizes`, one KL per group of that many latents (a layer whose KL does not split
+    by dimension: a flow's, a vMF's, a Monte Carlo estimate). Free bits floor each part by itself."""
+
+    values: torch.Tensor
+    group_sizes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelTerms:
+    """What a model gives an objective at draws z ~ q(z|x), each (*S, B) for S draws per item, or
+    (B,) for one: log p(x|z), log p(z) and log q(z|x); the KL term in parts as the model has it
+    (None: only as log q - log p, from the weights); and, for a sampler whose reparameterised
+    gradient alone is biased (the vMF's), the log-ratio whose score corrects it (vmf.py)."""
+
+    z: torch.Tensor  # (*S, B, Z): the draws (a ladder's bottom layer)
+    log_px: torch.Tensor
+    log_pz: torch.Tensor
+    log_q: torch.Tensor
+    kl: tuple[KlPart, ...] | None = None
+    correction: torch.Tensor | None = None
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        return log_importance_weights(self.log_px, self.log_pz, self.log_q)
+
+    @property
+    def kl_per_dim(self) -> torch.Tensor | None:
+        """The KL per latent dimension (B, Z) where the model has it in closed form, else None."""
+        if self.kl is None or len(self.kl) != 1 or self.kl[0].group_sizes is not None:
+            return None
+        return self.kl[0].values
+
+    def kl_nats(self) -> torch.Tensor:
+        """The KL per item, (B,): its parts summed (their mean over the draws), or log p(x|z) - log w."""
+        if self.kl is None:
+            return (self.log_px - self.log_w).mean(0) if self.log_w.dim() > 1 else self.log_px - self.log_w
+        total = self.kl[0].values.sum(-1)
+        for part in self.kl[1:]:
+            total = total + part.values.sum(-1)
+        return total.mean(0) if total.dim() > 1 else total
+
+    def kl_loss(self, free_bits: float, batch_mean: BatchMean | None) -> torch.Tensor:
+        """The KL the loss weighs, (B,): each part floored by free bits (one draw per item)."""
+        if self.kl is None:
+            raise ValueError("this model gives no KL term for one draw")  # a vaekit bug, not user input
+        loss = free_bits_kl(self.kl[0].values, free_bits, batch_mean, self.kl[0].group_sizes)
+        for part in self.kl[1:]:
+            loss = loss + free_bits_kl(part.values, free_bits, batch_mean, part.group_sizes)
+        return loss
+
+
+def corrected(value: torch.Tensor, correction: torch.Tensor | None) -> torch.Tensor:
+    """`value`, a function of the draws, with the sampler's correction added to its gradient (its
+    forward value unchanged); itself where the reparameterised gradient is exact."""
+    if correction is None:
+        return value
+    return value + value.detach() * (correction - correction.detach())
+
+
+def elbo_of(terms: ModelTerms, beta: float, free_bits: float, batch_mean: BatchMean | None) -> ElboTerms:
+    """The ELBO's loss and parts from one draw per item: -log p(x|z) + beta * KL', KL' with free bits."""
+    log_px = corrected(terms.log_px, terms.correction)
+    loss = -log_px + beta * terms.kl_loss(free_bits, batch_mean)
+    return ElboTerms(loss=loss, recon_nats=-log_px, kl_nats=terms.kl_nats())
+
+
+def iwae_of(terms: ModelTerms) -> ElboTerms:
+    """The importance-weighted objective from K draws per item (Burda et al. 2016): loss =
+    -log (1/K) sum_k w_k, with the ELBO's parts from the same draws reported beside it (the K-draw
+    mean of -log p(x|z), and the KL); K = 1 is the ELBO itself."""
+    loss = -iwae_bound(terms.log_w)
+    if terms.correction is not None:
+        # the bound is a function of all K draws: the sampler's correction is their summed score
+        score = terms.correction.sum(0)  # (B,)
+        loss = loss + loss.detach() * (score - score.detach())
+    return ElboTerms(loss=loss, recon_nats=-terms.log_px.mean(0), kl_nats=terms.kl_nats())
+
+
 def beta_at(step: int, beta: float, warmup_steps: int) -> float:
     """Linear KL warm-up: 0 at step 0, `beta` from step `warmup_steps` on."""
     if warmup_steps <= 0:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from vaekit.distributions import DiagonalGaussian
-from vaekit.objectives import BatchMean, ElboTerms
+from vaekit.objectives import BatchMean, ElboTerms, ModelTerms
 from vaekit.priors import Prior
 
 
@@ -83,14 +83,25 @@ class TrainableModel(Protocol):
     noise_dim: int  # standard normal numbers one posterior sample takes
     prior: Prior
 
-    @property
-    def closed_form_kl(self) -> bool: ...
-
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian: ...
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor: ...
+
+    def terms(
+        self,
+        x: torch.Tensor,
+        posterior: Any,
+        samples: int | None = None,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> ModelTerms:
+        """The one declaration a model makes (models/vae.py; a ladder or a VQ-VAE overrides it):
+        log p(x|z), log p(z), log q(z|x) and the KL at one draw per item or K; elbo, iwae and
+        log_weights below are composed from it (objectives.elbo_of, iwae_of)."""
+        ...
 
     def elbo(
         self,
@@ -165,13 +176,8 @@ class OneSample:
 
 def one_sample(model: TrainableModel, batch: StepBatch) -> OneSample:
     posterior = model.encode(batch.x, batch.y)
-    z = posterior.rsample(eps=batch.noise(model.noise_dim))  # (b, Z)
-    log_px = model.log_likelihood(batch.x, model.decode(z, batch.y))  # (b,)
-    if model.closed_form_kl:
-        kl_per_dim = posterior.kl_per_dim()  # (b, Z)
-        return OneSample(posterior, z, log_px, kl_per_dim.sum(-1), kl_per_dim)
-    kl = posterior.log_prob(z) - model.prior.log_prob(z, model.encode)  # (b,)
-    return OneSample(posterior, z, log_px, kl, None)
+    terms = model.terms(batch.x, posterior, eps=batch.noise(model.noise_dim), y=batch.y)  # z (b, Z)
+    return OneSample(posterior, terms.z, terms.log_px, terms.kl_nats(), terms.kl_per_dim)
 
 
 def per_item(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -36,13 +36,6 @@ def ciwae_bound(log_weights: torch.Tensor, beta: float) -> torch.Tensor:
     return beta * log_weights.mean(0) + (1.0 - beta) * iwae_bound(log_weights)
 
 
-def _kl_part(
-    model: TrainableModel, posterior_kl: torch.Tensor, log_w: torch.Tensor, log_px: torch.Tensor
-) -> torch.Tensor:
-    # Closed form when the prior has one, else the samples' mean of log q - log p.
-    return posterior_kl if model.closed_form_kl else (log_px - log_w).mean(0)
-
-
 def _weighted_samples(
     model: TrainableModel, batch: StepBatch, count: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,8 +43,8 @@ def _weighted_samples(
     from them, -log p(x|z) and the KL, each (b,)."""
     posterior = model.encode(batch.x, batch.y)
     eps = batch.noise(model.noise_dim, samples=count)  # (count, b, Z)
-    log_w, log_px = model.log_weights(batch.x, posterior, count, eps=eps, y=batch.y)
-    return log_w, -log_px.mean(0), _kl_part(model, posterior.kl_per_dim().sum(-1), log_w, log_px)
+    terms = model.terms(batch.x, posterior, count, eps=eps, y=batch.y)
+    return terms.log_w, -terms.log_px.mean(0), terms.kl_nats()
 
 
 @dataclass(frozen=True)
@@ -129,11 +122,11 @@ class Piwae:
         generative = log_importance_weights(
             log_px, model.prior.log_prob(fixed, model.encode), posterior.log_prob(fixed).detach()
         )  # (M K, b)
-        full, _ = model.log_weights(x, posterior, total, eps=eps, y=y)
-        mixed = full - generative + generative.detach()
+        drawn = model.terms(x, posterior, total, eps=eps, y=y)
+        mixed = drawn.log_w - generative + generative.detach()
         inference = miwae_bound(mixed, self.groups)
         loss = -iwae_bound(generative) - (inference - inference.detach())
-        kl = _kl_part(model, posterior.kl_per_dim().sum(-1), full, log_px)
+        kl = drawn.kl_nats()
         return ObjectiveTerms(loss, -log_px.detach().mean(0), kl)
 
 

@@ -51,7 +51,9 @@ def _meta_model(config: RunConfig, shape: tuple[int, int, int]) -> VAE | None:
     for posterior in (config.posterior, default_choice("posterior")):
         with torch.device("meta"):
             try:
-                return build_model(config.model, shape, trust_code=True, posterior=posterior, prior=config.prior)
+                return build_model(
+                    config.model, shape, True, posterior=posterior, prior=config.prior, likelihood=config.likelihood
+                )
             except (NotImplementedError, RuntimeError, ValueError, TypeError):
                 continue
     return None

@@ -47,7 +47,7 @@ from vaekit.errors import VaekitError
 from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, set_figure
 from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE, build_run_model
 from vaekit.training.budget import check_fits
 from vaekit.training.callbacks import PICTURE_SAMPLES, Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -163,9 +163,7 @@ def train_run(
     _check_batch_size(config, len(splits.train), cluster)
     check_fits(config, splits.shape, len(splits.train), device)
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
-    model = build_model(config.model, splits.shape, trust_code=True, posterior=config.posterior, prior=config.prior).to(
-        device
-    )  # the user named its network
+    model = build_run_model(config, splits.shape, trust_code=True).to(device)  # the user named its network
     run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
     if announce is not None and cluster.is_main:
         _announce_start(announce, config, splits, model, run_dir, device, cluster)
@@ -355,9 +353,7 @@ def resume_run(
     if config.train.tensorboard is not None:
         require_tensorboard()
     splits = load_dataset(config.data, progress=progress and cluster.is_main)
-    model = build_model(config.model, splits.shape, trust_code, f"run {run_dir}", config.posterior, config.prior).to(
-        device
-    )
+    model = build_run_model(config, splits.shape, trust_code, f"run {run_dir}").to(device)
     mismatch = weights_mismatch(model, tensors, prefix="model.") or non_finite(tensors)  # either: damaged
     if mismatch is not None:
         raise VaekitError(

@@ -76,7 +76,7 @@ def build_report(run_dir: Path, config: RunConfig, evaluation: dict[str, Any], p
 <body>
 <h1>vaekit report: {html.escape(run_dir.name)}</h1>
 <p>Preset <b>{html.escape(str(config.preset))}</b> on <b>{html.escape(config.data.dataset)}</b>,
-{config.model.architecture} model, latent size {config.model.latent_dim}, {config.model.likelihood} likelihood.</p>
+{config.model.architecture} model, latent size {config.model.latent_dim}, {config.likelihood.name} likelihood.</p>
 {training}
 <h2>Evaluation</h2>
 {f'<p class="warning">{html.escape(warning)}</p>' if warning else ""}
