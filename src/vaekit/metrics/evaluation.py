@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -40,14 +40,24 @@ class EvaluationInput:
     seed: int
     quality: bool  # the sample-quality figures were asked for
     factors: bool | None  # the disentanglement metrics: None when the data has factors, True: insist
+    k: int = 1000  # importance samples per item of the IWAE estimate
+    batch_size: int = IWAE_BATCH  # items per IWAE pass
+    seconds: dict[str, float] = field(default_factory=dict)  # each pass's wall time, filled as they run
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """A conditional model is measured given each item's label: -log p(x|y)."""
+        return self.run.model.conditioning(self.chosen.labels, "the evaluated set")
 
 
 class Section(Protocol):
     """A part of the evaluation contributed by the part of the run it is about: it measures its
-    figures (None where it does not apply) and knows its place in eval.json and its table rows."""
+    figures (None where it does not apply) and knows its place in eval.json and its table rows.
+    `key` None: its figures are eval.json's top-level keys (the bound's and the latent's, the
+    names every reader of eval.json knows), and `rows` reads them from the whole evaluation."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str | None: ...
 
     def measure(self, given: EvaluationInput) -> dict[str, Any] | None: ...
 
@@ -68,9 +78,8 @@ def evaluate_run(
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given).
     `factors`: the disentanglement metrics (None: when the data has factors; True: insist)."""
     chosen = getattr(splits, split).take(slice(0, limit))
-    seconds: dict[str, float] = {}
     data = run.config.data
-    result = {
+    result: dict[str, Any] = {
         "split": split,
         "images": len(chosen.images),
         "first_images": limit,  # None: the whole split
@@ -80,61 +89,33 @@ def evaluate_run(
             run.model.likelihood, data, bool(run.model.classes), run.config.objective.name
         ),
         "per": item_word(data),
-        **_bound_and_usage(run, chosen, k, batch_size, seed, seconds),
         "posterior": run.config.posterior.name,
     }
-    given = EvaluationInput(run, splits, chosen, seed, quality, factors)
+    given = EvaluationInput(run, splits, chosen, seed, quality, factors, k, batch_size)
     for section in sections_of(result):
         started = time.perf_counter()
-        result[section.key] = section.measure(given)
-        if result[section.key] is not None:
-            seconds[section.key] = time.perf_counter() - started
-    return {**result, "seconds": seconds, "units": units(item_word(data))}
+        figures = section.measure(given)
+        if section.key is None:
+            result.update(figures or {})
+            continue
+        result[section.key] = figures
+        if figures is not None:
+            given.seconds[section.key] = time.perf_counter() - started
+    return {**result, "seconds": given.seconds, "units": units(item_word(data))}
 
 
-def _bound_and_usage(
-    run: TrainedRun, chosen: ImageSet, k: int, batch_size: int, seed: int, seconds: dict[str, float]
-) -> dict[str, Any]:
-    """The bound's figures (or a WAE's reconstruction cost) and the latent's use, per layer."""
-    images: Any = chosen.images  # in memory or on disk: the passes below read either
-    data = run.config.data
-    # A conditional model is measured given each image's label: -log p(x|y).
-    labels = run.model.conditioning(chosen.labels, "the evaluated set")
-    if has_elbo(run.config.objective.name):
-        figures = _bound_figures(run, images, labels, k, batch_size, seed, seconds)
-    else:  # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
-        started = time.perf_counter()
-        recon = reconstruction_over(run.model, images, data, ELBO_BATCH, seed=seed, labels=labels)
-        seconds["reconstruction"] = time.perf_counter() - started
-        figures = {"figure": "reconstruction", "elbo_recon_at_mean_nats": recon.recon_nats}
-    usage = latent_usage(run.model, images, data, seed=seed, labels=labels).to_dict()
-    if figures["figure"] == "reconstruction":  # KL per dimension means nothing for a point mass
-        usage.pop("kl_per_dim_nats", None)
-    if run.config.model.stochastic_layers == 2:  # usage above is the top layer z2; z1 is counted apart
-        usage["bottom_active_units"] = bottom_layer_active_units(run.model, images, data, seed=seed, labels=labels)
-        usage["bottom_latent_dim"] = run.config.model.latent_dim
-    return {**figures, "latent_dim": run.model.latent_dim, **usage}
-
-
-def _bound_figures(
-    run: TrainedRun,
-    images: np.ndarray,
-    labels: np.ndarray | None,
-    k: int,
-    batch_size: int,
-    seed: int,
-    seconds: dict[str, float],
-) -> dict[str, Any]:
+def _bound_figures(given: EvaluationInput) -> dict[str, Any]:
     """The -ELBO and its parts and the IWAE estimate with K samples, keyed by what the figure is
     (elbo_nelbo_nats / iwae_nll_nats only for a likelihood, else e.g. elbo_cross_entropy_nats),
-    *_bits_per_dim only where honest; each pass's time in `seconds`."""
-    data = run.config.data
+    *_bits_per_dim only where honest; each pass's time in `given.seconds`."""
+    run, data, seed, k = given.run, given.run.config.data, given.seed, given.k
+    images: Any = given.chosen.images  # in memory or on disk: the passes read either
     started = time.perf_counter()
-    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=labels)
-    seconds["elbo"] = time.perf_counter() - started
+    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=given.labels)
+    given.seconds["elbo"] = time.perf_counter() - started
     started = time.perf_counter()
-    iwae = iwae_over(run.model, images, data, k=k, batch_size=batch_size, seed=seed, labels=labels)
-    seconds["iwae"] = time.perf_counter() - started
+    iwae = iwae_over(run.model, images, data, k=k, batch_size=given.batch_size, seed=seed, labels=given.labels)
+    given.seconds["iwae"] = time.perf_counter() - started
     meaning = figure_meaning(run.model.likelihood, data)
     bits = {} if iwae.bits_per_dim is None else {"iwae_bits_per_dim": iwae.bits_per_dim}
     if elbo.bits_per_dim is not None:
@@ -236,6 +217,79 @@ def disentanglement_figures(
 
 
 @dataclass(frozen=True)
+class BoundSection:
+    """The -ELBO, its parts and the IWAE bound (or a deterministic encoder's reconstruction cost),
+    as top-level keys of eval.json."""
+
+    key: str | None = None
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        if has_elbo(given.run.config.objective.name):
+            return _bound_figures(given)
+        # a deterministic encoder (a WAE): its reconstruction cost in place of an ELBO
+        started = time.perf_counter()
+        images: Any = given.chosen.images
+        model, data = given.run.model, given.run.config.data
+        recon = reconstruction_over(model, images, data, ELBO_BATCH, seed=given.seed, labels=given.labels)
+        given.seconds["reconstruction"] = time.perf_counter() - started
+        return {"figure": "reconstruction", "elbo_recon_at_mean_nats": recon.recon_nats}
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        meaning = meaning_of_kind(figures.get("figure", "likelihood"))
+        bound = meaning.label
+        per = f"nats/{figures.get('per', 'image')}"
+        if meaning.kind == "reconstruction":
+            return [
+                ("reconstruction at z = mu(x)", f"{figures[meaning.elbo_key]:.2f} {per}"),
+                ("likelihood figure", "none: a deterministic encoder has no ELBO and no IWAE bound"),
+            ]
+        iwae_error = figures.get("iwae_standard_error_nats", 0.0)
+        return [
+            (f"negative ELBO ({bound})", f"{figures[meaning.elbo_key]:.2f} {per}"),
+            ("  reconstruction", f"{figures['elbo_recon_nats']:.2f} {per}"),
+            ("  KL", f"{figures['elbo_kl_nats']:.2f} {per}"),
+            ("  bits/dim", f"{figures['elbo_bits_per_dim']:.4f}" if "elbo_bits_per_dim" in figures else "none"),
+            (
+                f"{bound}, IWAE K={figures['iwae_k']}",
+                f"{figures[meaning.iwae_key]:.2f} {per} "
+                f"(± {iwae_error:.2f} standard error over {figures.get('per', 'image')}s)",
+            ),
+            ("  bits/dim", f"{figures['iwae_bits_per_dim']:.4f}" if "iwae_bits_per_dim" in figures else "none"),
+        ]
+
+
+@dataclass(frozen=True)
+class LatentSection:
+    """How much of the latent the model uses (metrics/latents.py): active units and the KL per
+    dimension, per layer, as top-level keys of eval.json. Discrete codes have no active units to
+    count: their family's own section says how they are used."""
+
+    key: str | None = None
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        run, images = given.run, cast(Any, given.chosen.images)  # in memory or on disk: both read
+        data, labels = run.config.data, given.labels
+        usage = latent_usage(run.model, images, data, seed=given.seed, labels=labels).to_dict()
+        if not has_elbo(run.config.objective.name):  # KL per dimension means nothing for a point mass
+            usage.pop("kl_per_dim_nats", None)
+        if run.config.model.stochastic_layers == 2:  # usage above is the top layer z2; z1 is counted apart
+            usage["bottom_active_units"] = bottom_layer_active_units(
+                run.model, images, data, seed=given.seed, labels=labels
+            )
+            usage["bottom_latent_dim"] = run.config.model.latent_dim
+        return {"latent_dim": run.model.latent_dim, **usage}
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        if _discrete(figures):
+            return []
+        counted = f"{figures['active_units']} of {figures['latent_dim']} (Cov_x E[z_j] > 0.01)"
+        if "bottom_active_units" not in figures:
+            return [("active units", counted)]
+        bottom = f"{figures['bottom_active_units']} of {figures['bottom_latent_dim']}"
+        return [("active units, z2", counted), ("active units, z1", bottom)]
+
+
+@dataclass(frozen=True)
 class QualitySection:
     """How a sample looks to vaekit's own image classifier (metrics/sample_quality.py)."""
 
@@ -305,10 +359,12 @@ class DisentanglementSection:
 
 
 def sections_of(result: dict[str, Any]) -> list[Section]:
-    """The sections of an evaluation, in the table's order: the posterior family's own (its spec's
-    "evaluation" hook: a VQ-VAE's codebook), sample quality, the objective's terms, disentanglement."""
+    """The sections of an evaluation, in the table's order: the bound, the latent's use, the
+    posterior family's own (its spec's "evaluation" hook: a VQ-VAE's codebook), sample quality,
+    the objective's terms, disentanglement."""
     family: Section | None = methods.find("posterior", result.get("posterior", "gaussian")).hook("evaluation")  # type: ignore[assignment]
-    return [*([family] if family is not None else []), QualitySection(), ObjectiveSection(), DisentanglementSection()]
+    own = [family] if family is not None else []
+    return [BoundSection(), LatentSection(), *own, QualitySection(), ObjectiveSection(), DisentanglementSection()]
 
 
 def _discrete(result: dict[str, Any]) -> bool:
@@ -337,42 +393,13 @@ def collapse_warning(result: dict[str, Any]) -> str | None:
     return None
 
 
-def _figure_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """The table's first rows: the -ELBO and IWAE figures, or a WAE's reconstruction cost."""
-    meaning = meaning_of_kind(result.get("figure", "likelihood"))
-    bound = meaning.label
-    per = f"nats/{result.get('per', 'image')}"
-    if meaning.kind == "reconstruction":
-        return [
-            ("reconstruction at z = mu(x)", f"{result[meaning.elbo_key]:.2f} {per}"),
-            ("likelihood figure", "none: a deterministic encoder has no ELBO and no IWAE bound"),
-            ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
-        ]
-    return [
-        (f"negative ELBO ({bound})", f"{result[meaning.elbo_key]:.2f} {per}"),
-        ("  reconstruction", f"{result['elbo_recon_nats']:.2f} {per}"),
-        ("  KL", f"{result['elbo_kl_nats']:.2f} {per}"),
-        ("  bits/dim", f"{result['elbo_bits_per_dim']:.4f}" if "elbo_bits_per_dim" in result else "none"),
-        (
-            f"{bound}, IWAE K={result['iwae_k']}",
-            f"{result[meaning.iwae_key]:.2f} {per} "
-            f"(± {result.get('iwae_standard_error_nats', 0.0):.2f} standard error over {result.get('per', 'image')}s)",
-        ),
-        ("  bits/dim", f"{result['iwae_bits_per_dim']:.4f}" if "iwae_bits_per_dim" in result else "none"),
-        ("active units", f"{result['active_units']} of {result['latent_dim']} (Cov_x E[z_j] > 0.01)"),
-    ]
-
-
 def format_table(result: dict[str, Any]) -> str:
     """The table `vaekit evaluate` prints and the report shows, from eval.json's content."""
-    rows = _figure_rows(result)
-    if _discrete(result):  # active units mean nothing for discrete codes: the family's section says how they are used
-        rows.pop()
-    if "bottom_active_units" in result:
-        rows[-1] = ("active units, z2", rows[-1][1])
-        rows.append(("active units, z1", f"{result['bottom_active_units']} of {result['bottom_latent_dim']}"))
+    rows: list[tuple[str, str]] = []
     for section in sections_of(result):
-        if result.get(section.key):
+        if section.key is None:
+            rows += section.rows(result)
+        elif result.get(section.key):
             rows += section.rows(result[section.key])
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
