@@ -10,6 +10,7 @@ preset -> file -> flags) are in presets.py, which imports this module and never 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -320,32 +321,16 @@ class TrainConfig:
 KL_SCHEDULE = ("beta", "warmup_steps", "free_bits")
 
 
-def _default_objective() -> MethodChoice:
-    return default_choice("objective")
-
-
-def _default_posterior() -> MethodChoice:
-    return default_choice("posterior")
-
-
-def _default_prior() -> MethodChoice:
-    return default_choice("prior")
-
-
-def _default_likelihood() -> MethodChoice:
-    return default_choice("likelihood")
-
-
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     # The methods the run uses, each with its own settings (vaekit/methods.py).
-    objective: MethodChoice = field(default_factory=_default_objective)
-    posterior: MethodChoice = field(default_factory=_default_posterior)
-    prior: MethodChoice = field(default_factory=_default_prior)
-    likelihood: MethodChoice = field(default_factory=_default_likelihood)
+    objective: MethodChoice = field(default_factory=functools.partial(default_choice, "objective"))
+    posterior: MethodChoice = field(default_factory=functools.partial(default_choice, "posterior"))
+    prior: MethodChoice = field(default_factory=functools.partial(default_choice, "prior"))
+    likelihood: MethodChoice = field(default_factory=functools.partial(default_choice, "likelihood"))
     preset: str | None = None
 
     def __post_init__(self) -> None:

@@ -358,18 +358,24 @@ class DisentanglementSection:
         ]
 
 
+def family_of(result: dict[str, Any]) -> methods.MethodSpec:
+    """The spec of the posterior family an evaluation is of (the default one for an eval.json
+    written before it said)."""
+    return methods.find("posterior", result.get("posterior", methods.KINDS["posterior"].default))
+
+
 def sections_of(result: dict[str, Any]) -> list[Section]:
     """The sections of an evaluation, in the table's order: the bound, the latent's use, the
     posterior family's own (its spec's "evaluation" hook: a VQ-VAE's codebook), sample quality,
     the objective's terms, disentanglement."""
-    family: Section | None = methods.find("posterior", result.get("posterior", "gaussian")).hook("evaluation")  # type: ignore[assignment]
+    family: Section | None = family_of(result).hook("evaluation")  # type: ignore[assignment]
     own = [family] if family is not None else []
     return [BoundSection(), LatentSection(), *own, QualitySection(), ObjectiveSection(), DisentanglementSection()]
 
 
 def _discrete(result: dict[str, Any]) -> bool:
     """The run's codes are discrete (a VQ-VAE's): no active units to count, no collapse to warn of."""
-    return "discrete_codes" in methods.find("posterior", result.get("posterior", "gaussian")).offers
+    return "discrete_codes" in family_of(result).offers
 
 
 def collapse_warning(result: dict[str, Any]) -> str | None:
@@ -403,7 +409,7 @@ def format_table(result: dict[str, Any]) -> str:
             rows += section.rows(result[section.key])
     width = max(len(name) for name, _ in rows)
     header = f"{result['split']} set, {result['images']} {result.get('per', 'image')}s, seed {result['seed']}"
-    note = methods.find("posterior", result.get("posterior", "gaussian")).figure_note
+    note = family_of(result).figure_note
     if note:
         header += f"\n  posterior: {note}"
     if result.get("figure_description"):

@@ -197,10 +197,13 @@ class LadderVAE(VAE):
         labels = y if samples is None else repeat_labels(y, samples)
         decoded = self.decode_bottom(down.z1.flatten(0, -2), labels)  # (K * B, C, H, W)
         log_px = self.log_likelihood(x, decoded).view(shape)
-        log_pz = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
-        log_q = down.log_q2 + down.log_q1
+
+        def densities() -> tuple[torch.Tensor, torch.Tensor]:
+            log_pz = standard_normal_log_prob(down.z2) + down.prior1.log_prob(down.z1)
+            return log_pz, down.log_q2 + down.log_q1
+
         if samples is not None:  # the KL part is (log p(x|z) - log w)'s mean over the draws
-            return ModelTerms(down.z1, log_px, log_pz, log_q)
+            return ModelTerms(down.z1, log_px, densities)
         kl1_per_dim = kl_gaussians(down.posterior1, down.prior1)  # (B, Z1), given the drawn z2
         kl: tuple[KlPart, ...]
         if self.flow is not None:
@@ -208,7 +211,7 @@ class LadderVAE(VAE):
             kl = (KlPart(kl2[:, None], (self.latent_dim,)), KlPart(kl1_per_dim))
         else:
             kl = (KlPart(torch.cat([posterior.kl_per_dim(), kl1_per_dim], dim=-1)),)  # (B, Z2 + Z1)
-        return ModelTerms(down.z1, log_px, log_pz, log_q, kl)
+        return ModelTerms(down.z1, log_px, densities, kl)
 
     def bottom_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z1's single code: the mean of q(z1|x, z2) at z2's code (the mean of q(z2|x), through its

@@ -179,20 +179,27 @@ class VAE(nn.Module):
         None, eps (B, N), tensors (B,)) or K per item (eps (K, B, N), tensors (K, B)); eps is drawn
         from `generator` unless given. The one declaration the objectives and metrics compose:
         a ladder or a VQ-VAE overrides this alone."""
-        batch = x.shape[0]
-        if samples is None:
-            draw = posterior.rsample_and_log_prob(generator, eps)  # z (B, Z), log q(z|x) (B,)
-            decoded = self.decode(draw.z, y)
-        else:
-            draw = posterior.rsample_and_log_prob(eps=self.noise((samples, batch), generator, eps))  # z (K, B, Z)
-            decoded = self.decode(draw.z.flatten(0, 1), repeat_labels(y, samples))  # (K * B, C, H, W)
-        log_px = self.log_likelihood(x, decoded).view(draw.log_q.shape)  # (B,) or (K, B)
-        log_pz = self.prior.log_prob(draw.z, self.encode)
+        # one draw: the posterior draws eps from `generator` itself; K: (K, B, N) drawn here
+        if samples is not None:
+            eps, generator = self.noise((samples, x.shape[0]), generator, eps), None
         if self.closed_form_kl:  # a diagonal Gaussian under N(0, I): the KL per dimension, exactly
-            kl = KlPart(posterior.kl_per_dim())  # (B, Z)
-        else:  # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
-            kl = KlPart(self.family.kl(posterior, draw, log_pz)[..., None], (self.latent_dim,))  # (..., B, 1)
-        return ModelTerms(draw.z, log_px, log_pz, draw.log_q, (kl,), draw.correction)
+            z = posterior.rsample(generator, eps)  # (B, Z) or (K, B, Z)
+            kl_per_dim = KlPart(posterior.kl_per_dim())  # (B, Z)
+            densities = lambda: (self.prior.log_prob(z, self.encode), posterior.log_prob(z))  # noqa: E731
+            return ModelTerms(z, self._log_px(x, z, y, samples), densities, (kl_per_dim,))
+        draw = posterior.rsample_and_log_prob(generator, eps)  # z, log q(z|x)
+        log_pz = self.prior.log_prob(draw.z, self.encode)
+        # the family's closed form against its prior where it has one, else log q(z|x) - log p(z)
+        kl = KlPart(self.family.kl(posterior, draw, log_pz)[..., None], (self.latent_dim,))  # (..., B, 1)
+        log_px = self._log_px(x, draw.z, y, samples)
+        return ModelTerms(draw.z, log_px, lambda: (log_pz, draw.log_q), (kl,), draw.correction)
+
+    def _log_px(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None, samples: int | None) -> torch.Tensor:
+        """log p(x|z) at draws z (B, Z) or (K, B, Z): (B,) or (K, B)."""
+        if samples is None:
+            return self.log_likelihood(x, self.decode(z, y))
+        decoded = self.decode(z.flatten(0, 1), repeat_labels(y, samples))  # (K * B, C, H, W)
+        return self.log_likelihood(x, decoded).view(z.shape[:-1])
 
     def elbo(
         self,

@@ -209,10 +209,10 @@ class VQVAE(VAE):
         log_pz = self.log_prior(posterior.codes)
         if samples is None:
             rate = KlPart(-log_pz[:, None], (self.layout.count,))  # (B, 1): no free bits (train refuses them)
-            return ModelTerms(posterior.z, log_px, log_pz, torch.zeros_like(log_px), (rate,))
+            return ModelTerms(posterior.z, log_px, lambda: (log_pz, torch.zeros_like(log_px)), (rate,))
         shape = (samples, len(x))
         z = posterior.z.expand(samples, *posterior.z.shape)
-        return ModelTerms(z, log_px.expand(shape), log_pz.expand(shape), log_px.new_zeros(shape))
+        return ModelTerms(z, log_px.expand(shape), lambda: (log_pz.expand(shape), log_px.new_zeros(shape)))
 
     def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """The vectors (n, M D) of n code maps drawn from the learned prior."""

@@ -6,6 +6,7 @@ Per-example terms have shape (B,) and are in nats; the caller reduces.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,10 +94,23 @@ class ModelTerms:
 
     z: torch.Tensor  # (*S, B, Z): the draws (a ladder's bottom layer)
     log_px: torch.Tensor
-    log_pz: torch.Tensor
-    log_q: torch.Tensor
+    # log p(z) and log q(z|x), computed when first asked for: the ELBO of a model whose KL is in
+    # closed form needs neither, and a training step should not pay for them
+    densities: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     kl: tuple[KlPart, ...] | None = None
     correction: torch.Tensor | None = None
+
+    @functools.cached_property
+    def _densities(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.densities()
+
+    @property
+    def log_pz(self) -> torch.Tensor:
+        return self._densities[0]
+
+    @property
+    def log_q(self) -> torch.Tensor:
+        return self._densities[1]
 
     @property
     def log_w(self) -> torch.Tensor:
