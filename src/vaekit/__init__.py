@@ -54,6 +54,9 @@ _EXPORTS = {
     "elbo_over": "vaekit.metrics.elbo",
     "iwae_over": "vaekit.metrics.likelihood",
     "latent_usage": "vaekit.metrics.latents",
+    "sweep": "vaekit.studies",
+    "compare": "vaekit.studies",
+    "read_study": "vaekit.studies",
 }
 
 __all__ = [
@@ -81,14 +84,17 @@ __all__ = [
     "VaekitError",
     "VampPrior",
     "build_model",
+    "compare",
     "elbo_over",
     "fit",
     "iwae_over",
     "latent_usage",
     "load_run",
     "preset_config",
+    "read_study",
     "resolve",
     "resume",
+    "sweep",
     "train_run",
 ]
 
@@ -108,6 +114,7 @@ if TYPE_CHECKING:
     from vaekit.models.custom import Decoder, Encoder, NetworkSpec
     from vaekit.presets import PRESETS, preset_config, resolve
     from vaekit.priors import MixturePrior, StandardNormalPrior, VampPrior
+    from vaekit.studies import compare, read_study, sweep
     from vaekit.training.api import fit, resume
     from vaekit.training.callbacks import Callback, EarlyStopping, EpochReport
     from vaekit.training.run import train_run

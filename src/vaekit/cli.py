@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_item_commands(commands)
     _add_viewing_commands(commands)
     _add_listing_commands(commands)
+    _add_study_commands(commands)
     return parser
 
 
@@ -312,6 +313,62 @@ def _add_listing_commands(commands: Commands) -> None:
     )
     listing.add_argument("--markdown", action="store_true", help="as the docs' tables (docs/reference/methods.md)")
     listing.set_defaults(handler=cmd_methods)
+
+
+def _add_study_commands(commands: Commands) -> None:
+    """`sweep`: many runs from one study file."""
+    sweep = commands.add_parser(
+        "sweep",
+        help="train every combination of a study file's [grid] as run folders under one study folder",
+        description="A study file is a run's TOML (a preset, [data], [model], [train], the method sections) plus "
+        '[grid], the settings to vary: "train.lr" = [0.001, 0.003]. Each combination is an ordinary run folder '
+        "under OUT/runs/. Killed at any moment and run again with the same command, it keeps the finished runs and "
+        "resumes the interrupted ones exactly.",
+    )
+    sweep.add_argument("study", type=Path, help="the study file (TOML)")
+    sweep.add_argument("--out", type=Path, required=True, help="the study folder (created, or continued)")
+    sweep.add_argument("--workers", type=int, default=1, help="runs trained at once on this machine (default 1)")
+    sweep.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the sweep
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    compare = commands.add_parser(
+        "compare",
+        help="runs side by side: the settings that differ, every test figure (mean ± std over seeds)",
+        description="One table of finished runs (run folders, or study folders: their runs): the settings that "
+        "differ, each test figure with its unit and kind; runs that differ only by --seed become one row, mean ± "
+        "standard deviation. Figures of different kinds (a likelihood, a cross-entropy) are never averaged together.",
+    )
+    compare.add_argument("paths", type=Path, nargs="+", help="run folders and study folders")
+    compare.add_argument(
+        "--out", type=Path, help="also write compare.md, compare.csv and compare.html (with its plots) here"
+    )
+    compare.set_defaults(handler=cmd_compare)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from vaekit.studies import sweep
+    from vaekit.training.loop import TrainingInterrupted
+
+    try:
+        found = sweep(args.study, args.out, args.workers, progress=not args.quiet, threads=args.threads)
+    except TrainingInterrupted as exc:
+        print(f"vaekit: {exc}; continue with: vaekit sweep {args.study} --out {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.threads is None:  # the sweep itself, not one of its workers, reports
+        print(found.table())
+    return 1 if found.failed else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vaekit.studies.comparison import compare, write_comparison
+
+    comparison = compare(args.paths)
+    print(comparison.to_markdown())
+    if args.out is not None:
+        for path in write_comparison(comparison, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -286,14 +286,23 @@ def resolve(
     spans sections is checked on the finished combination.
     """
     file_values: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
+    return resolve_values(preset, file_values, flags, f"config file {config_file}")
+
+
+def resolve_values(
+    preset: str | None, file_values: dict[str, Any], flags: dict[str, dict[str, Any]] | None, source: str
+) -> RunConfig:
+    """`resolve` with the file's layer given as read (`source` names it in messages): a study's
+    runs are its base sections with the grid's values as their flags."""
+    file_values = dict(file_values)
     file_preset = file_values.pop("preset", None)
     chosen = preset if preset is not None else file_preset
     unknown = set(file_values) - {*SECTIONS, *METHOD_SECTIONS}
     if unknown:
-        raise VaekitError(f"config file {config_file}: unknown section(s) {sorted(unknown)}; use {SECTION_LIST}")
+        raise VaekitError(f"{source}: unknown section(s) {sorted(unknown)}; use {SECTION_LIST}")
     for section, values in file_values.items():
         if not isinstance(values, dict):
-            raise VaekitError(f"config file {config_file}: [{section}] must be a table of settings")
+            raise VaekitError(f"{source}: [{section}] must be a table of settings")
 
     def merge(chosen: str | None) -> dict[str, dict[str, Any]]:
         preset_sections = find_preset(chosen).sections if chosen is not None else {}

@@ -1,0 +1,140 @@
+"""A study file: a run's configuration (a preset and the sections of a run's TOML) plus `[grid]`,
+the settings to vary, each by its section and name with the list of its values:
+
+    preset = "mlp"
+    [train]
+    epochs = 5
+    [grid]
+    "train.lr" = [0.001, 0.003]
+    "train.seed" = [0, 1, 2]
+
+Every combination of the grid's values is one run (the last key varies fastest), named by its
+values (`lr=0.001,seed=0`). Every run's config is built and checked when the study is read, so a
+setting a method does not have, or a value out of its range, is refused before any run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS, RunConfig
+from vaekit.errors import VaekitError
+from vaekit.presets import read_toml, resolve_values
+
+GRID = "grid"
+# A run's folder name: each value as the user wrote it, less what a file name cannot hold.
+UNSAFE = re.compile(r"[^\w.+-]+")
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One combination of the grid: its folder name, its values by grid key, its config."""
+
+    name: str
+    values: dict[str, Any]
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study file, read and checked: its text (kept in the study folder) and its runs."""
+
+    path: Path
+    text: str
+    grid: dict[str, list[Any]]
+    runs: tuple[StudyRun, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two study files the same study: their content, not their path or layout."""
+        return hashlib.sha256(repr((sorted(self.base().items()), sorted(self.grid.items()))).encode()).hexdigest()
+
+    def base(self) -> dict[str, Any]:
+        raw = _parse(self.path, self.text)
+        raw.pop(GRID, None)
+        return raw
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VaekitError(f"study file {path} is not valid TOML ({exc}): fix the file") from None
+
+
+def _check_grid(path: Path, grid: Any) -> dict[str, list[Any]]:
+    where = f"study file {path}"
+    if not isinstance(grid, dict) or not grid:
+        raise VaekitError(
+            f'{where} has no [grid] to vary: add one, e.g. [grid] "train.seed" = [0, 1, 2] (one run: vaekit train)'
+        )
+    known = (*SECTIONS, *METHOD_SECTIONS)
+    for key, values in grid.items():
+        section, _, name = key.partition(".")
+        if section not in known or not name:
+            raise VaekitError(
+                f'{where}: grid key {key!r} is not section.setting: use one of {", ".join(known)}, e.g. "train.lr"'
+            )
+        if not isinstance(values, list) or not values:
+            raise VaekitError(f"{where}: grid {key!r} must be a non-empty list of values, e.g. [0.001, 0.003]")
+        if len(set(map(repr, values))) != len(values):
+            raise VaekitError(f"{where}: grid {key!r} lists a value twice: each combination would run twice")
+    return grid
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Each grid key's name in run folder names: its setting's name, or the whole key where two
+    sections share it (train.beta and objective.beta)."""
+    short = [key.partition(".")[2] for key in keys]
+    return {key: name if short.count(name) == 1 else key for key, name in zip(keys, short, strict=True)}
+
+
+def _format(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return UNSAFE.sub("_", text).strip("_") or "_"
+
+
+def run_name(values: dict[str, Any], short: dict[str, str]) -> str:
+    return ",".join(f"{short[key]}={_format(value)}" for key, value in values.items())
+
+
+def _build(base: dict[str, Any], values: dict[str, Any], name: str, source: str) -> RunConfig:
+    """The config of the run with the grid's `values`: the study's sections, the values as flags."""
+    layer: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, _, setting = key.partition(".")
+        layer.setdefault(section, {})[setting] = value
+    try:
+        return resolve_values(None, base, layer, source)
+    except VaekitError as exc:
+        raise VaekitError(f"{source}, run {name}: {exc}") from None
+
+
+def read_study(path: str | Path) -> Study:
+    """Read a study file and build every run's config (all refusals before anything runs)."""
+    path = Path(path)
+    read_toml(path)  # a missing or unreadable file: the config file's own one-line errors
+    text = path.read_text()
+    raw = _parse(path, text)
+    unknown = set(raw) - {GRID, "preset", *SECTIONS, *METHOD_SECTIONS}
+    if unknown:
+        raise VaekitError(f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST} and [grid]")
+    grid = _check_grid(path, raw.pop(GRID, None))
+    keys = list(grid)
+    short = _short_names(keys)
+    runs = []
+    for combination in itertools.product(*(grid[key] for key in keys)):
+        values = dict(zip(keys, combination, strict=True))
+        name = run_name(values, short)
+        runs.append(StudyRun(name, values, _build(raw, values, name, f"study file {path}")))
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise VaekitError(f"study file {path}: two runs would share a folder name: give the grid distinct values")
+    return Study(path, text, grid, tuple(runs))

@@ -1,0 +1,194 @@
+"""`vaekit sweep`: a study's runs, each an ordinary run folder under STUDY/runs/ that every vaekit
+command works on, trained by one worker or several at once.
+
+A worker takes the next run it can lock (`runs/NAME.lock`, an advisory lock the kernel drops with
+the process that held it, SIGKILL included, so a killed worker never leaves a run claimed) and
+that is not finished (its summary.json) or failed (`runs/NAME.failed.json`): a run folder with a
+snapshot resumes exactly, one without is started afresh. Started again with the same command, a
+study killed at any moment keeps its finished runs, resumes the interrupted ones and ends as one
+never interrupted would. The study folder keeps the study file (`study.toml`: another study is
+never run into it) and `study.json`, each run's state and test figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.atomic import read_json, write_json, write_text
+from vaekit.errors import VaekitError
+from vaekit.studies.study import Study, StudyRun, read_study
+from vaekit.training.run import RESUME_FILE, resume_run, train_run
+
+STUDY_FILE = "study.toml"
+INDEX = "study.json"
+RUNS = "runs"
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One run of a study: done (with its test figures), failed (with why), interrupted (its
+    folder exists: the next sweep resumes it) or pending."""
+
+    name: str
+    values: dict[str, Any]
+    state: str
+    figures: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    folder: Path
+    runs: tuple[RunState, ...]
+
+    @property
+    def failed(self) -> list[RunState]:
+        return [run for run in self.runs if run.state == "failed"]
+
+    def table(self) -> str:
+        """One line per run: its name, its state and its test -ELBO (or why it failed)."""
+        width = max(len(run.name) for run in self.runs)
+        lines = []
+        for run in self.runs:
+            shown = run.error or ""
+            if run.figures is not None:
+                figure = run.figures.get("test_nelbo_nats", run.figures.get("test_recon_nats"))
+                shown = f"test -ELBO {figure:.2f} nats/{run.figures.get('per', 'item')}" if figure is not None else ""
+            lines.append(f"  {run.name:<{width}}  {run.state:<11}  {shown}")
+        done = sum(run.state == "done" for run in self.runs)
+        return "\n".join([f"study {self.folder}: {done} of {len(self.runs)} runs done", *lines])
+
+
+def _same_study(kept: Path, study: Study) -> bool:
+    try:
+        return read_study(kept).fingerprint == study.fingerprint
+    except VaekitError:
+        return False
+
+
+def prepare_folder(study: Study, out: str | Path) -> Path:
+    """The study folder: created with the study file's copy, or an existing one of the same study.
+    A folder that holds another study, or anything else, is refused: studies are never mixed."""
+    out = Path(out)
+    kept = out / STUDY_FILE
+    if kept.exists():
+        if not _same_study(kept, study):
+            raise VaekitError(
+                f"study folder {out} holds another study ({kept} differs from {study.path}): choose another --out"
+            )
+        return out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise VaekitError(f"--out {out} exists and is not a study folder: choose another --out")
+    (out / RUNS).mkdir(parents=True, exist_ok=True)
+    write_text(kept, study.text)
+    return out
+
+
+@contextlib.contextmanager
+def _claimed(lock_path: Path) -> Iterator[bool]:
+    """Whether this process holds `lock_path`'s lock for the block (never waits for it)."""
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _failed_marker(folder: Path, run: StudyRun) -> Path:
+    return folder / RUNS / f"{run.name}.failed.json"
+
+
+def _run_one(folder: Path, run: StudyRun, progress: bool) -> None:
+    run_dir = folder / RUNS / run.name
+    if (run_dir / "summary.json").exists() or _failed_marker(folder, run).exists():
+        return
+    try:
+        if (run_dir / "checkpoints" / RESUME_FILE).exists():
+            resume_run(run_dir, progress=progress)
+        else:  # never started, or stopped before its first snapshot: nothing to keep
+            train_run(run.config, run_dir, force=run_dir.exists(), progress=progress)
+    except VaekitError as exc:  # this run's own failure (diverged, too large...): the others go on
+        write_json(_failed_marker(folder, run), {"error": str(exc)})
+
+
+def work(study: Study, folder: Path, progress: bool = False) -> None:
+    """One worker: every run it can claim, in the study's order, until none is left."""
+    for run in study.runs:
+        with _claimed(folder / RUNS / f"{run.name}.lock") as mine:
+            if mine:
+                _run_one(folder, run, progress)
+
+
+def status(study: Study, folder: Path) -> StudyStatus:
+    """Each run's state, read from its folder (the folders are the truth; study.json mirrors them)."""
+    states = []
+    for run in study.runs:
+        run_dir, marker = folder / RUNS / run.name, _failed_marker(folder, run)
+        if (run_dir / "summary.json").exists():
+            figures = read_json(run_dir / "summary.json")
+            states.append(RunState(run.name, run.values, "done", figures))
+        elif marker.exists():
+            states.append(RunState(run.name, run.values, "failed", error=read_json(marker).get("error")))
+        else:
+            states.append(RunState(run.name, run.values, "interrupted" if run_dir.exists() else "pending"))
+    return StudyStatus(folder, tuple(states))
+
+
+def write_index(study: Study, folder: Path) -> StudyStatus:
+    found = status(study, folder)
+    write_json(folder / INDEX, {"study": STUDY_FILE, "runs": [dataclasses.asdict(run) for run in found.runs]})
+    return found
+
+
+def _die_with_parent() -> None:
+    """In a worker process: be killed when the sweep that started it dies (Linux's PR_SET_PDEATHSIG),
+    so a killed sweep leaves no worker training on."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def _spawn_workers(study: Study, folder: Path, workers: int) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    command = [sys.executable, "-m", "vaekit", "sweep", str(study.path), "--out", str(folder), "--quiet"]
+    command += ["--workers", "1", "--threads", str(threads)]
+    processes = [
+        subprocess.Popen(command, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL) for _ in range(workers)
+    ]
+    for process in processes:
+        process.wait()
+
+
+def sweep(
+    study: str | Path | Study, out: str | Path, workers: int = 1, progress: bool = False, threads: int | None = None
+) -> StudyStatus:
+    """Run (or continue) every run of `study` under the study folder `out`; `workers` at once,
+    the machine's threads divided between them. Returns each run's state."""
+    if workers < 1:
+        raise VaekitError(f"--workers {workers} must be at least 1")
+    study = study if isinstance(study, Study) else read_study(study)
+    folder = prepare_folder(study, out)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if workers == 1:
+        work(study, folder, progress)
+    else:
+        _spawn_workers(study, folder, workers)
+    return write_index(study, folder)
