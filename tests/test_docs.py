@@ -27,6 +27,7 @@ from tests.conftest import blob_images
 from vaekit.cli import build_parser, config_flags
 from vaekit.errors import VaekitError
 from vaekit.presets import PRESETS, resolve
+from vaekit.studies import read_study
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -249,6 +250,9 @@ def test_the_toml_block_resolves(block: Block, tmp_path: Path) -> None:
     if block.marker and block.marker.startswith("skip:"):
         pytest.skip(block.marker)  # a package's pyproject.toml, not a run's settings
     (tmp_path / "my.toml").write_text(block.body)
+    if "[grid]" in block.body:  # a study file: every run of its grid is built and checked
+        read_study(tmp_path / "my.toml")
+        return
     resolve(config_file=tmp_path / "my.toml")
 
 

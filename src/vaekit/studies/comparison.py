@@ -207,7 +207,7 @@ def plots(comparison: Comparison) -> dict[str, str]:
                 rates, distortions = zip(*points, strict=True)
                 ax.scatter(rates, distortions, label=label, s=28)
         ax.set_xlabel("rate: KL (nats)")
-        ax.set_ylabel("distortion: -log p(x|z) (nats)")
+        ax.set_ylabel("distortion: reconstruction term (nats)")
         ax.set_title("rate-distortion, one point per run")
         ax.legend(fontsize=7)
         pictures["rate-distortion"] = _png(fig)
@@ -222,7 +222,7 @@ def plots(comparison: Comparison) -> dict[str, str]:
             jitter = [i + 0.08 * (j - (len(values) - 1) / 2) for j in range(len(values))]
             ax.scatter(jitter, values, s=24)
         ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(f"{figure} (nats)")
+        ax.set_ylabel(f"test {figure.removeprefix('test_').removesuffix('_nats')} (nats)")
         ax.set_title("each run's figure, per setting (seeds side by side)")
         pictures["strip"] = _png(fig)
         plt.close(fig)
