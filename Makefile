@@ -16,7 +16,7 @@ $(BIN)/vaekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,docs,hyperspherical]"
+	$(BIN)/pip install -q -e ".[dev,docs,hyperspherical,tune]"
 	touch $@
 
 setup: $(BIN)/vaekit

@@ -28,6 +28,7 @@ from vaekit.cli import build_parser, config_flags
 from vaekit.errors import VaekitError
 from vaekit.presets import PRESETS, resolve
 from vaekit.studies import read_study
+from vaekit.studies.search import read_search
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -252,6 +253,9 @@ def test_the_toml_block_resolves(block: Block, tmp_path: Path) -> None:
     (tmp_path / "my.toml").write_text(block.body)
     if "[grid]" in block.body:  # a study file: every run of its grid is built and checked
         read_study(tmp_path / "my.toml")
+        return
+    if "[search]" in block.body:  # a search study file: each end of each range is checked
+        read_search(tmp_path / "my.toml")
         return
     resolve(config_file=tmp_path / "my.toml")
 

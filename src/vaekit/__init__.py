@@ -57,6 +57,7 @@ _EXPORTS = {
     "sweep": "vaekit.studies",
     "compare": "vaekit.studies",
     "read_study": "vaekit.studies",
+    "tune": "vaekit.studies",
 }
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "resume",
     "sweep",
     "train_run",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -114,7 +116,7 @@ if TYPE_CHECKING:
     from vaekit.models.custom import Decoder, Encoder, NetworkSpec
     from vaekit.presets import PRESETS, preset_config, resolve
     from vaekit.priors import MixturePrior, StandardNormalPrior, VampPrior
-    from vaekit.studies import compare, read_study, sweep
+    from vaekit.studies import compare, read_study, sweep, tune
     from vaekit.training.api import fit, resume
     from vaekit.training.callbacks import Callback, EarlyStopping, EpochReport
     from vaekit.training.run import train_run

@@ -332,6 +332,26 @@ def _add_study_commands(commands: Commands) -> None:
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(handler=cmd_sweep)
 
+    tune = commands.add_parser(
+        "tune",
+        help="search a study file's [search] space for the best settings, on Optuna",
+        description="A search study file is a run's TOML plus [search], ranges ({low = 1e-4, high = 1e-2, log = "
+        "true}) or lists of choices, and [tune] (trials, metric, direction, seed, prune). Each trial is a run folder "
+        "under OUT/runs/; hopeless trials are pruned from their epoch figures. Killed and run again, it resumes the "
+        "interrupted trials exactly.",
+    )
+    tune.add_argument("study", type=Path, help="the search study file (TOML)")
+    tune.add_argument("--out", type=Path, required=True, help="the study folder (created, or continued)")
+    tune.add_argument("--trials", type=int, help="finished trials to reach (default: the file's [tune] trials)")
+    tune.add_argument("--workers", type=int, default=1, help="trials trained at once on this machine (default 1)")
+    tune.add_argument(
+        "--storage", help="Optuna storage URL (default: sqlite:///OUT/optuna.db), e.g. postgresql://host/db"
+    )
+    tune.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the command
+    tune.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # its index, for its sampler's seed
+    tune.add_argument("--quiet", action="store_true", help="no progress bars")
+    tune.set_defaults(handler=cmd_tune)
+
     compare = commands.add_parser(
         "compare",
         help="runs side by side: the settings that differ, every test figure (mean ± std over seeds)",
@@ -358,6 +378,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.threads is None:  # the sweep itself, not one of its workers, reports
         print(found.table())
     return 1 if found.failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from vaekit.studies.tuning import tune
+    from vaekit.training.loop import TrainingInterrupted
+
+    try:
+        result = tune(
+            args.study,
+            args.out,
+            args.trials,
+            args.workers,
+            args.storage,
+            progress=not args.quiet,
+            threads=args.threads,
+            worker=args.worker,
+        )
+    except TrainingInterrupted as exc:
+        print(f"vaekit: {exc}; continue with: vaekit tune {args.study} --out {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.threads is None:  # the command itself, not one of its workers, reports
+        print(result.table())
+    return 0 if result.best is not None else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

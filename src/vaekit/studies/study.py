@@ -105,7 +105,7 @@ def run_name(values: dict[str, Any], short: dict[str, str]) -> str:
     return ",".join(f"{short[key]}={_format(value)}" for key, value in values.items())
 
 
-def _build(base: dict[str, Any], values: dict[str, Any], name: str, source: str) -> RunConfig:
+def build_run_config(base: dict[str, Any], values: dict[str, Any], name: str, source: str) -> RunConfig:
     """The config of the run with the grid's `values`: the study's sections, the values as flags."""
     layer: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
@@ -133,7 +133,7 @@ def read_study(path: str | Path) -> Study:
     for combination in itertools.product(*(grid[key] for key in keys)):
         values = dict(zip(keys, combination, strict=True))
         name = run_name(values, short)
-        runs.append(StudyRun(name, values, _build(raw, values, name, f"study file {path}")))
+        runs.append(StudyRun(name, values, build_run_config(raw, values, name, f"study file {path}")))
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise VaekitError(f"study file {path}: two runs would share a folder name: give the grid distinct values")

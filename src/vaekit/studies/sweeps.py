@@ -29,6 +29,7 @@ import torch
 
 from vaekit.atomic import read_json, write_json, write_text
 from vaekit.errors import VaekitError
+from vaekit.studies.search import SearchStudy, read_search
 from vaekit.studies.study import Study, StudyRun, read_study
 from vaekit.training.run import RESUME_FILE, resume_run, train_run
 
@@ -72,14 +73,15 @@ class StudyStatus:
         return "\n".join([f"study {self.folder}: {done} of {len(self.runs)} runs done", *lines])
 
 
-def _same_study(kept: Path, study: Study) -> bool:
+def _same_study(kept: Path, study: Study | SearchStudy) -> bool:
+    read = read_search if isinstance(study, SearchStudy) else read_study
     try:
-        return read_study(kept).fingerprint == study.fingerprint
+        return read(kept).fingerprint == study.fingerprint
     except VaekitError:
         return False
 
 
-def prepare_folder(study: Study, out: str | Path) -> Path:
+def prepare_folder(study: Study | SearchStudy, out: str | Path) -> Path:
     """The study folder: created with the study file's copy, or an existing one of the same study.
     A folder that holds another study, or anything else, is refused: studies are never mixed."""
     out = Path(out)
@@ -98,7 +100,7 @@ def prepare_folder(study: Study, out: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def _claimed(lock_path: Path) -> Iterator[bool]:
+def claimed(lock_path: Path) -> Iterator[bool]:
     """Whether this process holds `lock_path`'s lock for the block (never waits for it)."""
     with open(lock_path, "a") as handle:
         try:
@@ -132,7 +134,7 @@ def _run_one(folder: Path, run: StudyRun, progress: bool) -> None:
 def work(study: Study, folder: Path, progress: bool = False) -> None:
     """One worker: every run it can claim, in the study's order, until none is left."""
     for run in study.runs:
-        with _claimed(folder / RUNS / f"{run.name}.lock") as mine:
+        with claimed(folder / RUNS / f"{run.name}.lock") as mine:
             if mine:
                 _run_one(folder, run, progress)
 
@@ -158,7 +160,7 @@ def write_index(study: Study, folder: Path) -> StudyStatus:
     return found
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In a worker process: be killed when the sweep that started it dies (Linux's PR_SET_PDEATHSIG),
     so a killed sweep leaves no worker training on."""
     if sys.platform.startswith("linux"):
@@ -170,7 +172,7 @@ def _spawn_workers(study: Study, folder: Path, workers: int) -> None:
     command = [sys.executable, "-m", "vaekit", "sweep", str(study.path), "--out", str(folder), "--quiet"]
     command += ["--workers", "1", "--threads", str(threads)]
     processes = [
-        subprocess.Popen(command, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL) for _ in range(workers)
+        subprocess.Popen(command, preexec_fn=die_with_parent, stdout=subprocess.DEVNULL) for _ in range(workers)
     ]
     for process in processes:
         process.wait()
