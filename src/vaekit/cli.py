@@ -349,6 +349,13 @@ def _add_study_commands(commands: Commands) -> None:
     )
     tune.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the command
     tune.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # its index, for its sampler's seed
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="seconds between a running trial's heartbeats in a database storage; after three missed, another "
+        "worker resumes the trial (default 60)",
+    )
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
     tune.set_defaults(handler=cmd_tune)
 
@@ -394,6 +401,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             threads=args.threads,
             worker=args.worker,
+            heartbeat=args.heartbeat,
         )
     except TrainingInterrupted as exc:
         print(f"vaekit: {exc}; continue with: vaekit tune {args.study} --out {args.out}", file=sys.stderr)

@@ -13,9 +13,13 @@ the next trial continues that run exactly where it stopped. The budget counts fi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +51,40 @@ def _optuna() -> Any:
     return optuna
 
 
-def _storage(folder: Path, url: str | None) -> Any:
+@contextlib.contextmanager
+def _quietly(optuna: Any) -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _storage(folder: Path, url: str | None, heartbeat: int) -> Any:
+    """The study's storage. A database (SQLite, PostgreSQL, MySQL) keeps each running trial's
+    heartbeat: a trial whose worker, on any machine, has been silent for three heartbeats is
+    failed and queued again (Optuna's RetryFailedTrialCallback), its settings and folder with it."""
     optuna = _optuna()
     url = url or f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
-    try:
-        return optuna.storages.get_storage(url)
-    except Exception as exc:  # a URL nothing answers at, a driver not installed: one line
-        raise VaekitError(f"--storage {url} cannot be used ({type(exc).__name__}: {exc})") from None
+    for attempt in range(4):
+        try:
+            return _open_storage(optuna, url, heartbeat)
+        except Exception as exc:  # a URL nothing answers at, a driver not installed: one line
+            # workers started together race to create the storage's tables: the loser tries again
+            if attempt < 3 and any(word in str(exc) for word in ("already exists", "duplicate key", "UniqueViolation")):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise VaekitError(f"--storage {url} cannot be used ({type(exc).__name__}: {first})") from None
+    raise AssertionError("unreachable")
+
+
+def _open_storage(optuna: Any, url: str, heartbeat: int) -> Any:
+    if "://" in url and url.split(":", 1)[0].split("+")[0] in ("sqlite", "postgresql", "mysql"):
+        with _quietly(optuna):  # heartbeats are "experimental" in Optuna since 2.8: they are what we need
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, heartbeat_stale_trial_callback=retry
+            )
+    return optuna.storages.get_storage(url)
 
 
 def _suggest(trial: Any, key: str, dimension: Range | list[Any]) -> Any:
@@ -104,7 +135,8 @@ class Objective:
 
     def __call__(self, trial: Any) -> float:
         values = {key: _suggest(trial, key, dim) for key, dim in self.study.space.items()}
-        name = trial.user_attrs.get(RESUMES) or f"trial-{trial.number:04d}"
+        # a trial queued again (its worker died: here, or silent on another machine) keeps its folder
+        name = trial.user_attrs.get(RESUMES) or trial.user_attrs.get("folder") or f"trial-{trial.number:04d}"
         trial.set_user_attr("folder", name)
         run_dir = self.folder / RUNS / name
         with claimed(self.folder / RUNS / f"{name}.lock") as mine:
@@ -135,9 +167,9 @@ class Objective:
 def _finished(optuna_study: Any) -> int:
     optuna = _optuna()
     states = optuna.trial.TrialState
+    # a trial failed on its own has its error; one whose worker died has none, and is retried
     return sum(
-        trial.state in (states.COMPLETE, states.PRUNED)
-        or (trial.state == states.FAIL and not trial.user_attrs.get(INTERRUPTED))
+        trial.state in (states.COMPLETE, states.PRUNED) or (trial.state == states.FAIL and "error" in trial.user_attrs)
         for trial in optuna_study.get_trials(deepcopy=False)
     )
 
@@ -161,6 +193,23 @@ def recover_interrupted(optuna_study: Any, storage: Any, folder: Path) -> int:
             optuna_study.enqueue_trial(trial.params, user_attrs={RESUMES: name}, skip_if_exists=False)
             found += 1
     return found
+
+
+def _finish_the_others(optuna_study: Any, objective: Objective, heartbeat: int) -> None:
+    """With the budget reached, stay while other trials still run: one whose worker dies is
+    queued again after three silent heartbeats, and this worker resumes it."""
+    optuna = _optuna()
+    states = optuna.trial.TrialState
+    while True:
+        with _quietly(optuna):
+            optuna.storages.fail_stale_trials(optuna_study)
+        trials = optuna_study.get_trials(deepcopy=False, states=(states.RUNNING, states.WAITING))
+        if not trials:
+            return
+        if any(trial.state == states.WAITING for trial in trials):
+            optuna_study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        else:
+            time.sleep(min(heartbeat, 2))
 
 
 @dataclass(frozen=True)
@@ -210,10 +259,12 @@ def write_index(optuna_study: Any, folder: Path, metric: str) -> TuneResult:
     return TuneResult(folder, trials, best, metric)
 
 
-def _spawn(study: SearchStudy, folder: Path, workers: int, storage: str | None, trials: int | None) -> None:
+def _spawn(
+    study: SearchStudy, folder: Path, workers: int, storage: str | None, trials: int | None, heartbeat: int
+) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     command = [sys.executable, "-m", "vaekit", "tune", str(study.path), "--out", str(folder), "--quiet"]
-    command += ["--workers", "1", "--threads", str(threads)]
+    command += ["--workers", "1", "--threads", str(threads), "--heartbeat", str(heartbeat)]
     command += [*(["--storage", storage] if storage else []), *(["--trials", str(trials)] if trials else [])]
     processes = [
         subprocess.Popen([*command, "--worker", str(index)], preexec_fn=die_with_parent, stdout=subprocess.DEVNULL)
@@ -232,6 +283,7 @@ def tune(
     progress: bool = False,
     threads: int | None = None,
     worker: int = 0,
+    heartbeat: int = 60,
 ) -> TuneResult:
     """Search `study`'s space until `trials` trials (by default its [tune] trials) have finished,
     in the study folder `out`; `workers` at once on this machine (each worker's sampler seeded
@@ -244,9 +296,9 @@ def tune(
     study = study if isinstance(study, SearchStudy) else read_search(study)
     optuna = _optuna()
     # a storage given by URL is tried before the folder is made: one that cannot be used writes nothing
-    backend = _storage(Path(out), storage) if storage is not None else None
+    backend = _storage(Path(out), storage, heartbeat) if storage is not None else None
     folder = prepare_folder(study, out)
-    backend = backend if backend is not None else _storage(folder, None)
+    backend = backend if backend is not None else _storage(folder, None, heartbeat)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     optuna_study = optuna.create_study(
         study_name=STUDY_NAME, storage=backend, pruner=pruner, direction=study.direction, load_if_exists=True
@@ -261,13 +313,15 @@ def tune(
     if threads is not None:
         torch.set_num_threads(threads)
     if workers > 1:
-        _spawn(study, folder, workers, storage, trials)
+        _spawn(study, folder, workers, storage, trials, heartbeat)
     else:
 
         def enough(optuna_study: Any, trial: Any) -> None:
             if _finished(optuna_study) >= budget:
                 optuna_study.stop()
 
+        objective = Objective(study, folder, progress)
         if _finished(optuna_study) < budget:
-            optuna_study.optimize(Objective(study, folder, progress), callbacks=[enough], catch=(TrialFailed,))
+            optuna_study.optimize(objective, callbacks=[enough], catch=(TrialFailed,))
+        _finish_the_others(optuna_study, objective, heartbeat)
     return write_index(optuna_study, folder, study.metric)
