@@ -24,6 +24,7 @@ from vaekit.atomic import read_json, read_json_lines, write_bytes, write_text
 from vaekit.errors import VaekitError
 
 SEED = "train.seed"
+LEGEND_MAX = 20  # more entries than this and a legend hides the plot (and takes seconds to draw)
 # config.json keys that are not settings a user chose (fitted from the data, or vaekit's own)
 NOT_SETTINGS = {"data.feature_mean", "data.feature_std", "data.feature_names", "model.classes", "model.class_names"}
 
@@ -209,7 +210,8 @@ def plots(comparison: Comparison) -> dict[str, str]:
         ax.set_xlabel("rate: KL (nats)")
         ax.set_ylabel("distortion: reconstruction term (nats)")
         ax.set_title("rate-distortion, one point per run")
-        ax.legend(fontsize=7)
+        if len(order) <= LEGEND_MAX:
+            ax.legend(fontsize=7)
         pictures["rate-distortion"] = _png(fig)
         plt.close(fig)
     figure = next(
@@ -233,7 +235,8 @@ def plots(comparison: Comparison) -> dict[str, str]:
             ax.plot(*zip(*run.curve, strict=True), marker="o", markersize=3, label=f"{label} ({run.path.name})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation -ELBO (nats)")
-        ax.legend(fontsize=6)
+        if len(curves) <= LEGEND_MAX:
+            ax.legend(fontsize=6)
         pictures["curves"] = _png(fig)
         plt.close(fig)
     return pictures
