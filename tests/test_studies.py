@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +110,11 @@ def test_a_study_killed_and_started_again_ends_as_one_never_interrupted(folder: 
     status = [run.state for run in sweep_status(read_study(path), folder / "study").runs]
     assert status == ["done", "interrupted"]
     first = (folder / "study" / "runs" / "seed=0" / "summary.json").stat().st_mtime_ns
+    metrics = folder / "study" / "runs" / "seed=1" / "metrics.jsonl"
+    epoch_one = metrics.read_text().splitlines()[0]  # written before the kill, its timings with it
     assert main(["sweep", str(path), "--out", "study", "--quiet"]) == 0
     assert (folder / "study" / "runs" / "seed=0" / "summary.json").stat().st_mtime_ns == first  # kept, not rerun
+    assert metrics.read_text().splitlines()[0] == epoch_one  # resumed, not redone
     for name in ("seed=0", "seed=1"):
         expected, got = weights(folder / "reference" / "runs" / name), weights(folder / "study" / "runs" / name)
         assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
@@ -171,3 +176,16 @@ def test_compare_writes_its_table_and_plots_and_never_averages_figures_of_differ
     assert main(["compare", str(tmp_path)]) == 2  # neither a run nor a study folder
     err = capsys.readouterr().err
     assert "is neither a finished run folder nor a study folder" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_its_run_to_another_who_resumes_it(folder: Path) -> None:
+    path = study_file(folder, '"train.seed" = [0, 1, 2]\n')
+    assert main(["sweep", str(path), "--out", "reference", "--quiet", "--workers", "2"]) == 0
+    command = [sys.executable, "-m", "vaekit", "sweep", str(path), "--out", "study", "--quiet"]
+    live = subprocess.Popen(command, cwd=folder)
+    vaekit_until_killed(["sweep", str(path), "--out", "study", "--quiet"], folder, step=5)  # a second worker
+    assert live.wait(timeout=300) == 0
+    for name in ("seed=0", "seed=1", "seed=2"):
+        expected, got = weights(folder / "reference" / "runs" / name), weights(folder / "study" / "runs" / name)
+        assert all(torch.equal(expected[k], got[k]) for k in expected)

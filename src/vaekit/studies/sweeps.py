@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,20 @@ def _run_one(folder: Path, run: StudyRun, progress: bool) -> None:
         write_json(_failed_marker(folder, run), {"error": str(exc)})
 
 
-def work(study: Study, folder: Path, progress: bool = False) -> None:
-    """One worker: every run it can claim, in the study's order, until none is left."""
-    for run in study.runs:
-        with claimed(folder / RUNS / f"{run.name}.lock") as mine:
-            if mine:
-                _run_one(folder, run, progress)
+def work(study: Study, folder: Path, progress: bool = False, wait: float = 2.0) -> None:
+    """One worker: every run it can claim, in the study's order, until every run is finished or
+    failed. A run another worker holds is come back to: should that worker die (its lock freed by
+    the kernel, or by a shared file system's server when its machine is gone), this one resumes it."""
+    while True:
+        held_elsewhere = False
+        for run in study.runs:
+            with claimed(folder / RUNS / f"{run.name}.lock") as mine:
+                if mine:
+                    _run_one(folder, run, progress)
+                held_elsewhere = held_elsewhere or not mine
+        if not held_elsewhere:
+            return
+        time.sleep(wait)
 
 
 def status(study: Study, folder: Path) -> StudyStatus:
