@@ -189,3 +189,11 @@ def test_a_worker_killed_mid_run_leaves_its_run_to_another_who_resumes_it(folder
     for name in ("seed=0", "seed=1", "seed=2"):
         expected, got = weights(folder / "reference" / "runs" / name), weights(folder / "study" / "runs" / name)
         assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_data_that_is_not_there_is_the_studys_bad_input_not_every_runs_failure(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = study_file(folder, '"train.seed" = [0, 1]\n', base=BASE.replace("blobs.npz", "nope.npz"))
+    assert main(["sweep", str(path), "--out", "study"]) == 2
+    assert "unknown dataset 'nope.npz'" in capsys.readouterr().err and not (folder / "study").exists()

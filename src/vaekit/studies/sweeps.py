@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from vaekit.atomic import read_json, write_json, write_text
+from vaekit.config import DataConfig, RunConfig
+from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
 from vaekit.studies.search import SearchStudy, read_search
 from vaekit.studies.study import Study, StudyRun, read_study
@@ -80,6 +82,17 @@ def _same_study(kept: Path, study: Study | SearchStudy) -> bool:
         return read(kept).fingerprint == study.fingerprint
     except VaekitError:
         return False
+
+
+def check_data(configs: list[RunConfig]) -> None:
+    """Load each distinct data section the runs use once, before the study folder is made: data
+    that is missing or unreadable is the study's bad input (one line, nothing written), not a
+    failure of every run."""
+    seen: list[DataConfig] = []
+    for config in configs:
+        if config.data not in seen:
+            seen.append(config.data)
+            load_dataset(config.data, progress=False)
 
 
 def prepare_folder(study: Study | SearchStudy, out: str | Path) -> Path:
@@ -195,6 +208,8 @@ def sweep(
     if workers < 1:
         raise VaekitError(f"--workers {workers} must be at least 1")
     study = study if isinstance(study, Study) else read_study(study)
+    if threads is None:  # the command itself, not one of its workers
+        check_data([run.config for run in study.runs])
     folder = prepare_folder(study, out)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -28,9 +28,9 @@ import torch
 
 from vaekit.atomic import read_json, read_json_lines, write_json
 from vaekit.errors import VaekitError
-from vaekit.studies.search import Range, SearchStudy, read_search
+from vaekit.studies.search import Range, SearchStudy, corners, read_search
 from vaekit.studies.study import build_run_config
-from vaekit.studies.sweeps import RUNS, claimed, die_with_parent, prepare_folder
+from vaekit.studies.sweeps import RUNS, check_data, claimed, die_with_parent, prepare_folder
 from vaekit.training.callbacks import EpochReport
 from vaekit.training.loop import TrainingInterrupted
 from vaekit.training.run import RESUME_FILE, resume_run, train_run
@@ -295,6 +295,8 @@ def tune(
         raise VaekitError(f"--trials {trials} must be at least 1")
     study = study if isinstance(study, SearchStudy) else read_search(study)
     optuna = _optuna()
+    if threads is None:  # the command itself, not one of its workers
+        check_data([build_run_config(study.base, values, "", str(study.path)) for values in corners(study.space)])
     # a storage given by URL is tried before the folder is made: one that cannot be used writes nothing
     backend = _storage(Path(out), storage, heartbeat) if storage is not None else None
     folder = prepare_folder(study, out)
