@@ -69,8 +69,13 @@ class StudyStatus:
         for run in self.runs:
             shown = run.error or ""
             if run.figures is not None:
-                figure = run.figures.get("test_nelbo_nats", run.figures.get("test_recon_nats"))
-                shown = f"test -ELBO {figure:.2f} nats/{run.figures.get('per', 'item')}" if figure is not None else ""
+                # the -ELBO, or a deterministic encoder's reconstruction cost where it has none
+                name, key = (
+                    ("-ELBO", "test_nelbo_nats") if "test_nelbo_nats" in run.figures else ("recon", "test_recon_nats")
+                )
+                per = "item" if "per item" in str(run.figures.get("units", "")) else "image"  # a table's or images
+                figure = run.figures.get(key)
+                shown = f"test {name} {figure:.2f} nats/{per}" if isinstance(figure, (int, float)) else ""
             lines.append(f"  {run.name:<{width}}  {run.state:<11}  {shown}")
         done = sum(run.state == "done" for run in self.runs)
         return "\n".join([f"study {self.folder}: {done} of {len(self.runs)} runs done", *lines])
