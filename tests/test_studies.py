@@ -48,7 +48,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def study_file(folder: Path, grid: str, name: str = "study.toml", base: str = BASE) -> Path:
     path = folder / name
-    path.write_text(base + "[grid]\n" + grid)
+    path.write_text(base + ("[grid]\n" + grid if grid or "[[variants]]" not in base else ""))
     return path
 
 
@@ -197,3 +197,29 @@ def test_data_that_is_not_there_is_the_studys_bad_input_not_every_runs_failure(
     path = study_file(folder, '"train.seed" = [0, 1]\n', base=BASE.replace("blobs.npz", "nope.npz"))
     assert main(["sweep", str(path), "--out", "study"]) == 2
     assert "unknown dataset 'nope.npz'" in capsys.readouterr().err and not (folder / "study").exists()
+
+
+def test_variants_are_crossed_with_the_grid(folder: Path) -> None:
+    variants = (
+        '[[variants]]\nname = "vae"\n'
+        '[[variants]]\nname = "betatc"\n"objective.name" = "betatc"\n"objective.beta" = 6.0\n'
+        '[[variants]]\n"train.beta" = 4.0\n'
+    )
+    study = read_study(study_file(folder, '"train.seed" = [0, 1]\n', base=BASE + variants))
+    assert [run.name for run in study.runs] == [
+        "vae,seed=0",
+        "vae,seed=1",
+        "betatc,seed=0",
+        "betatc,seed=1",
+        "beta=4,seed=0",
+        "beta=4,seed=1",
+    ]
+    betatc = study.runs[2].config
+    assert (betatc.objective.name, betatc.objective.settings.beta, betatc.train.seed) == ("betatc", 6.0, 0)
+    assert study.runs[4].config.train.beta == 4.0 and study.runs[0].config.objective.name == "elbo"
+    # variants alone need no grid; a setting both vary, or two variants of one name, are refused
+    assert len(read_study(study_file(folder, "", base=BASE + variants)).runs) == 3
+    with pytest.raises(VaekitError, match=r"\['train.beta'\] are set by a variant and by \[grid\]"):
+        read_study(study_file(folder, '"train.beta" = [1.0]\n', base=BASE + variants))
+    with pytest.raises(VaekitError, match="two \\[\\[variants\\]\\] share the name"):
+        read_study(study_file(folder, "", base=BASE + '[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n'))

@@ -9,7 +9,8 @@ the settings to vary, each by its section and name with the list of its values:
     "train.seed" = [0, 1, 2]
 
 Every combination of the grid's values is one run (the last key varies fastest), named by its
-values (`lr=0.001,seed=0`). Every run's config is built and checked when the study is read, so a
+values (`lr=0.001,seed=0`). `[[variants]]` tables list runs that differ in several settings at
+once (a method with its own settings), each crossed with the grid and named by its `name`. Every run's config is built and checked when the study is read, so a
 setting a method does not have, or a value out of its range, is refused before any run starts.
 """
 
@@ -27,6 +28,7 @@ from vaekit.errors import VaekitError
 from vaekit.presets import read_toml, resolve_values
 
 GRID = "grid"
+VARIANTS = "variants"
 # A run's folder name: each value as the user wrote it, less what a file name cannot hold.
 UNSAFE = re.compile(r"[^\w.+-]+")
 
@@ -69,24 +71,53 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
         raise VaekitError(f"study file {path} is not valid TOML ({exc}): fix the file") from None
 
 
-def _check_grid(path: Path, grid: Any) -> dict[str, list[Any]]:
+def _check_key(where: str, what: str, key: str) -> None:
+    known = (*SECTIONS, *METHOD_SECTIONS)
+    section, _, name = key.partition(".")
+    if section not in known or not name:
+        raise VaekitError(
+            f'{where}: {what} key {key!r} is not section.setting: use one of {", ".join(known)}, e.g. "train.lr"'
+        )
+
+
+def _check_grid(path: Path, grid: Any, variants: list[dict[str, Any]]) -> dict[str, list[Any]]:
     where = f"study file {path}"
+    if grid is None and variants:
+        return {}  # the variants alone
     if not isinstance(grid, dict) or not grid:
         raise VaekitError(
             f'{where} has no [grid] to vary: add one, e.g. [grid] "train.seed" = [0, 1, 2] (one run: vaekit train)'
         )
-    known = (*SECTIONS, *METHOD_SECTIONS)
     for key, values in grid.items():
-        section, _, name = key.partition(".")
-        if section not in known or not name:
-            raise VaekitError(
-                f'{where}: grid key {key!r} is not section.setting: use one of {", ".join(known)}, e.g. "train.lr"'
-            )
+        _check_key(where, "grid", key)
         if not isinstance(values, list) or not values:
             raise VaekitError(f"{where}: grid {key!r} must be a non-empty list of values, e.g. [0.001, 0.003]")
         if len(set(map(repr, values))) != len(values):
             raise VaekitError(f"{where}: grid {key!r} lists a value twice: each combination would run twice")
     return grid
+
+
+def _check_variants(path: Path, variants: Any) -> list[dict[str, Any]]:
+    """[[variants]]: runs that differ in more than one setting at once (a method with its own
+    settings), each crossed with the grid; each may have a `name` for its runs' folders."""
+    where = f"study file {path}"
+    if variants is None:
+        return []
+    if not isinstance(variants, list) or not variants or not all(isinstance(v, dict) for v in variants):
+        raise VaekitError(f'{where}: [[variants]] must be tables of settings, e.g. [[variants]] "train.beta" = 4.0')
+    for variant in variants:
+        for key in variant:
+            if key != "name":
+                _check_key(where, "variant", key)
+    names = [_variant_name(v) for v in variants]
+    if len(set(names)) != len(names):
+        raise VaekitError(f"{where}: two [[variants]] share the name {names[0]!r}: name each one apart")
+    return variants
+
+
+def _variant_name(variant: dict[str, Any]) -> str:
+    settings = {key: value for key, value in variant.items() if key != "name"}
+    return _format(variant["name"]) if "name" in variant else run_name(settings, _short_names(list(settings)))
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:
@@ -123,17 +154,26 @@ def read_study(path: str | Path) -> Study:
     read_toml(path)  # a missing or unreadable file: the config file's own one-line errors
     text = path.read_text()
     raw = _parse(path, text)
-    unknown = set(raw) - {GRID, "preset", *SECTIONS, *METHOD_SECTIONS}
+    unknown = set(raw) - {GRID, VARIANTS, "preset", *SECTIONS, *METHOD_SECTIONS}
     if unknown:
-        raise VaekitError(f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST} and [grid]")
-    grid = _check_grid(path, raw.pop(GRID, None))
+        raise VaekitError(
+            f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [grid] and [[variants]]"
+        )
+    variants = _check_variants(path, raw.pop(VARIANTS, None))
+    grid = _check_grid(path, raw.pop(GRID, None), variants)
     keys = list(grid)
     short = _short_names(keys)
     runs = []
-    for combination in itertools.product(*(grid[key] for key in keys)):
-        values = dict(zip(keys, combination, strict=True))
-        name = run_name(values, short)
-        runs.append(StudyRun(name, values, build_run_config(raw, values, name, f"study file {path}")))
+    for variant in variants or [{}]:
+        settings = {key: value for key, value in variant.items() if key != "name"}
+        shared = set(settings) & set(keys)
+        if shared:
+            raise VaekitError(f"study file {path}: {sorted(shared)} are set by a variant and by [grid]: set each once")
+        for combination in itertools.product(*(grid[key] for key in keys)):
+            values = {**settings, **dict(zip(keys, combination, strict=True))}
+            parts = [_variant_name(variant)] if variant else []
+            name = ",".join([*parts, run_name(dict(zip(keys, combination, strict=True)), short)] if keys else parts)
+            runs.append(StudyRun(name, values, build_run_config(raw, values, name, f"study file {path}")))
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise VaekitError(f"study file {path}: two runs would share a folder name: give the grid distinct values")
