@@ -223,3 +223,14 @@ def test_variants_are_crossed_with_the_grid(folder: Path) -> None:
         read_study(study_file(folder, '"train.beta" = [1.0]\n', base=BASE + variants))
     with pytest.raises(VaekitError, match="two \\[\\[variants\\]\\] share the name"):
         read_study(study_file(folder, "", base=BASE + '[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n'))
+
+
+def test_compare_shows_what_vaekit_evaluate_measured(small_study: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(small_study / "runs" / "lr=0.001,seed=0", run)
+    assert main(["evaluate", "--run", str(run), "--k", "3", "--no-quality"]) == 0
+    evaluation = json.loads((run / "eval.json").read_text())
+    table = compare([run, small_study / "runs" / "lr=0.01,seed=0"])
+    row = next(r for r in table.rows if r["run"] == "run")
+    assert row["eval.active_units"] == evaluation["active_units"] and "eval.iwae_standard_error_nats" in table.columns
+    assert "eval.seconds.elbo" not in table.columns  # how long it took is not a figure of the model

@@ -60,6 +60,25 @@ def _figures(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# eval.json's entries that describe the evaluation rather than measure the model
+EVAL_NOT_FIGURES = {"images", "first_images", "seed", "checkpoint_epoch", "iwae_k", "latent_dim", "seconds", "units"}
+EVAL_NOT_FIGURES |= {"bottom_latent_dim", "items", "batch_size"}
+
+
+def _eval_figures(evaluation: dict[str, Any], prefix: str = "eval.") -> dict[str, float]:
+    """`vaekit evaluate`'s numbers (eval.json), nested sections flattened to eval.SECTION.NAME:
+    the IWAE bound, active units, sample quality, the disentanglement metrics, ..."""
+    found: dict[str, float] = {}
+    for key, value in evaluation.items():
+        if key in EVAL_NOT_FIGURES:
+            continue
+        if isinstance(value, dict):
+            found.update(_eval_figures(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[f"{prefix}{key}"] = float(value)
+    return found
+
+
 def read_run(path: Path) -> ComparedRun:
     summary_path = path / "summary.json"
     if not summary_path.exists():
@@ -75,7 +94,10 @@ def read_run(path: Path) -> ComparedRun:
         if (path / "metrics.jsonl").exists()
         else []
     )
-    return ComparedRun(path, _flatten(config), _figures(summary), str(summary.get("test_figure", "likelihood")), curve)
+    figures = _figures(summary)
+    if (path / "eval.json").exists():  # vaekit evaluate's figures too, where it was run
+        figures.update(_eval_figures(read_json(path / "eval.json", "a run's evaluation")))
+    return ComparedRun(path, _flatten(config), figures, str(summary.get("test_figure", "likelihood")), curve)
 
 
 def _runs_of(path: Path) -> list[Path]:
@@ -112,11 +134,12 @@ class Comparison:
 
     def _cell(self, row: dict[str, Any], column: str) -> str:
         value = row.get(column)
-        if isinstance(value, float) and column.startswith("test_"):  # a figure; a setting is shown as given
+        if isinstance(value, float) and column.startswith(("test_", "eval.")):  # a figure; a setting as given
             std = row.get(f"{column}_std")
-            shown = f"{value:.4f}" if "bits_per_dim" in column else f"{value:.2f}"
+            precise = not column.endswith("_nats")  # nats to the hundredth; scores, bits/dim to 4 places
+            shown = f"{value:.4f}" if precise else f"{value:.2f}"
             if std is not None and not math.isnan(std):
-                shown += f" ± {std:.4f}" if "bits_per_dim" in column else f" ± {std:.2f}"
+                shown += f" ± {std:.4f}" if precise else f" ± {std:.2f}"
             return shown
         return "" if value is None else str(value)
 

@@ -10,8 +10,9 @@ the settings to vary, each by its section and name with the list of its values:
 
 Every combination of the grid's values is one run (the last key varies fastest), named by its
 values (`lr=0.001,seed=0`). `[[variants]]` tables list runs that differ in several settings at
-once (a method with its own settings), each crossed with the grid and named by its `name`. Every run's config is built and checked when the study is read, so a
-setting a method does not have, or a value out of its range, is refused before any run starts.
+once (a method with its own settings), each crossed with the grid and named by its `name`.
+Every run's config is built and checked when the study is read, so a setting a method does not
+have, or a value out of its range, is refused before any run starts.
 """
 
 from __future__ import annotations
