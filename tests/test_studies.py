@@ -234,3 +234,33 @@ def test_compare_shows_what_vaekit_evaluate_measured(small_study: Path, tmp_path
     row = next(r for r in table.rows if r["run"] == "run")
     assert row["eval.active_units"] == evaluation["active_units"] and "eval.iwae_standard_error_nats" in table.columns
     assert "eval.seconds.elbo" not in table.columns  # how long it took is not a figure of the model
+
+
+def test_an_interrupted_run_is_not_a_failed_one(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM stops the sweep for a later resume: the run is not marked failed."""
+    from vaekit.studies import sweeps
+    from vaekit.training.loop import TrainingInterrupted
+
+    study = read_study(study_file(folder, '"train.seed" = [0]\n'))
+    out = sweeps.prepare_folder(study, folder / "study")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise TrainingInterrupted("interrupted at step 3: a resumable snapshot was saved")
+
+    monkeypatch.setattr(sweeps, "train_run", interrupted)
+    with pytest.raises(TrainingInterrupted):
+        sweeps.work(study, out)
+    assert not (out / "runs" / "seed=0.failed.json").exists()
+
+
+def test_a_study_with_evaluate_evaluates_each_run_once(folder: Path) -> None:
+    path = study_file(folder, '"train.seed" = [0]\n', base=BASE + "[evaluate]\nk = 3\n")
+    assert main(["sweep", str(path), "--out", "study", "--quiet"]) == 0
+    evaluation = folder / "study" / "runs" / "seed=0" / "eval.json"
+    assert json.loads(evaluation.read_text())["iwae_k"] == 3
+    written = evaluation.stat().st_mtime_ns
+    assert main(["sweep", str(path), "--out", "study", "--quiet"]) == 0
+    assert evaluation.stat().st_mtime_ns == written  # done: not evaluated again
+    assert "eval.active_units" in compare([folder / "study"]).columns
+    with pytest.raises(VaekitError, match=r"\[evaluate\] takes k, quality, disentanglement, images, seed"):
+        read_study(study_file(folder, '"train.seed" = [0]\n', base=BASE + "[evaluate]\nkk = 3\n"))

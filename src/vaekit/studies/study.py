@@ -30,6 +30,9 @@ from vaekit.presets import read_toml, resolve_values
 
 GRID = "grid"
 VARIANTS = "variants"
+EVALUATE = "evaluate"
+# [evaluate]: what `vaekit evaluate` measures on each finished run, with its defaults
+EVALUATE_DEFAULTS: dict[str, Any] = {"k": 1000, "quality": False, "disentanglement": False, "images": None, "seed": 0}
 # A run's folder name: each value as the user wrote it, less what a file name cannot hold.
 UNSAFE = re.compile(r"[^\w.+-]+")
 
@@ -51,6 +54,7 @@ class Study:
     text: str
     grid: dict[str, list[Any]]
     runs: tuple[StudyRun, ...]
+    evaluate: dict[str, Any] | None = None  # `vaekit evaluate`'s settings for each run, or None
 
     @property
     def fingerprint(self) -> str:
@@ -121,6 +125,25 @@ def _variant_name(variant: dict[str, Any]) -> str:
     return _format(variant["name"]) if "name" in variant else run_name(settings, _short_names(list(settings)))
 
 
+def _check_evaluate(path: Path, raw: Any) -> dict[str, Any] | None:
+    """[evaluate]: each finished run is also evaluated (eval.json), as `vaekit evaluate` would."""
+    where = f"study file {path}"
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - set(EVALUATE_DEFAULTS):
+        unknown = sorted(set(raw) - set(EVALUATE_DEFAULTS)) if isinstance(raw, dict) else raw
+        raise VaekitError(f"{where}: [evaluate] takes {', '.join(EVALUATE_DEFAULTS)}, not {unknown}")
+    settings = {**EVALUATE_DEFAULTS, **raw}
+    for key in ("k", "images"):
+        value = settings[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise VaekitError(f"{where}: [evaluate] {key} = {value!r} must be a whole number, at least 1")
+    for key in ("quality", "disentanglement"):
+        if not isinstance(settings[key], bool):
+            raise VaekitError(f"{where}: [evaluate] {key} must be true or false")
+    return settings
+
+
 def _short_names(keys: list[str]) -> dict[str, str]:
     """Each grid key's name in run folder names: its setting's name, or the whole key where two
     sections share it (train.beta and objective.beta)."""
@@ -155,11 +178,13 @@ def read_study(path: str | Path) -> Study:
     read_toml(path)  # a missing or unreadable file: the config file's own one-line errors
     text = path.read_text()
     raw = _parse(path, text)
-    unknown = set(raw) - {GRID, VARIANTS, "preset", *SECTIONS, *METHOD_SECTIONS}
+    unknown = set(raw) - {GRID, VARIANTS, EVALUATE, "preset", *SECTIONS, *METHOD_SECTIONS}
     if unknown:
         raise VaekitError(
-            f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [grid] and [[variants]]"
+            f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [grid], [[variants]] "
+            "and [evaluate]"
         )
+    evaluate = _check_evaluate(path, raw.pop(EVALUATE, None))
     variants = _check_variants(path, raw.pop(VARIANTS, None))
     grid = _check_grid(path, raw.pop(GRID, None), variants)
     keys = list(grid)
@@ -178,4 +203,4 @@ def read_study(path: str | Path) -> Study:
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise VaekitError(f"study file {path}: two runs would share a folder name: give the grid distinct values")
-    return Study(path, text, grid, tuple(runs))
+    return Study(path, text, grid, tuple(runs), evaluate)

@@ -32,8 +32,11 @@ from vaekit.atomic import read_json, write_json, write_text
 from vaekit.config import DataConfig, RunConfig
 from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
+from vaekit.loading import load_run
+from vaekit.metrics.evaluation import evaluate_run, save_evaluation
 from vaekit.studies.search import SearchStudy, read_search
 from vaekit.studies.study import Study, StudyRun, read_study
+from vaekit.training.loop import TrainingInterrupted
 from vaekit.training.run import RESUME_FILE, resume_run, train_run
 
 STUDY_FILE = "study.toml"
@@ -137,17 +140,46 @@ def _failed_marker(folder: Path, run: StudyRun) -> Path:
     return folder / RUNS / f"{run.name}.failed.json"
 
 
-def _run_one(folder: Path, run: StudyRun, progress: bool) -> None:
+def _evaluate(run_dir: Path, settings: dict[str, Any]) -> None:
+    """What `vaekit evaluate` writes (eval.json) for a finished run, with the study's settings."""
+    trained = load_run(run_dir)
+    splits = trained.load_data()
+    factors: bool = settings["disentanglement"]  # true: insist (data without factors is refused)
+    result = evaluate_run(
+        trained,
+        splits,
+        "test",
+        settings["k"],
+        settings["seed"],
+        settings["quality"],
+        limit=settings["images"],
+        factors=factors,
+    )
+    save_evaluation(run_dir, result)
+
+
+def _run_one(folder: Path, run: StudyRun, progress: bool, evaluate: dict[str, Any] | None) -> None:
     run_dir = folder / RUNS / run.name
-    if (run_dir / "summary.json").exists() or _failed_marker(folder, run).exists():
+    if _failed_marker(folder, run).exists() or _finished(run_dir, evaluate):
         return
     try:
-        if (run_dir / "checkpoints" / RESUME_FILE).exists():
+        if (run_dir / "summary.json").exists():
+            pass  # trained; its evaluation was interrupted
+        elif (run_dir / "checkpoints" / RESUME_FILE).exists():
             resume_run(run_dir, progress=progress)
         else:  # never started, or stopped before its first snapshot: nothing to keep
             train_run(run.config, run_dir, force=run_dir.exists(), progress=progress)
+        if evaluate is not None:
+            _evaluate(run_dir, evaluate)
+    except TrainingInterrupted:
+        raise
     except VaekitError as exc:  # this run's own failure (diverged, too large...): the others go on
         write_json(_failed_marker(folder, run), {"error": str(exc)})
+
+
+def _finished(run_dir: Path, evaluate: dict[str, Any] | None) -> bool:
+    """Trained (summary.json) and, where the study evaluates its runs, evaluated (eval.json)."""
+    return (run_dir / "summary.json").exists() and (evaluate is None or (run_dir / "eval.json").exists())
 
 
 def work(study: Study, folder: Path, progress: bool = False, wait: float = 2.0) -> None:
@@ -159,7 +191,7 @@ def work(study: Study, folder: Path, progress: bool = False, wait: float = 2.0) 
         for run in study.runs:
             with claimed(folder / RUNS / f"{run.name}.lock") as mine:
                 if mine:
-                    _run_one(folder, run, progress)
+                    _run_one(folder, run, progress, study.evaluate)
                 held_elsewhere = held_elsewhere or not mine
         if not held_elsewhere:
             return
@@ -171,7 +203,7 @@ def status(study: Study, folder: Path) -> StudyStatus:
     states = []
     for run in study.runs:
         run_dir, marker = folder / RUNS / run.name, _failed_marker(folder, run)
-        if (run_dir / "summary.json").exists():
+        if _finished(run_dir, study.evaluate):
             figures = read_json(run_dir / "summary.json")
             states.append(RunState(run.name, run.values, "done", figures))
         elif marker.exists():
