@@ -29,8 +29,7 @@ from typing import Any
 
 from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS
 from vaekit.errors import VaekitError
-from vaekit.presets import read_toml
-from vaekit.studies.study import build_run_config
+from vaekit.studies.study import build_run_config, parse_toml, read_text
 
 SEARCH, TUNE = "search", "tune"
 METRICS = ("val_nelbo_nats", "val_recon_nats", "val_kl_nats", "val_bits_per_dim")
@@ -120,13 +119,12 @@ def corners(space: dict[str, Dimension]) -> list[dict[str, Any]]:
 def read_search(path: str | Path) -> SearchStudy:
     """Read a search study file and check every setting it may try (all refusals before a trial)."""
     path = Path(path)
-    read_toml(path)  # a missing or unreadable file: the config file's own one-line errors
-    text = path.read_text()
-    import tomllib
-
-    raw = tomllib.loads(text)
+    text = read_text(path)
+    raw = parse_toml(path, text)
     where = f"study file {path}"
     unknown = set(raw) - {SEARCH, TUNE, "preset", *SECTIONS, *METHOD_SECTIONS}
+    if "grid" in unknown or "variants" in unknown:
+        raise VaekitError(f"{where} has a [grid]: a grid runs with vaekit sweep, a [search] with vaekit tune")
     if unknown:
         raise VaekitError(f"{where}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [search] and [tune]")
     search = raw.pop(SEARCH, None)

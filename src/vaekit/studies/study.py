@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS, RunConfig
 from vaekit.errors import VaekitError
-from vaekit.presets import read_toml, resolve_values
+from vaekit.presets import resolve_values
 
 GRID = "grid"
 VARIANTS = "variants"
@@ -62,14 +63,23 @@ class Study:
         return hashlib.sha256(repr((sorted(self.base().items()), sorted(self.grid.items()))).encode()).hexdigest()
 
     def base(self) -> dict[str, Any]:
-        raw = _parse(self.path, self.text)
+        raw = parse_toml(self.path, self.text)
         raw.pop(GRID, None)
         return raw
 
 
-def _parse(path: Path, text: str) -> dict[str, Any]:
-    import tomllib
+def read_text(path: Path) -> str:
+    """A study file's text, or one line saying why it cannot be read."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise VaekitError(f"study file {path} does not exist: check its path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VaekitError(f"study file {path} cannot be read ({exc}): give a TOML file") from None
 
+
+def parse_toml(path: Path, text: str) -> dict[str, Any]:
+    """A study file's text as TOML, or one line naming the error."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -175,10 +185,11 @@ def build_run_config(base: dict[str, Any], values: dict[str, Any], name: str, so
 def read_study(path: str | Path) -> Study:
     """Read a study file and build every run's config (all refusals before anything runs)."""
     path = Path(path)
-    read_toml(path)  # a missing or unreadable file: the config file's own one-line errors
-    text = path.read_text()
-    raw = _parse(path, text)
+    text = read_text(path)
+    raw = parse_toml(path, text)
     unknown = set(raw) - {GRID, VARIANTS, EVALUATE, "preset", *SECTIONS, *METHOD_SECTIONS}
+    if "search" in unknown:
+        raise VaekitError(f"study file {path} has [search]: a search runs with vaekit tune, a [grid] with vaekit sweep")
     if unknown:
         raise VaekitError(
             f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [grid], [[variants]] "
