@@ -95,7 +95,7 @@ def test_a_bad_study_is_one_line_and_writes_nothing(
 def test_an_unknown_section_is_refused(folder: Path) -> None:
     with pytest.raises(VaekitError, match=r"unknown key\(s\) \['trian'\]"):
         read_study(study_file(folder, '"train.lr" = [0.1]\n', base=BASE + "[trian]\nepochs = 1\n"))
-    with pytest.raises(VaekitError, match="study file nowhere.toml does not exist"):
+    with pytest.raises(VaekitError, match=r"study file nowhere\.toml does not exist"):
         read_study("nowhere.toml")
     search = folder / "search.toml"
     search.write_text(BASE + '[search]\n"train.lr" = [0.1, 0.2]\n')
