@@ -115,3 +115,16 @@ def test_a_killed_trial_resumes_exactly_and_the_best_is_the_best(folder: Path) -
     train_run(load_run(resumed).config, folder / "uninterrupted", progress=False)
     expected, got = weights(folder / "uninterrupted"), weights(resumed)
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_trial_whose_folder_another_worker_holds_is_left_to_it(folder: Path) -> None:
+    import fcntl
+
+    path = search_file(folder, tune="[tune]\ntrials = 1\nprune = false\n")
+    assert main(["tune", str(path), "--out", "study", "--quiet"]) == 0
+    with open(folder / "study" / "runs" / "trial-0001.lock", "a") as held:  # as a live worker would
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["tune", str(path), "--out", "study", "--quiet", "--trials", "2"]) == 0
+    trials = json.loads((folder / "study" / "tune.json").read_text())["trials"]
+    assert trials[1]["state"] == "FAIL" and "is being trained by another worker" in trials[1]["error"]
+    assert not (folder / "study" / "runs" / "trial-0001").exists()  # nothing of it was touched

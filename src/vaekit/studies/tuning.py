@@ -140,8 +140,9 @@ class Objective:
         trial.set_user_attr("folder", name)
         run_dir = self.folder / RUNS / name
         with claimed(self.folder / RUNS / f"{name}.lock") as mine:
-            if not mine:
-                raise VaekitError(f"{run_dir} is being trained by another worker")
+            if not mine:  # its worker is alive after all (a heartbeat came late): leave the run to it
+                trial.set_user_attr("error", f"{run_dir} is being trained by another worker")
+                raise TrialFailed(trial.user_attrs["error"])
             try:
                 self._train(trial, values, run_dir)
             except TrainingInterrupted:  # Ctrl-C: a snapshot was written; the next tune resumes it
