@@ -108,18 +108,16 @@ def test_evaluate_reports_the_metrics_on_data_with_factors_and_refuses_them_with
     for name in ("beta_vae_score", "factor_vae_score"):  # fewer points: the test is about the wiring
         real = getattr(evaluation, name)
         monkeypatch.setattr(evaluation, name, lambda rep, rng, real=real: real(rep, rng, train=200, test=100))
-    real_dci = evaluation.dci
-    monkeypatch.setattr(evaluation, "dci", lambda rep, rng: real_dci(rep, rng, train=300, test=100))
     run = tmp_path / "run"
     flags = ["--preset", "mlp", "--latent-dim", "4", "--epochs", "1", "--val-size", "100", "--quiet"]
     assert main(["train", "--dataset", "dsprites", *flags, "--out", str(run)]) == 0
-    assert main(["evaluate", "--run", str(run), "--k", "2", "--no-quality"]) == 0
+    assert main(["evaluate", "--run", str(run), "--k", "2", "--no-quality", "--dci-train", "300"]) == 0
     printed = capsys.readouterr().out
     assert "MIG" in printed and "FactorVAE score" in printed and "DCI" in printed
     figures = json.loads((run / "eval.json").read_text())["disentanglement"]
     assert figures["factor_names"] == ["shape", "scale", "orientation", "posX", "posY"]
     assert 0.0 <= figures["mig"] <= 1.0 and np.array(figures["mutual_information_nats"]).shape == (4, 5)
-    assert 0.0 <= figures["dci"]["disentanglement"] <= 1.0
+    assert 0.0 <= figures["dci"]["disentanglement"] <= 1.0 and figures["dci_train_items"] == 300
     images, labels = blob_images(400, side=16, seed=4)
     np.savez(tmp_path / "plain.npz", x=images[:, 0], y=labels)
     plain = tmp_path / "plain"

@@ -236,6 +236,12 @@ def _add_evaluation_commands(commands: Commands) -> None:
         help="the disentanglement metrics (beta-VAE and FactorVAE scores, MIG, SAP, DCI); default: when the data has "
         "factors (dsprites, an npz with `factors`)",
     )
+    evaluate.add_argument(
+        "--dci-train",
+        type=int,
+        default=10_000,
+        help="items DCI's classifiers fit on, half as many test them (default 10000, disentanglement_lib's)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
 
@@ -605,6 +611,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_k(args.k)
     if args.images is not None and args.images < 1:
         raise VaekitError(f"--images {args.images} must be at least 1")
+    if args.dci_train < 2:
+        raise VaekitError(f"--dci-train {args.dci_train} must be at least 2 (half as many items test DCI)")
     run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
     splits = run.load_data()
     if len(getattr(splits, args.split)) == 0:
@@ -618,6 +626,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         quality=not args.no_quality,
         limit=args.images,
         factors=args.disentanglement,
+        dci_train=args.dci_train,
     )
     print(format_table(result))
     warning = collapse_warning(result)

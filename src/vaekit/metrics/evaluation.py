@@ -27,6 +27,7 @@ from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
 
+DCI_TRAIN = 10_000  # disentanglement_lib's: the items DCI's classifiers fit on
 COLLAPSE_FRACTION = 0.5  # warn when fewer than this share of latent dimensions are active
 
 
@@ -41,6 +42,7 @@ class EvaluationInput:
     quality: bool  # the sample-quality figures were asked for
     factors: bool | None  # the disentanglement metrics: None when the data has factors, True: insist
     k: int = 1000  # importance samples per item of the IWAE estimate
+    dci_train: int = DCI_TRAIN  # items DCI's classifiers fit on (half as many test them)
     batch_size: int = IWAE_BATCH  # items per IWAE pass
     seconds: dict[str, float] = field(default_factory=dict)  # each pass's wall time, filled as they run
 
@@ -74,9 +76,11 @@ def evaluate_run(
     batch_size: int = IWAE_BATCH,
     limit: int | None = None,
     factors: bool | None = None,
+    dci_train: int = DCI_TRAIN,
 ) -> dict[str, Any]:
     """Every figure of `vaekit evaluate` over `split` (its first `limit` images when given).
-    `factors`: the disentanglement metrics (None: when the data has factors; True: insist)."""
+    `factors`: the disentanglement metrics (None: when the data has factors; True: insist);
+    `dci_train`: the items DCI's classifiers fit on (disentanglement_lib's 10,000 by default)."""
     chosen = getattr(splits, split).take(slice(0, limit))
     data = run.config.data
     result: dict[str, Any] = {
@@ -91,7 +95,7 @@ def evaluate_run(
         "per": item_word(data),
         "posterior": run.config.posterior.name,
     }
-    given = EvaluationInput(run, splits, chosen, seed, quality, factors, k, batch_size)
+    given = EvaluationInput(run, splits, chosen, seed, quality, factors, k, dci_train, batch_size)
     for section in sections_of(result):
         started = time.perf_counter()
         figures = section.measure(given)
@@ -179,7 +183,12 @@ def objective_terms(run: TrainedRun, chosen: ImageSet, train_items: int, seed: i
 
 
 def disentanglement_figures(
-    run: TrainedRun, chosen: ImageSet, names: tuple[str, ...] | None, seed: int, wanted: bool | None
+    run: TrainedRun,
+    chosen: ImageSet,
+    names: tuple[str, ...] | None,
+    seed: int,
+    wanted: bool | None,
+    dci_train: int = DCI_TRAIN,
 ) -> dict[str, Any] | None:
     """The disentanglement metrics (metrics/disentanglement.py) of the posterior means of `chosen`,
     sampled from its own items; None when not wanted or, unasked, when the data has no factors."""
@@ -211,7 +220,8 @@ def disentanglement_figures(
         "factor_vae_score": timed("factor_vae_score", factor_vae_score),
         **timed("mig", mig),
         **timed("sap", sap),
-        "dci": timed("dci", dci),
+        "dci": timed("dci", lambda r, g: dci(r, g, train=dci_train, test=dci_train // 2)),
+        "dci_train_items": dci_train,
         "seconds": seconds,
     }
 
@@ -340,7 +350,7 @@ class DisentanglementSection:
 
     def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
         names = given.splits.factor_names
-        return disentanglement_figures(given.run, given.chosen, names, given.seed, given.factors)
+        return disentanglement_figures(given.run, given.chosen, names, given.seed, given.factors, given.dci_train)
 
     def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
         dci_figures = figures["dci"]

@@ -33,7 +33,14 @@ GRID = "grid"
 VARIANTS = "variants"
 EVALUATE = "evaluate"
 # [evaluate]: what `vaekit evaluate` measures on each finished run, with its defaults
-EVALUATE_DEFAULTS: dict[str, Any] = {"k": 1000, "quality": False, "disentanglement": False, "images": None, "seed": 0}
+EVALUATE_DEFAULTS: dict[str, Any] = {
+    "k": 1000,
+    "quality": False,
+    "disentanglement": False,
+    "images": None,
+    "seed": 0,  # or "run": each run's own train.seed (the codes and the metrics' random stream)
+    "dci_train": 10_000,
+}
 # A run's folder name: each value as the user wrote it, less what a file name cannot hold.
 UNSAFE = re.compile(r"[^\w.+-]+")
 
@@ -144,10 +151,12 @@ def _check_evaluate(path: Path, raw: Any) -> dict[str, Any] | None:
         unknown = sorted(set(raw) - set(EVALUATE_DEFAULTS)) if isinstance(raw, dict) else raw
         raise VaekitError(f"{where}: [evaluate] takes {', '.join(EVALUATE_DEFAULTS)}, not {unknown}")
     settings = {**EVALUATE_DEFAULTS, **raw}
-    for key in ("k", "images"):
+    for key, least in (("k", 1), ("images", 1), ("dci_train", 2), ("seed", 0)):
         value = settings[key]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise VaekitError(f"{where}: [evaluate] {key} = {value!r} must be a whole number, at least 1")
+        if key == "seed" and value == "run":
+            continue
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise VaekitError(f"{where}: [evaluate] {key} = {value!r} must be a whole number, at least {least}")
     for key in ("quality", "disentanglement"):
         if not isinstance(settings[key], bool):
             raise VaekitError(f"{where}: [evaluate] {key} must be true or false")

@@ -140,20 +140,22 @@ def _failed_marker(folder: Path, run: StudyRun) -> Path:
     return folder / RUNS / f"{run.name}.failed.json"
 
 
-def _evaluate(run_dir: Path, settings: dict[str, Any]) -> None:
+def evaluate_run_folder(run_dir: Path, settings: dict[str, Any]) -> None:
     """What `vaekit evaluate` writes (eval.json) for a finished run, with the study's settings."""
     trained = load_run(run_dir)
     splits = trained.load_data()
     factors: bool = settings["disentanglement"]  # true: insist (data without factors is refused)
+    seed = trained.config.train.seed if settings["seed"] == "run" else settings["seed"]
     result = evaluate_run(
         trained,
         splits,
         "test",
         settings["k"],
-        settings["seed"],
+        seed,
         settings["quality"],
         limit=settings["images"],
         factors=factors,
+        dci_train=settings["dci_train"],
     )
     save_evaluation(run_dir, result)
 
@@ -170,7 +172,7 @@ def _run_one(folder: Path, run: StudyRun, progress: bool, evaluate: dict[str, An
         else:  # never started, or stopped before its first snapshot: nothing to keep
             train_run(run.config, run_dir, force=run_dir.exists(), progress=progress)
         if evaluate is not None:
-            _evaluate(run_dir, evaluate)
+            evaluate_run_folder(run_dir, evaluate)
     except TrainingInterrupted:
         raise
     except VaekitError as exc:  # this run's own failure (diverged, too large...): the others go on
