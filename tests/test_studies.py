@@ -38,12 +38,17 @@ checkpoint_every = 3
 """
 
 
+def blob_folder(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`path` with the studies' data (blobs.npz) in it, as the working directory."""
+    images, labels = blob_images(240, side=8, seed=3)
+    np.savez(path / "blobs.npz", x=images[:, 0], y=labels)
+    monkeypatch.chdir(path)
+    return path
+
+
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    images, labels = blob_images(240, side=8, seed=3)
-    np.savez(tmp_path / "blobs.npz", x=images[:, 0], y=labels)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return blob_folder(tmp_path, monkeypatch)
 
 
 def study_file(folder: Path, grid: str, name: str = "study.toml", base: str = BASE) -> Path:

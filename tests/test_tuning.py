@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import blob_images
 from tests.killing import vaekit_until_killed
+from tests.test_studies import BASE, blob_folder
 from vaekit.cli import main
 from vaekit.loading import load_run
 from vaekit.studies.tuning import kept_value
@@ -20,28 +19,12 @@ from vaekit.training.run import train_run
 
 pytest.importorskip("optuna")
 
-BASE = """
-preset = "mlp"
-[data]
-dataset = "blobs.npz"
-val_size = 40
-[model]
-hidden_sizes = [16]
-latent_dim = 2
-[train]
-epochs = 2
-batch_size = 32
-checkpoint_every = 3
-"""
 SEARCH = '[search]\n"train.lr" = {low = 1e-3, high = 3e-2, log = true}\n"train.beta" = [0.5, 1.0]\n'
 
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    images, labels = blob_images(240, side=8, seed=3)
-    np.savez(tmp_path / "blobs.npz", x=images[:, 0], y=labels)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return blob_folder(tmp_path, monkeypatch)
 
 
 def search_file(folder: Path, search: str = SEARCH, tune: str = "[tune]\ntrials = 3\nprune = false\n") -> Path:

@@ -21,30 +21,14 @@ from safetensors.torch import load_file
 
 from tests.conftest import blob_images
 from tests.killing import vaekit_until_killed
+from tests.test_studies import BASE
 from vaekit.loading import load_run
 from vaekit.training.run import train_run
 
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg2", reason="the PostgreSQL driver: pip install psycopg2-binary")
 
-STUDY = """
-preset = "mlp"
-[data]
-dataset = "blobs.npz"
-val_size = 40
-[model]
-hidden_sizes = [16]
-latent_dim = 2
-[train]
-epochs = 2
-batch_size = 32
-checkpoint_every = 3
-[search]
-"train.lr" = {low = 1e-3, high = 3e-2, log = true}
-[tune]
-trials = 5
-prune = false
-"""
+STUDY = BASE + '[search]\n"train.lr" = {low = 1e-3, high = 3e-2, log = true}\n[tune]\ntrials = 5\nprune = false\n'
 
 
 def _free_port() -> int:

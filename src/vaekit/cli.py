@@ -315,14 +315,24 @@ def _add_listing_commands(commands: Commands) -> None:
     presets.set_defaults(handler=cmd_presets)
 
     listing = commands.add_parser(
-        "methods", help="list the objectives and posterior families, plug-ins included, with their settings"
+        "methods",
+        help="list the objectives, posterior families, priors and likelihoods, plug-ins included, with their settings",
     )
     listing.add_argument("--markdown", action="store_true", help="as the docs' tables (docs/reference/methods.md)")
     listing.set_defaults(handler=cmd_methods)
 
 
+def _add_study_arguments(parser: argparse.ArgumentParser, what: str, items: str) -> None:
+    """What `sweep` and `tune` share: the study file, its folder, the workers and their threads."""
+    parser.add_argument("study", type=Path, help=f"the {what} (TOML)")
+    parser.add_argument("--out", type=Path, required=True, help="the study folder (created, or continued)")
+    parser.add_argument("--workers", type=int, default=1, help=f"{items} trained at once on this machine (default 1)")
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the command
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_study_commands(commands: Commands) -> None:
-    """`sweep`: many runs from one study file."""
+    """`sweep`, `tune` and `compare`: many runs from one study file, and runs side by side."""
     sweep = commands.add_parser(
         "sweep",
         help="train every combination of a study file's [grid] as run folders under one study folder",
@@ -331,11 +341,7 @@ def _add_study_commands(commands: Commands) -> None:
         "under OUT/runs/. Killed at any moment and run again with the same command, it keeps the finished runs and "
         "resumes the interrupted ones exactly.",
     )
-    sweep.add_argument("study", type=Path, help="the study file (TOML)")
-    sweep.add_argument("--out", type=Path, required=True, help="the study folder (created, or continued)")
-    sweep.add_argument("--workers", type=int, default=1, help="runs trained at once on this machine (default 1)")
-    sweep.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the sweep
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_study_arguments(sweep, "study file", "runs")
     sweep.set_defaults(handler=cmd_sweep)
 
     tune = commands.add_parser(
@@ -346,14 +352,11 @@ def _add_study_commands(commands: Commands) -> None:
         "under OUT/runs/; hopeless trials are pruned from their epoch figures. Killed and run again, it resumes the "
         "interrupted trials exactly.",
     )
-    tune.add_argument("study", type=Path, help="the search study file (TOML)")
-    tune.add_argument("--out", type=Path, required=True, help="the study folder (created, or continued)")
+    _add_study_arguments(tune, "search study file", "trials")
     tune.add_argument("--trials", type=int, help="finished trials to reach (default: the file's [tune] trials)")
-    tune.add_argument("--workers", type=int, default=1, help="trials trained at once on this machine (default 1)")
     tune.add_argument(
         "--storage", help="Optuna storage URL (default: sqlite:///OUT/optuna.db), e.g. postgresql://host/db"
     )
-    tune.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share, set by the command
     tune.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # its index, for its sampler's seed
     tune.add_argument(
         "--heartbeat",
@@ -362,7 +365,6 @@ def _add_study_commands(commands: Commands) -> None:
         help="seconds between a running trial's heartbeats in a database storage; after three missed, another "
         "worker resumes the trial (default 60)",
     )
-    tune.add_argument("--quiet", action="store_true", help="no progress bars")
     tune.set_defaults(handler=cmd_tune)
 
     compare = commands.add_parser(

@@ -392,9 +392,8 @@ def data_offers(data: DataConfig) -> frozenset[str]:
 
 def _missing(flag: str, needs: frozenset[str], offers: frozenset[str], hint_kind: str | None = "posterior") -> None:
     for need in sorted(needs - offers):
-        hint = ""
-        if hint_kind is not None and providers(hint_kind, need):
-            hint = f" ({KINDS[hint_kind].flag} {' or '.join(providers(hint_kind, need))})"
+        offering = providers(hint_kind, need) if hint_kind is not None else []
+        hint = f" ({KINDS[hint_kind].flag} {' or '.join(offering)})" if hint_kind is not None and offering else ""
         raise VaekitError(f"{flag} {CAPABILITIES[need]}{hint}")
 
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.errors import VaekitError
 
 # What x may be: "binary" (0 or 1: a probability mass only on binary data), "levels" (a mass over
 # the 256 levels of 8-bit pixels), or "continuous" (a density, a probability only once the pixels
@@ -43,6 +47,30 @@ class LikelihoodContext:
     """What building a likelihood may read beyond its own settings (methods.MethodSpec.build)."""
 
     image_shape: tuple[int, int, int]  # (C, H, W): a learned variance or scale per pixel has this shape
+
+
+# How a likelihood's scale is had: fixed as given, one learned number, or one learned per pixel.
+ScaleMode = Literal["fixed", "global", "pixel"]
+
+
+def register_log_scale(
+    module: nn.Module, name: str, mode: str, initial: float, image_shape: tuple[int, int, int]
+) -> None:
+    """Give `module` its log-scale `name` at `initial`: a buffer when `mode` is fixed, a learned
+    number when global, a learned (C, H, W) map when pixel."""
+    value = torch.full((), initial)
+    if mode == "fixed":
+        module.register_buffer(name, value)
+    elif mode in ("global", "pixel"):
+        module.register_parameter(name, nn.Parameter(value if mode == "global" else value.expand(image_shape).clone()))
+    else:
+        raise VaekitError(f"unknown scale {mode!r} for {name}: use fixed, global or pixel")
+
+
+def floored(value: torch.Tensor, floor: float, sharpness: float = 1.0) -> torch.Tensor:
+    """`value` through a smooth floor: the identity well above `floor`, never below it, and never
+    a dead gradient (floor + softplus(value - floor), `sharpness` its softplus's beta)."""
+    return floor + F.softplus(value - floor, beta=sharpness)
 
 
 def sum_pixels(values: torch.Tensor) -> torch.Tensor:

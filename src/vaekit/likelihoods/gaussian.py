@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vaekit.distributions import LOG_2PI
-from vaekit.errors import VaekitError
-from vaekit.likelihoods.base import Support, sum_pixels
+from vaekit.likelihoods.base import ScaleMode, Support, floored, register_log_scale, sum_pixels
 from vaekit.methods import MethodSpec, setting
 
 # A learned Gaussian likelihood's variance is kept above (1e-3)^2: narrower than an 8-bit pixel's
@@ -28,27 +25,18 @@ class GaussianLikelihood(nn.Module):
     support: Support = "continuous"
     title = "Gaussian"
     params_per_channel = 1
+    logvar: torch.Tensor  # a buffer or a parameter (register_log_scale)
 
     def __init__(self, variance: str, sigma: float, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.variance = variance
-        init = torch.full((), 2.0 * math.log(sigma))
-        if variance == "fixed":
-            self.register_buffer("logvar", init)
-        elif variance == "global":
-            self.logvar = nn.Parameter(init)
-        elif variance == "pixel":
-            self.logvar = nn.Parameter(init.expand(image_shape).clone())  # (C, H, W)
-        else:
-            raise VaekitError(f"unknown gaussian variance {variance!r}: use fixed, global or pixel")
+        register_log_scale(self, "logvar", variance, 2.0 * math.log(sigma), image_shape)
 
     @property
     def effective_logvar(self) -> torch.Tensor:
         """The log-variance in use: a learned one through a smooth floor at MIN_LOGVAR (the
         identity well above it, and never a dead gradient below it); a fixed one as given."""
-        if self.variance == "fixed":
-            return self.logvar
-        return MIN_LOGVAR + F.softplus(self.logvar - MIN_LOGVAR)
+        return self.logvar if self.variance == "fixed" else floored(self.logvar, MIN_LOGVAR)
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         logvar = self.effective_logvar
@@ -62,12 +50,9 @@ class GaussianLikelihood(nn.Module):
         return mean + torch.exp(0.5 * self.effective_logvar) * noise
 
 
-GaussianVariance = Literal["fixed", "global", "pixel"]
-
-
 @dataclass(frozen=True)
 class GaussianSettings:
-    variance: GaussianVariance = setting(
+    variance: ScaleMode = setting(
         "fixed", "gaussian: fixed sigma, or a learned global / per-pixel variance", flag="gaussian-variance"
     )
     sigma: float = setting(

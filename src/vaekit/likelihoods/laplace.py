@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vaekit.likelihoods.base import Support, sum_pixels
+from vaekit.likelihoods.base import ScaleMode, Support, floored, register_log_scale, sum_pixels
 from vaekit.methods import MethodSpec, setting
 
 # A learned scale is kept above 1e-3, as the Gaussian's standard deviation is (likelihoods/gaussian.py).
@@ -27,24 +25,19 @@ class LaplaceLikelihood(nn.Module):
     support: Support = "continuous"
     title = "Laplace"
     params_per_channel = 1
+    log_scale: torch.Tensor  # a buffer or a parameter (register_log_scale)
 
     def __init__(self, scale: str, initial: float, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.scale = scale
-        init = torch.full((), math.log(initial))
-        if scale == "fixed":
-            self.register_buffer("log_scale", init)
-        else:
-            self.log_scale = nn.Parameter(init if scale == "global" else init.expand(image_shape).clone())
+        register_log_scale(self, "log_scale", scale, math.log(initial), image_shape)
 
     @property
     def effective_log_scale(self) -> torch.Tensor:
         """log b in use: a learned one through a smooth floor at MIN_LOG_SCALE (the Gaussian's, in
         log b rather than log b^2, so as sharp: within e^-11 of the identity at b = 0.3), a fixed
         one as given."""
-        if self.scale == "fixed":
-            return self.log_scale
-        return MIN_LOG_SCALE + F.softplus(self.log_scale - MIN_LOG_SCALE, beta=2.0)
+        return self.log_scale if self.scale == "fixed" else floored(self.log_scale, MIN_LOG_SCALE, sharpness=2.0)
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         log_b = self.effective_log_scale
@@ -61,7 +54,7 @@ class LaplaceLikelihood(nn.Module):
 
 @dataclass(frozen=True)
 class LaplaceSettings:
-    scale: Literal["fixed", "global", "pixel"] = setting(
+    scale: ScaleMode = setting(
         "fixed", "laplace: a fixed scale b, or a learned global / per-pixel one", flag="laplace-scale"
     )
     b: float = setting(

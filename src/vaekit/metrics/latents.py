@@ -14,8 +14,8 @@ import torch
 
 from vaekit.config import DataConfig
 from vaekit.data.transforms import labelled_batches
+from vaekit.errors import VaekitError
 from vaekit.models import VAE
-from vaekit.models.ladder import LadderVAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_j]) above this is "active"
 
@@ -68,8 +68,10 @@ def bottom_layer_active_units(
     labels: np.ndarray | None = None,
 ) -> int:
     """Active units of a two-layer model's z1 (the mean of q(z1|x, z2) at z2's posterior mean)."""
-    assert isinstance(model, LadderVAE), "only a two-layer model has a z1"
-    means = _per_image(model.bottom_means, model, images, data, batch_size, seed, labels)  # (N, Z1)
+    bottom_means = getattr(model, "bottom_means", None)  # what a model with a layer under its latent gives
+    if bottom_means is None:
+        raise VaekitError("only a model with two stochastic layers has a z1 to count active units of")
+    means = _per_image(bottom_means, model, images, data, batch_size, seed, labels)  # (N, Z1)
     return int((means.var(dim=0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum())
 
 

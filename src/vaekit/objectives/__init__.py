@@ -126,7 +126,8 @@ class ModelTerms:
     def kl_nats(self) -> torch.Tensor:
         """The KL per item, (B,): its parts summed (their mean over the draws), or log p(x|z) - log w."""
         if self.kl is None:
-            return (self.log_px - self.log_w).mean(0) if self.log_w.dim() > 1 else self.log_px - self.log_w
+            gap = self.log_px - self.log_w  # log q - log p(z), draw by draw
+            return gap.mean(0) if gap.dim() > 1 else gap
         total = self.kl[0].values.sum(-1)
         for part in self.kl[1:]:
             total = total + part.values.sum(-1)

@@ -126,7 +126,7 @@ class Comparison:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=[c for c in self._all_columns()])
+        return pd.DataFrame(self.rows, columns=self._all_columns())
 
     def _all_columns(self) -> list[str]:
         extra = [f"{c}_std" for c in self.columns if self.grouped and any(f"{c}_std" in row for row in self.rows)]
@@ -168,7 +168,7 @@ def compare(paths: Sequence[str | Path]) -> Comparison:
     for run in runs:
         groups.setdefault((*(repr(run.settings.get(k)) for k in shown), run.kind), []).append(run)
     grouped = any(len(members) > 1 for members in groups.values())
-    figures = [f for f in _figure_order(runs)]
+    figures = _figure_order(runs)
     if not grouped:
         columns = ["run", *differ, "figure", *figures]
         rows = [

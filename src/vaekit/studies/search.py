@@ -21,15 +21,14 @@ of its range and at each choice (the others at their first value) before any tri
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS
+from vaekit.config import METHOD_SECTIONS, SECTION_LIST, SECTIONS, RunConfig
 from vaekit.errors import VaekitError
-from vaekit.studies.study import build_run_config, parse_toml, read_text
+from vaekit.studies.study import build_run_config, fingerprint_of, parse_toml, read_text
 
 SEARCH, TUNE = "search", "tune"
 METRICS = ("val_nelbo_nats", "val_recon_nats", "val_kl_nats", "val_bits_per_dim")
@@ -61,11 +60,19 @@ class SearchStudy:
     direction: str = "minimize"
     seed: int = 0
     prune: bool = True
+    checked: tuple[RunConfig, ...] = ()  # the configs read_search checked: each end of each range, each choice
 
     @property
     def fingerprint(self) -> str:
-        what = (sorted(self.base.items()), sorted((k, repr(v)) for k, v in self.space.items()), self.metric)
-        return hashlib.sha256(repr((what, self.direction)).encode()).hexdigest()
+        return search_fingerprint(parse_toml(self.path, self.text))
+
+
+def search_fingerprint(content: dict[str, Any]) -> str:
+    """A search's identity: its file less the [tune] settings a later start may change (the
+    budget, the seed, pruning), with the metric and direction as they default."""
+    options = content.get(TUNE) or {}
+    tune = {"metric": options.get("metric", METRICS[0]), "direction": options.get("direction", "minimize")}
+    return fingerprint_of({**content, TUNE: tune})
 
 
 def _dimension(where: str, key: str, value: Any) -> Dimension:
@@ -133,8 +140,10 @@ def read_search(path: str | Path) -> SearchStudy:
         raise VaekitError(f"{where} has no [search]: add one, e.g. {example}")
     space = {key: _dimension(where, key, value) for key, value in search.items()}
     options = _options(where, raw.pop(TUNE, None))
+    checked = []
     for values in corners(space):
         config = build_run_config(raw, values, ", ".join(f"{k}={v}" for k, v in values.items()), where)
         if config.data.val_size == 0:
             raise VaekitError(f"{where}: tuning reads the validation split: leave out val_size = 0")
-    return SearchStudy(path, text, raw, space, **options)
+        checked.append(config)
+    return SearchStudy(path, text, raw, space, **options, checked=tuple(checked))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -66,13 +67,12 @@ class Study:
 
     @property
     def fingerprint(self) -> str:
-        """What makes two study files the same study: their content, not their path or layout."""
-        return hashlib.sha256(repr((sorted(self.base().items()), sorted(self.grid.items()))).encode()).hexdigest()
+        return fingerprint_of(parse_toml(self.path, self.text))
 
-    def base(self) -> dict[str, Any]:
-        raw = parse_toml(self.path, self.text)
-        raw.pop(GRID, None)
-        return raw
+
+def fingerprint_of(content: dict[str, Any]) -> str:
+    """What makes two study files the same study: their content, not their path, key order or layout."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def read_text(path: Path) -> str:

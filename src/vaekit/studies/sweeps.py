@@ -34,8 +34,8 @@ from vaekit.data import load_dataset
 from vaekit.errors import VaekitError
 from vaekit.loading import load_run
 from vaekit.metrics.evaluation import evaluate_run, save_evaluation
-from vaekit.studies.search import SearchStudy, read_search
-from vaekit.studies.study import Study, StudyRun, read_study
+from vaekit.studies.search import SearchStudy, search_fingerprint
+from vaekit.studies.study import Study, StudyRun, fingerprint_of, parse_toml, read_study, read_text
 from vaekit.training.loop import TrainingInterrupted
 from vaekit.training.run import RESUME_FILE, resume_run, train_run
 
@@ -85,9 +85,10 @@ class StudyStatus:
 
 
 def _same_study(kept: Path, study: Study | SearchStudy) -> bool:
-    read = read_search if isinstance(study, SearchStudy) else read_study
+    """Whether the study file kept in a folder is `study`'s (compared as parsed, not rebuilt)."""
+    identity = search_fingerprint if isinstance(study, SearchStudy) else fingerprint_of
     try:
-        return read(kept).fingerprint == study.fingerprint
+        return identity(parse_toml(kept, read_text(kept))) == study.fingerprint
     except VaekitError:
         return False
 
@@ -228,12 +229,18 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def _spawn_workers(study: Study, folder: Path, workers: int) -> None:
+def run_workers(arguments: list[str], workers: int, numbered: bool = False) -> None:
+    """`vaekit ARGUMENTS` as `workers` processes of one worker each (`--worker I` too when
+    `numbered`), the machine's cores divided between them; waits for them all."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    command = [sys.executable, "-m", "vaekit", "sweep", str(study.path), "--out", str(folder), "--quiet"]
-    command += ["--workers", "1", "--threads", str(threads)]
+    command = [sys.executable, "-m", "vaekit", *arguments, "--quiet", "--workers", "1", "--threads", str(threads)]
     processes = [
-        subprocess.Popen(command, preexec_fn=die_with_parent, stdout=subprocess.DEVNULL) for _ in range(workers)
+        subprocess.Popen(
+            [*command, *(["--worker", str(index)] if numbered else [])],
+            preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL,
+        )
+        for index in range(workers)
     ]
     for process in processes:
         process.wait()
@@ -255,5 +262,5 @@ def sweep(
     if workers == 1:
         work(study, folder, progress)
     else:
-        _spawn_workers(study, folder, workers)
+        run_workers(["sweep", str(study.path), "--out", str(folder)], workers)
     return write_index(study, folder)

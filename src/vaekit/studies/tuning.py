@@ -14,9 +14,6 @@ the next trial continues that run exactly where it stopped. The budget counts fi
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,9 +25,9 @@ import torch
 
 from vaekit.atomic import read_json, read_json_lines, write_json
 from vaekit.errors import VaekitError
-from vaekit.studies.search import Range, SearchStudy, corners, read_search
+from vaekit.studies.search import Range, SearchStudy, read_search
 from vaekit.studies.study import build_run_config
-from vaekit.studies.sweeps import RUNS, check_data, claimed, die_with_parent, prepare_folder
+from vaekit.studies.sweeps import RUNS, check_data, claimed, prepare_folder, run_workers
 from vaekit.training.callbacks import EpochReport
 from vaekit.training.loop import TrainingInterrupted
 from vaekit.training.run import RESUME_FILE, resume_run, train_run
@@ -260,21 +257,6 @@ def write_index(optuna_study: Any, folder: Path, metric: str) -> TuneResult:
     return TuneResult(folder, trials, best, metric)
 
 
-def _spawn(
-    study: SearchStudy, folder: Path, workers: int, storage: str | None, trials: int | None, heartbeat: int
-) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    command = [sys.executable, "-m", "vaekit", "tune", str(study.path), "--out", str(folder), "--quiet"]
-    command += ["--workers", "1", "--threads", str(threads), "--heartbeat", str(heartbeat)]
-    command += [*(["--storage", storage] if storage else []), *(["--trials", str(trials)] if trials else [])]
-    processes = [
-        subprocess.Popen([*command, "--worker", str(index)], preexec_fn=die_with_parent, stdout=subprocess.DEVNULL)
-        for index in range(workers)
-    ]
-    for process in processes:
-        process.wait()
-
-
 def tune(
     study: str | Path | SearchStudy,
     out: str | Path,
@@ -297,7 +279,7 @@ def tune(
     study = study if isinstance(study, SearchStudy) else read_search(study)
     optuna = _optuna()
     if threads is None:  # the command itself, not one of its workers
-        check_data([build_run_config(study.base, values, "", str(study.path)) for values in corners(study.space)])
+        check_data(list(study.checked))
     # a storage given by URL is tried before the folder is made: one that cannot be used writes nothing
     backend = _storage(Path(out), storage, heartbeat) if storage is not None else None
     folder = prepare_folder(study, out)
@@ -313,10 +295,12 @@ def tune(
     budget = trials or study.trials
     if threads is None:  # the command itself, not one of its workers: it alone recovers dead trials
         recover_interrupted(optuna_study, backend, folder)
-    if threads is not None:
+    else:
         torch.set_num_threads(threads)
     if workers > 1:
-        _spawn(study, folder, workers, storage, trials, heartbeat)
+        arguments = ["tune", str(study.path), "--out", str(folder), "--heartbeat", str(heartbeat)]
+        arguments += [*(["--storage", storage] if storage else []), *(["--trials", str(trials)] if trials else [])]
+        run_workers(arguments, workers, numbered=True)
     else:
 
         def enough(optuna_study: Any, trial: Any) -> None:
