@@ -1,16 +1,18 @@
 """One-class anomaly detection on Fashion-MNIST, the way the literature benchmarks it: for each
 class, train on that class's training images only, then score all 10,000 test images; AUROC of
-telling the other nine classes (anomalies) from the class itself (normal). vaekit's three scores
-side by side with two baselines from scikit-learn, PCA reconstruction error and IsolationForest,
-fitted on the same images in the same run.
+telling the other nine classes (anomalies) from the class itself (normal). vaekit's scores side
+by side with two baselines from scikit-learn, PCA reconstruction error and IsolationForest,
+fitted on the same training images as each VAE.
 
-Every method is run from several seeds (0, 1, 2 by default) and the table gives each method's
-AUROC averaged over them: one seed's figures differ by more than the gaps between the methods
-(IsolationForest's mean over the ten classes moves by 0.004 between seeds). The VAE ensemble column
-scores with the mean excess of the seeds' VAEs.
+The VAEs are the study benchmarks/studies/one_class.toml (ten classes, three seeds), trained and
+evaluated by `vaekit sweep`; each run's eval.json holds its scores' AUROCs. This script reads
+them (through `vaekit.compare`), fits the baselines on each run's training split with the run's
+seed, and adds an ensemble column: the mean excess of the three seeds' VAEs. The table gives each
+method's AUROC averaged over the seeds: one seed's figures differ by more than the gaps between
+the methods.
 
-    python benchmarks/one_class.py                    # ten classes, three seeds: about 11 minutes on 2 cores
-    python benchmarks/one_class.py --classes 0 1 --epochs 5 --seeds 0
+    vaekit sweep benchmarks/studies/one_class.toml --out studies/one-class --workers 2
+    python benchmarks/one_class.py studies/one-class
 
 Writes benchmarks/one_class.json and prints the table. Not part of the tests.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,22 +28,21 @@ from typing import Any
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
-from sklearn.metrics import roc_auc_score
 
-from vaekit.config import DataConfig
-from vaekit.data import load_dataset
-from vaekit.metrics.scores import score_items
-from vaekit.training.api import fit
+from vaekit import compare
+from vaekit.loading import load_run
+from vaekit.metrics.scores import auroc, score_by
 
 HERE = Path(__file__).resolve().parent
 PCA_VARIANCE = 0.9  # components that keep 90% of the class's pixel variance
-METHODS = ("vae_nelbo", "vae_iwae", "vae_recon", "vae_excess", "pca_recon", "isolation_forest")
+VAE_SCORES = ("nelbo", "iwae", "recon", "excess")
+METHODS = (*(f"vae_{name}" for name in VAE_SCORES), "pca_recon", "isolation_forest")
 ENSEMBLE = "vae_excess_ensemble"  # the mean excess of the VAEs trained from each seed
 
 
-def auroc(scores: np.ndarray, anomalous: np.ndarray) -> float:
-    """Area under the ROC curve with the anomalies as positives and higher scores as more anomalous."""
-    return float(roc_auc_score(anomalous, scores))
+def flat(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 1, 28, 28) -> float (N, 784) in [0, 1], the baselines' input."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
 
 def baselines(train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -53,86 +53,65 @@ def baselines(train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.nd
     return {"pca_recon": pca_error, "isolation_forest": -forest.score_samples(test)}
 
 
-def one_seed(
-    label: int,
-    seed: int,
-    images: dict[str, np.ndarray],
-    flat: dict[str, np.ndarray],
-    labels: dict[str, np.ndarray],
-    args: argparse.Namespace,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Every method's score of each test image (N,), from one seed, and the seconds each side took.
-    `flat` holds the same images as (N, 784) floats in [0, 1], the baselines' input."""
-    normal_train = images["train"][labels["train"] == label]  # uint8 (6000, 1, 28, 28)
+def one_run(folder: Path, figures: dict[str, float]) -> tuple[dict[str, float], np.ndarray, float]:
+    """One seed of one class: every method's AUROC (the VAE's from its evaluation, the baselines'
+    fitted here on its training split), its excess per test image for the ensemble, and the
+    baselines' seconds."""
+    run = load_run(folder)
+    splits = run.load_data()
+    assert splits.test.labels is not None and run.config.data.normal_classes is not None
+    anomalous = ~np.isin(splits.test.labels, run.config.data.normal_classes)
+    seed = run.config.train.seed
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        run = fit(normal_train, out=f"{folder}/run", preset=args.preset, epochs=args.epochs, seed=seed)
-        vae = score_items(run.model, images["test"], run.config.data, k=args.k, seed=seed)
-    vae_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    others = baselines(flat["train"][labels["train"] == label], flat["test"], seed)
-    baseline_seconds = time.perf_counter() - started
-    assert vae.excess is not None  # the presets compared here are Bernoulli
-    scores = {"vae_nelbo": vae.nelbo, "vae_iwae": vae.iwae, "vae_recon": vae.recon, "vae_excess": vae.excess, **others}
-    return scores, {"vae": vae_seconds, "baselines": baseline_seconds}
-
-
-def one_class(
-    label: int,
-    images: dict[str, np.ndarray],
-    flat: dict[str, np.ndarray],
-    labels: dict[str, np.ndarray],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    anomalous = labels["test"] != label
-    per_seed: dict[str, list[float]] = {name: [] for name in METHODS}
-    excesses, seconds = [], []
-    for seed in args.seeds:
-        scores, took = one_seed(label, seed, images, flat, labels, args)
-        for name in METHODS:
-            per_seed[name].append(auroc(scores[name], anomalous))
-        excesses.append(scores["vae_excess"])
-        seconds.append(took)
-    return {
-        "auroc": {name: float(np.mean(values)) for name, values in per_seed.items()}
-        | {ENSEMBLE: auroc(np.mean(excesses, axis=0), anomalous)},
-        "auroc_per_seed": per_seed,
-        "seconds_per_seed": seconds,
-    }
+    others = baselines(flat(splits.train.array), flat(splits.test.array), seed)
+    seconds = time.perf_counter() - started
+    aurocs = {f"vae_{name}": figures[f"eval.anomaly.auroc_{name}"] for name in VAE_SCORES}
+    aurocs |= {name: auroc(scores, anomalous) for name, scores in others.items()}
+    excess = score_by("excess", run.model, splits.test.array, run.config.data, k=1, seed=0)
+    return aurocs, excess, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--preset", default="mlp")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--k", type=int, default=100, help="importance samples for the IWAE score")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("study", type=Path, help="the study folder `vaekit sweep` wrote")
     parser.add_argument("--out", type=Path, default=HERE / "one_class.json")
     args = parser.parse_args()
-    splits = load_dataset(DataConfig(dataset="fashion-mnist", val_size=0), progress=False)
-    images = {"train": splits.train.array, "test": splits.test.array}
-    flat = {split: array.reshape(len(array), -1).astype(np.float32) / 255.0 for split, array in images.items()}
-    labels = {"train": splits.train.labels, "test": splits.test.labels}
-    assert labels["train"] is not None and labels["test"] is not None
-    names = splits.class_names or tuple(str(c) for c in range(10))
-    results: dict[str, Any] = {"settings": vars(args) | {"out": str(args.out)}, "classes": {}}
+    table = compare([args.study])
+    by_class: dict[tuple[int, ...], list[Any]] = {}
+    for run in table.runs:
+        by_class.setdefault(tuple(run.settings["data.normal_classes"]), []).append(run)
+    results: dict[str, Any] = {"study": str(args.study), "classes": {}}
     columns = (*METHODS, ENSEMBLE)
-    print(f"AUROC, mean over seeds {args.seeds}")
     print(f"{'class':12s} " + " ".join(f"{m:>20s}" for m in columns))
-    for label in args.classes:
-        result = one_class(label, images, flat, labels, args)  # type: ignore[arg-type]
-        results["classes"][names[label]] = result
-        print(f"{names[label]:12s} " + " ".join(f"{result['auroc'][m]:20.4f}" for m in columns), flush=True)
-    classes = results["classes"].values()
-    means = {m: float(np.mean([r["auroc"][m] for r in classes])) for m in columns}
-    # Each seed's mean over the classes: how far one seed's table can move.
-    seed_means = {m: np.mean([r["auroc_per_seed"][m] for r in classes], axis=0).tolist() for m in METHODS}
-    results["mean_auroc"] = means
-    results["mean_auroc_per_seed"] = seed_means
-    print(f"{'mean':12s} " + " ".join(f"{means[m]:20.4f}" for m in columns))
-    for m in METHODS:
-        print(f"{m}: mean over classes per seed " + ", ".join(f"{v:.4f}" for v in seed_means[m]))
+    for classes, runs in sorted(by_class.items()):
+        per_seed: dict[str, list[float]] = {name: [] for name in METHODS}
+        excesses, seconds = [], []
+        for compared in sorted(runs, key=lambda r: r.settings["train.seed"]):
+            aurocs, excess, took = one_run(compared.path, compared.figures)
+            for name in METHODS:
+                per_seed[name].append(aurocs[name])
+            excesses.append(excess)
+            seconds.append(took)
+        test = load_run(runs[0].path).load_data()
+        assert test.test.labels is not None
+        name = ",".join((test.class_names or tuple(map(str, range(10))))[c] for c in classes)
+        mean = {m: float(np.mean(v)) for m, v in per_seed.items()}
+        mean[ENSEMBLE] = auroc(np.mean(excesses, axis=0), ~np.isin(test.test.labels, classes))
+        seeds = [r.settings["train.seed"] for r in runs]
+        results["classes"][name] = {
+            "auroc": mean,
+            "auroc_per_seed": per_seed,
+            "seeds": sorted(seeds),
+            "baseline_seconds": seconds,
+        }
+        print(f"{name:12s} " + " ".join(f"{mean[m]:20.4f}" for m in columns), flush=True)
+    chosen = results["classes"].values()
+    results["mean_auroc"] = {m: float(np.mean([r["auroc"][m] for r in chosen])) for m in columns}
+    # each seed's mean over the classes: how far one seed's table can move
+    results["mean_auroc_per_seed"] = {
+        m: np.mean([r["auroc_per_seed"][m] for r in chosen], axis=0).tolist() for m in METHODS
+    }
+    print(f"{'mean':12s} " + " ".join(f"{results['mean_auroc'][m]:20.4f}" for m in columns))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 

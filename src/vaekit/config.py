@@ -71,6 +71,13 @@ class DataConfig:
     label_column: str | None = field(
         default=None, metadata=_help("tables only: the column that holds each row's label (integers or class names)")
     )
+    normal_classes: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_help(
+            "one-class anomaly detection: train and validate on these classes only, e.g. 3 or 0,6; the test split "
+            "keeps every class, and vaekit evaluate gives each anomaly score's AUROC at telling the others apart"
+        ),
+    )
     array_layout: ArrayLayout = field(
         default="auto",
         metadata=_help(
@@ -100,6 +107,10 @@ class DataConfig:
             "--binarize needs --pixel-range unit: binary pixels are 0 or 1",
         )
         _require(not (self.binarize and self.dequantize), "--binarize and --dequantize exclude each other: choose one")
+        _require(
+            self.normal_classes is None or (len(self.normal_classes) > 0 and min(self.normal_classes) >= 0),
+            f"--normal-classes {self.normal_classes} must name classes by their numbers, 0 or more, e.g. 3 or 0,6",
+        )
         _require(
             (self.feature_mean is None) == (self.feature_std is None)
             and len(self.feature_mean or ()) == len(self.feature_std or ()),
@@ -269,6 +280,10 @@ class TrainConfig:
             "sample (0: later, with vaekit train-prior)"
         ),
     )
+    prior_lr: float | None = field(
+        default=None,
+        metadata=_help("--prior-epochs: the prior phase's Adam learning rate (default: --lr; train-prior's is 1e-3)"),
+    )
     seed: int = field(default=0, metadata=_help("seed for weights, batches, noise"))
     device: str = field(default="auto", metadata=_help("auto (CUDA when present), cpu, cuda, cuda:N"))
     eval_batch_size: int = field(default=1000, metadata=_help("batch size for validation and test passes"))
@@ -303,6 +318,10 @@ class TrainConfig:
         _require(self.early_stopping >= 0, f"--early-stopping {self.early_stopping} must be >= 0")
         _require(self.iwae_samples >= 1, f"--iwae-samples {self.iwae_samples} must be at least 1")
         _require(self.prior_epochs >= 0, f"--prior-epochs {self.prior_epochs} must be 0 or more")
+        _require(
+            self.prior_lr is None or (math.isfinite(self.prior_lr) and self.prior_lr > 0),
+            f"--prior-lr {self.prior_lr} must be a positive number, e.g. 1e-3",
+        )
         _require(math.isfinite(self.free_bits) and self.free_bits >= 0, f"--free-bits {self.free_bits} must be >= 0")
         _require(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} must be at least 1")
         _require(self.checkpoint_every >= 0, f"--checkpoint-every {self.checkpoint_every} must be >= 0")
@@ -447,6 +466,10 @@ def check_methods(config: RunConfig) -> None:
         "prior_phase" in family.offers or train.prior_epochs == 0,
         f"--prior-epochs trains a posterior family's own prior (--posterior "
         f"{' or '.join(providers('posterior', 'prior_phase'))}): {where} has none; leave it out",
+    )
+    _require(
+        train.prior_lr is None or train.prior_epochs > 0,
+        "--prior-lr is the learning rate of the prior phase that --prior-epochs asks for: give both, or neither",
     )
     if family.check is not None:
         family.check(config.posterior.settings, config)

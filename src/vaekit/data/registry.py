@@ -25,7 +25,7 @@ from vaekit.data.dsprites import (
     open_original,
 )
 from vaekit.data.folders import load_folder
-from vaekit.data.splits import DatasetSplits, ImageSet, hold_out
+from vaekit.data.splits import DatasetSplits, ImageSet, hold_out, of_classes
 from vaekit.data.tables import Table, read_csv_table
 from vaekit.data.transforms import convert_channels, resize_images
 from vaekit.errors import VaekitError
@@ -203,6 +203,10 @@ def _finish_splits(
 ) -> DatasetSplits:
     train, val = hold_out(train_all, val_size, config.split_seed + 1, "validation")
     val = val.in_memory()
+    if config.normal_classes is not None:  # one-class training; the test split keeps every class
+        train, val = (
+            of_classes(part, config.normal_classes, what) for part, what in ((train, "training"), (val, "validation"))
+        )
     if config.train_limit is not None:
         train = train.take(slice(0, config.train_limit))
     return DatasetSplits(

@@ -97,3 +97,20 @@ def hold_out(images: ImageSet, count: int, seed: int, what: str) -> tuple[ImageS
         raise VaekitError(f"cannot hold out {count} {what} images from {len(images)}: lower --val-size or add images")
     order = np.random.default_rng(seed).permutation(len(images))
     return images.take(np.sort(order[count:])), images.take(np.sort(order[:count]))
+
+
+def of_classes(items: ImageSet, classes: tuple[int, ...], what: str) -> ImageSet:
+    """The items of `items` whose label is one of `classes` (one-class training: --normal-classes)."""
+    if items.labels is None:
+        raise VaekitError(
+            f"--normal-classes picks items by their labels, and the {what} split has none: give labelled data "
+            "(a built-in set, class sub-folders, an npz with y, a table's --label-column)"
+        )
+    kept = np.flatnonzero(np.isin(items.labels, classes))
+    if len(kept) == 0 and len(items):
+        known = sorted(set(items.labels.tolist()))
+        raise VaekitError(
+            f"--normal-classes {','.join(map(str, classes))} matches no item of the {what} split, whose labels are "
+            f"{known[:20]}: name classes the data has"
+        )
+    return items.take(kept)

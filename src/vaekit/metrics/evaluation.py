@@ -23,7 +23,7 @@ from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_over
 from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
-from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH
+from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH, SCORES, auroc, score_items
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
 
@@ -368,6 +368,45 @@ class DisentanglementSection:
         ]
 
 
+@dataclass(frozen=True)
+class AnomalySection:
+    """One-class anomaly detection (--normal-classes): the AUROC of each anomaly score at telling
+    the classes the run never saw from those it was trained on."""
+
+    key: str = "anomaly"
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        run, chosen = given.run, given.chosen
+        normal = run.config.data.normal_classes
+        if normal is None:
+            return None
+        if chosen.labels is None:
+            raise VaekitError(
+                f"--normal-classes runs are scored by the labels of the {given.splits.name} test split, which has none"
+            )
+        anomalous = ~np.isin(chosen.labels, normal)
+        images = np.asarray(chosen.images)
+        scores = score_items(run.model, images, run.config.data, given.k, given.seed, given.labels)
+        named = {name: scores.by(name) for name in SCORES if name != "excess" or scores.excess is not None}
+        return {
+            "normal_classes": list(normal),
+            "anomalies": int(anomalous.sum()),
+            "items": len(anomalous),
+            "iwae_k": given.k,
+            **{f"auroc_{name}": auroc(values, anomalous) for name, values in named.items()},
+        }
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        normal = ",".join(map(str, figures["normal_classes"]))
+        told = f"{figures['anomalies']} items of other classes among {figures['items']}"
+        rows = [("anomalies (one-class)", f"normal: class {normal}; {told}")]
+        labels = {"nelbo": "-ELBO", "iwae": f"IWAE K={figures['iwae_k']}", "recon": "recon. error", "excess": "excess"}
+        for name, label in labels.items():
+            if f"auroc_{name}" in figures:
+                rows.append((f"  AUROC by {label}", f"{figures[f'auroc_{name}']:.4f}"))
+        return rows
+
+
 def family_of(result: dict[str, Any]) -> methods.MethodSpec:
     """The spec of the posterior family an evaluation is of (the default one for an eval.json
     written before it said)."""
@@ -377,10 +416,18 @@ def family_of(result: dict[str, Any]) -> methods.MethodSpec:
 def sections_of(result: dict[str, Any]) -> list[Section]:
     """The sections of an evaluation, in the table's order: the bound, the latent's use, the
     posterior family's own (its spec's "evaluation" hook: a VQ-VAE's codebook), sample quality,
-    the objective's terms, disentanglement."""
+    the objective's terms, disentanglement, one-class anomaly detection."""
     family: Section | None = family_of(result).hook("evaluation")  # type: ignore[assignment]
     own = [family] if family is not None else []
-    return [BoundSection(), LatentSection(), *own, QualitySection(), ObjectiveSection(), DisentanglementSection()]
+    return [
+        BoundSection(),
+        LatentSection(),
+        *own,
+        QualitySection(),
+        ObjectiveSection(),
+        DisentanglementSection(),
+        AnomalySection(),
+    ]
 
 
 def _discrete(result: dict[str, Any]) -> bool:

@@ -130,6 +130,21 @@ def score_items(
     return ItemScores(nelbo, iwae, recon, k, excess)
 
 
+def auroc(scores: np.ndarray, anomalous: np.ndarray) -> float:
+    """Area under the ROC curve of telling the `anomalous` items (bool (N,)) from the others by
+    `scores` (N,), higher meaning more anomalous: the chance that a random anomaly scores above a
+    random normal item, ties counting half (the Mann-Whitney U over average ranks)."""
+    positives = int(anomalous.sum())
+    negatives = len(anomalous) - positives
+    if positives == 0 or negatives == 0:
+        raise VaekitError("an AUROC needs both normal and anomalous items: the evaluated set has only one kind")
+    _, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1  # 1-based rank of each distinct score's first item
+    ranks = (first_rank + (counts - 1) / 2.0)[group]  # tied items share their ranks' mean
+    u = ranks[anomalous].sum() - positives * (positives + 1) / 2.0
+    return float(u / (positives * negatives))
+
+
 def check_fpr(fpr: float) -> None:
     if not 0.0 < fpr < 1.0:
         raise VaekitError(f"--threshold-fpr {fpr} must lie strictly between 0 and 1, e.g. 0.01")

@@ -53,6 +53,7 @@ class StudyRun:
     name: str
     values: dict[str, Any]
     config: RunConfig
+    evaluate: dict[str, Any] | None = None  # `vaekit evaluate`'s settings for this run, or None
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def parse_toml(path: Path, text: str) -> dict[str, Any]:
 
 
 def _check_key(where: str, what: str, key: str) -> None:
-    known = (*SECTIONS, *METHOD_SECTIONS)
+    known = (*SECTIONS, *METHOD_SECTIONS, *((EVALUATE,) if what == "variant" else ()))
     section, _, name = key.partition(".")
     if section not in known or not name:
         raise VaekitError(
@@ -204,7 +205,8 @@ def read_study(path: str | Path) -> Study:
             f"study file {path}: unknown key(s) {sorted(unknown)}; use preset, {SECTION_LIST}, [grid], [[variants]] "
             "and [evaluate]"
         )
-    evaluate = _check_evaluate(path, raw.pop(EVALUATE, None))
+    asked = raw.pop(EVALUATE, None)
+    evaluate = _check_evaluate(path, asked)
     variants = _check_variants(path, raw.pop(VARIANTS, None))
     grid = _check_grid(path, raw.pop(GRID, None), variants)
     keys = list(grid)
@@ -212,6 +214,9 @@ def read_study(path: str | Path) -> Study:
     runs = []
     for variant in variants or [{}]:
         settings = {key: value for key, value in variant.items() if key != "name"}
+        # a variant's own evaluate.* keys: what is measured on its runs beyond (or instead of) [evaluate]
+        own = {key.partition(".")[2]: settings.pop(key) for key in list(settings) if key.startswith(EVALUATE + ".")}
+        measured = _check_evaluate(path, {**(asked or {}), **own}) if own else evaluate
         shared = set(settings) & set(keys)
         if shared:
             raise VaekitError(f"study file {path}: {sorted(shared)} are set by a variant and by [grid]: set each once")
@@ -219,7 +224,8 @@ def read_study(path: str | Path) -> Study:
             values = {**settings, **dict(zip(keys, combination, strict=True))}
             parts = [_variant_name(variant)] if variant else []
             name = ",".join([*parts, run_name(dict(zip(keys, combination, strict=True)), short)] if keys else parts)
-            runs.append(StudyRun(name, values, build_run_config(raw, values, name, f"study file {path}")))
+            config = build_run_config(raw, values, name, f"study file {path}")
+            runs.append(StudyRun(name, values, config, measured))
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise VaekitError(f"study file {path}: two runs would share a folder name: give the grid distinct values")

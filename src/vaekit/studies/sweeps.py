@@ -161,8 +161,8 @@ def evaluate_run_folder(run_dir: Path, settings: dict[str, Any]) -> None:
     save_evaluation(run_dir, result)
 
 
-def _run_one(folder: Path, run: StudyRun, progress: bool, evaluate: dict[str, Any] | None) -> None:
-    run_dir = folder / RUNS / run.name
+def _run_one(folder: Path, run: StudyRun, progress: bool) -> None:
+    run_dir, evaluate = folder / RUNS / run.name, run.evaluate
     if _failed_marker(folder, run).exists() or _finished(run_dir, evaluate):
         return
     try:
@@ -194,7 +194,7 @@ def work(study: Study, folder: Path, progress: bool = False, wait: float = 2.0) 
         for run in study.runs:
             with claimed(folder / RUNS / f"{run.name}.lock") as mine:
                 if mine:
-                    _run_one(folder, run, progress, study.evaluate)
+                    _run_one(folder, run, progress)
                 held_elsewhere = held_elsewhere or not mine
         if not held_elsewhere:
             return
@@ -206,7 +206,7 @@ def status(study: Study, folder: Path) -> StudyStatus:
     states = []
     for run in study.runs:
         run_dir, marker = folder / RUNS / run.name, _failed_marker(folder, run)
-        if _finished(run_dir, study.evaluate):
+        if _finished(run_dir, run.evaluate):
             figures = read_json(run_dir / "summary.json")
             states.append(RunState(run.name, run.values, "done", figures))
         elif marker.exists():

@@ -473,7 +473,8 @@ def _train_prior_phase(run_dir: Path, config: RunConfig, device: torch.device, p
     say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
     phase = config.posterior.spec.hook("prior_phase")
     assert phase is not None  # config allows --prior-epochs only with a family that offers the phase
-    say(phase(run, config.train.prior_epochs, force=True, lr=config.train.lr, seed=config.train.seed, say=say))
+    lr = config.train.prior_lr if config.train.prior_lr is not None else config.train.lr
+    say(phase(run, config.train.prior_epochs, force=True, lr=lr, seed=config.train.seed, say=say))
     if not config.data.is_table:
         generator = torch.Generator(device).manual_seed(config.train.seed + EVAL_SEED_OFFSET)
         drawn = run.model.sample(PICTURE_SAMPLES, generator)
