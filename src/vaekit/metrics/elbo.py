@@ -104,8 +104,12 @@ def elbo_over(
 ) -> ElboSummary:
     """Mean single-sample negative ELBO over `images` (uint8, (N, C, H, W)); the mean of
     `elbo_terms_per_item` with the same seed and batch size."""
-    recon, kl = elbo_terms_per_item(model, images, data, batch_size, seed, labels)
-    n = len(images)
+    return elbo_summary(model, data, *elbo_terms_per_item(model, images, data, batch_size, seed, labels))
+
+
+def elbo_summary(model: VAE, data: DataConfig, recon: torch.Tensor, kl: torch.Tensor) -> ElboSummary:
+    """The set's figure from `elbo_terms_per_item`'s reconstruction terms and KLs, (N,) each."""
+    n = len(recon)
     return summarise(model, data, float(recon.sum()) / max(1, n), float(kl.sum()) / max(1, n), n)
 
 

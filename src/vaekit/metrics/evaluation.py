@@ -18,12 +18,12 @@ from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
 from vaekit.metrics.disentanglement import Representation, beta_vae_score, dci, factor_vae_score, mig, sap
-from vaekit.metrics.elbo import elbo_over, reconstruction_over
+from vaekit.metrics.elbo import elbo_summary, elbo_terms_per_item, reconstruction_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
-from vaekit.metrics.likelihood import iwae_over
+from vaekit.metrics.likelihood import iwae_per_item, iwae_summary
 from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo, item_word, meaning_of_kind
 from vaekit.metrics.sample_quality import sample_quality
-from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH, SCORES, auroc, score_items
+from vaekit.metrics.scores import ELBO_BATCH, IWAE_BATCH, auroc, cross_entropy_floor, has_excess, score_by
 from vaekit.objectives.base import StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
 
@@ -45,6 +45,9 @@ class EvaluationInput:
     dci_train: int = DCI_TRAIN  # items DCI's classifiers fit on (half as many test them)
     batch_size: int = IWAE_BATCH  # items per IWAE pass
     seconds: dict[str, float] = field(default_factory=dict)  # each pass's wall time, filled as they run
+    # Per-item figures a section computed, for the sections after it ("nelbo", "iwae": (N,) float64
+    # nats, as metrics/scores.py defines them): the bound's passes are the anomaly scores' too.
+    per_item: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -115,11 +118,15 @@ def _bound_figures(given: EvaluationInput) -> dict[str, Any]:
     run, data, seed, k = given.run, given.run.config.data, given.seed, given.k
     images: Any = given.chosen.images  # in memory or on disk: the passes read either
     started = time.perf_counter()
-    elbo = elbo_over(run.model, images, data, batch_size=ELBO_BATCH, seed=seed, labels=given.labels)
+    recon, kl = elbo_terms_per_item(run.model, images, data, ELBO_BATCH, seed, given.labels)
+    elbo = elbo_summary(run.model, data, recon, kl)
     given.seconds["elbo"] = time.perf_counter() - started
     started = time.perf_counter()
-    iwae = iwae_over(run.model, images, data, k=k, batch_size=given.batch_size, seed=seed, labels=given.labels)
+    log_px = iwae_per_item(run.model, images, data, k, given.batch_size, seed, given.labels)
+    iwae = iwae_summary(run.model, data, log_px, k)
     given.seconds["iwae"] = time.perf_counter() - started
+    if given.batch_size == IWAE_BATCH:  # what score_items computes, to the last bit
+        given.per_item.update(nelbo=(recon + kl).numpy(), iwae=(-log_px).numpy())
     meaning = figure_meaning(run.model.likelihood, data)
     bits = {} if iwae.bits_per_dim is None else {"iwae_bits_per_dim": iwae.bits_per_dim}
     if elbo.bits_per_dim is not None:
@@ -385,9 +392,15 @@ class AnomalySection:
                 f"--normal-classes runs are scored by the labels of the {given.splits.name} test split, which has none"
             )
         anomalous = ~np.isin(chosen.labels, normal)
-        images = np.asarray(chosen.images)
-        scores = score_items(run.model, images, run.config.data, given.k, given.seed, given.labels)
-        named = {name: scores.by(name) for name in SCORES if name != "excess" or scores.excess is not None}
+        images, data = np.asarray(chosen.images), run.config.data
+        named = {
+            name: given.per_item[name]
+            if name in given.per_item
+            else score_by(name, run.model, images, data, given.k, given.seed, given.labels)
+            for name in ("nelbo", "iwae", "recon")
+        }
+        if has_excess(run.model):
+            named["excess"] = named["nelbo"] - cross_entropy_floor(run.model, images, data)
         return {
             "normal_classes": list(normal),
             "anomalies": int(anomalous.sum()),

@@ -96,9 +96,14 @@ def iwae_over(
     labels: np.ndarray | None = None,
 ) -> IwaeSummary:
     """Mean importance-weighted -log p(x) over uint8 images (N, C, H, W)."""
-    per_image = iwae_per_item(model, images, data, k, batch_size, seed, labels)
+    return iwae_summary(model, data, iwae_per_item(model, images, data, k, batch_size, seed, labels), k)
+
+
+def iwae_summary(model: VAE, data: DataConfig, per_image: torch.Tensor, k: int) -> IwaeSummary:
+    """The set's figure from `iwae_per_item`'s estimates of log p(x), (N,): their mean -log p(x),
+    its standard error and bits/dim where honest."""
     nll = -float(per_image.mean())
     spread = float(per_image.std()) / math.sqrt(len(per_image)) if len(per_image) > 1 else 0.0
     meaning = figure_meaning(model.likelihood, data)
     bits = meaning.bits_per_dim(nll, math.prod(model.image_shape))
-    return IwaeSummary(nll, bits, k, len(images), spread, meaning.kind)
+    return IwaeSummary(nll, bits, k, len(per_image), spread, meaning.kind)
