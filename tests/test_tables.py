@@ -15,6 +15,7 @@ from vaekit.cli import main
 from vaekit.config import DataConfig
 from vaekit.data import load_dataset
 from vaekit.data.arrays import is_table_source
+from vaekit.data.columns import TableSchema
 from vaekit.data.tables import Scaling, fit_scaling, read_csv_table
 from vaekit.data.transforms import standardise, to_user_units
 from vaekit.errors import VaekitError
@@ -54,10 +55,11 @@ def test_a_csv_with_a_header_and_text_labels(tmp_path: Path) -> None:
     ("rows", "message"),
     [
         ([["a", "b"], ["1", "2"], ["3"], ["4", "5"]], "line 3 has 1 fields where the header has 2"),
-        ([["a", "b"], ["1", "2"], ["3", "x7"], ["4", "5"]], "line 3, column 'b' holds 'x7', not a number"),
-        ([["a", "b"], ["1", "2"], ["3", " "], ["4", "5"]], "line 3, column 'b' is empty"),
-        ([["a", "b"], ["1", "2"], ["nan", "1"], ["4", "5"]], "line 3, column 'a' is nan: fill or drop"),
+        ([["a", "b"], ["1", ""], ["3", " "], ["4", "nan"]], "column 'b' is empty in every row: drop it"),
+        ([["a", "b"], ["1", "2"], ["inf", "1"], ["4", "5"]], "line 3, column 'a' is inf: give a finite number"),
+        ([["a", "a"], ["1", "2"], ["3", "1"], ["4", "5"]], "names column 'a' twice"),
         ([["a", "b"], ["1", "7"], ["3", "7"], ["4", "7"]], "column 'b' is 7 in every row"),
+        ([["a", "c"], ["1", "x"], ["3", "x"], ["4", ""]], "column 'c' is 'x' in every row"),
         ([["a", "b"], ["1", "2"]], "1 row"),
         ([], "empty"),
     ],
@@ -85,7 +87,7 @@ def test_a_2d_array_is_a_table_and_the_header_alone_says_so(tmp_path: Path) -> N
 def test_standardisation_round_trips_and_uses_the_training_split_only() -> None:
     rng = np.random.default_rng(1)
     train = (rng.normal(size=(500, 1, 1, 4)) * [3.0, 0.1, 10.0, 1.0] + [5.0, -2.0, 100.0, 0.0]).astype(np.float32)
-    scaling = fit_scaling(train, ("a", "b", "c", "d"))
+    scaling = fit_scaling(train, TableSchema.numeric(("a", "b", "c", "d")))
     np.testing.assert_allclose(scaling.mean, train.reshape(500, 4).mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scaling.std, train.reshape(500, 4).std(0), rtol=1e-5)
     data = DataConfig(feature_mean=scaling.mean, feature_std=scaling.std)
@@ -120,7 +122,7 @@ def test_the_cli_trains_evaluates_samples_and_serves_a_real_table(
     common = ["--label-column", "diagnosis", "--epochs", "3", "--quiet"]
     assert main(["train", "--dataset", str(table), *common, "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["preset"] == "table" and config["likelihood"]["name"] == "gaussian"
+    assert config["preset"] == "table" and config["likelihood"]["name"] == "mixed"
     # the stored standardisation is the training split's, in the table's own units
     loaded = load_run(run)
     splits = loaded.load_data()

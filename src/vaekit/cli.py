@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_commands(commands)
     _add_evaluation_commands(commands)
     _add_item_commands(commands)
+    _add_impute_command(commands)
     _add_viewing_commands(commands)
     _add_listing_commands(commands)
     _add_study_commands(commands)
@@ -198,7 +199,7 @@ def _add_image_commands(commands: Commands) -> None:
     ):
         sub = commands.add_parser(name, help=what)
         sub.add_argument("--run", required=True, type=Path, help="run folder (or .safetensors checkpoint)")
-        sub.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+        sub.add_argument("-n", type=int, default=64, help="number of images, or a table's rows (default 64)")
         out_help = "file to write (.png; a table's samples .csv or .npy)" if name == "sample" else "PNG file to write"
         sub.add_argument("--out", required=True, type=Path, help=out_help)
         sub.add_argument("--seed", type=int, default=0)
@@ -217,6 +218,13 @@ def _add_image_commands(commands: Commands) -> None:
             sub.add_argument(
                 "--label",
                 help="conditional runs: draw this class (its index or name); default: every class in turn",
+            )
+            sub.add_argument(
+                "--where",
+                action="append",
+                metavar="COLUMN=VALUE",
+                help="a table's runs: only rows whose column holds this value (a category, boolean or integer), by "
+                "rejection sampling with the acceptance rate reported; repeat for several conditions",
             )
         sub.set_defaults(handler=cmd_sample if name == "sample" else cmd_reconstruct)
 
@@ -511,35 +519,57 @@ def _check_output(path: Path, force: bool, suffixes: tuple[str, ...] = (".png",)
         raise VaekitError(f"{what}--out {path} must end in {' or '.join(suffixes)}")
 
 
-def _check_count(n: int) -> None:
-    if not 1 <= n <= 4096:
+MAX_ROWS = 10_000_000  # synthetic rows one `vaekit sample` writes
+
+
+def _check_count(n: int, table: bool = False) -> None:
+    if table and not 1 <= n <= MAX_ROWS:
+        raise VaekitError(f"-n {n} is out of range: ask for 1 to {MAX_ROWS:,} rows")
+    if not table and not 1 <= n <= 4096:
         raise VaekitError(f"-n {n} is out of range: ask for 1 to 4096 images")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from vaekit.data.tables import write_rows
     from vaekit.loading import load_run
     from vaekit.viz.grid import sample_grid, save_png
 
-    _check_count(args.n)
     run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
+    _check_count(args.n, run.is_table)
     _check_output(args.out, args.force, ROW_SUFFIXES if run.is_table else (".png",))
+    if run.is_table:
+        return _sample_table(run, args)
+    if args.where:
+        raise VaekitError(f"--where picks a table's rows by their values, and {args.run} was trained on images")
     model = run.model
     labels = model.cycled_labels(args.n)  # (n,) every class in turn; None unconditional
     if args.label is not None:
         labels = torch.full((args.n,), run.label_index(args.label), device=model.device)
     generator = torch.Generator(model.device).manual_seed(args.seed)
     drawn = model.sample(args.n, generator, draw=args.draw, y=labels)
-    if run.is_table:
-        write_rows(args.out, run.to_rows(drawn), run.feature_names)
-    else:
-        save_png(args.out, sample_grid(run.to_display(drawn)), scale=2)
+    save_png(args.out, sample_grid(run.to_display(drawn)), scale=2)
     what = "prior samples drawn from p(x|z)" if args.draw else "prior samples (E[x|z])"
     if labels is not None:
         what += f" of class {run.class_names[int(labels[0])]}" if args.label is not None else ", every class in turn"
-    print(f"wrote {args.n} {what} to {args.out}" + (" (in the table's units)" if run.is_table else ""))
+    print(f"wrote {args.n} {what} to {args.out}")
+    return 0
+
+
+def _sample_table(run: Any, args: argparse.Namespace) -> int:
+    """`vaekit sample` of a table's run: rows with its columns in their types, on --where's conditions."""
+    from vaekit.rows import parse_conditions, sample_rows, write_table
+
+    if run.model.classes:
+        raise VaekitError(f"{args.run} is conditional on its label column: sample its rows with --where instead")
+    conditions = parse_conditions(args.where or [], run.schema)
+    columns, accepted = sample_rows(run, args.n, args.seed, args.draw, conditions)
+    write_table(args.out, columns, run.schema)
+    what = "rows drawn from p(x|z)" if args.draw else "rows at E[x|z] (each category its most probable value)"
+    print(f"wrote {args.n} {what} to {args.out}, in the table's columns and units")
+    if conditions:
+        shown = " and ".join(f"{c.column}={c.value}" for c in conditions)
+        print(f"--where {shown}: {accepted:.2%} of the draws met the conditions (rejection sampling)")
     return 0
 
 
@@ -571,6 +601,64 @@ def _add_trust_code(parser: argparse.ArgumentParser) -> None:
         help="allow a run whose network is built by user code (--architecture module:function) to import it; "
         "only for runs whose origin you trust",
     )
+
+
+def _add_impute_command(commands: Commands) -> None:
+    """`impute`: a table's empty cells filled by the run's model."""
+    impute = commands.add_parser(
+        "impute",
+        help="fill a table's empty cells with the run's model (MIWAE): the conditional mean, or --draws imputations",
+        description="Fill every empty cell of a table with a run trained on such tables: numbers by their "
+        "importance-weighted conditional mean under the model given the row's observed cells, categories by their "
+        "most probable value (Mattei & Frellsen 2019, MIWAE); --draws M writes M multiple imputations instead, one "
+        "after another with an `imputation` column (1 to M). Observed cells are written as they were.",
+    )
+    _add_run_arguments(impute)
+    impute.add_argument(
+        "--dataset", "--data", required=True, type=Path, help="the table (.csv) whose empty cells to fill"
+    )
+    impute.add_argument("--out", required=True, type=Path, help="the filled table (.csv)")
+    impute.add_argument("--draws", type=int, default=0, help="M multiple imputations (default 0: one, the mean/mode)")
+    impute.add_argument("--k", type=int, default=100, help="importance samples per row (default 100)")
+    impute.add_argument("--force", action="store_true", help="replace an existing output file")
+    impute.set_defaults(handler=cmd_impute)
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from vaekit.atomic import write_text
+    from vaekit.data.tables import read_frame
+    from vaekit.loading import load_run
+    from vaekit.rows import empty_cells, impute_frame
+
+    _check_output(args.out, args.force, (".csv",))
+    _check_k(args.k)
+    if not 0 <= args.draws <= 1000:
+        raise VaekitError(f"--draws {args.draws} is out of range: 0 (one imputation, the mean) to 1000")
+    run = load_run(_run_folder(args.run), args.checkpoint, args.device, args.trust_code)
+    frame = read_frame(args.dataset)
+    empty = empty_cells(frame, run.schema)
+    if empty == 0:
+        write_text(args.out, frame.to_csv(index=False))
+        print(
+            f"{args.dataset} has no empty cell in the run's columns: nothing to impute; wrote it unchanged to "
+            f"{args.out}"
+        )
+        return 0
+    filled = impute_frame(run, frame, args.draws, args.k, args.seed)
+    if args.draws:
+        filled = [part.assign(imputation=number) for number, part in enumerate(filled, 1)]
+        table = pd.concat(filled, ignore_index=True)
+        table = table[["imputation", *frame.columns]]
+    else:
+        table = filled[0]
+    write_text(args.out, table.to_csv(index=False))
+    what = (
+        f"{args.draws} imputations (drawn)" if args.draws else "their conditional mean (numbers) and mode (categories)"
+    )
+    print(f"filled {empty} empty cells of {len(frame)} rows with {what}, K = {args.k}: wrote {args.out}")
+    return 0
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -71,6 +71,13 @@ class DataConfig:
     label_column: str | None = field(
         default=None, metadata=_help("tables only: the column that holds each row's label (integers or class names)")
     )
+    column_types: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "tables only: column types by name, e.g. zip=categorical,age=integer (numeric, integer, boolean, "
+            "categorical); the other columns are typed from their values"
+        ),
+    )
     normal_classes: tuple[int, ...] | None = field(
         default=None,
         metadata=_help(
@@ -90,6 +97,11 @@ class DataConfig:
     feature_mean: tuple[float, ...] | None = field(default=None, metadata={"flag": False})
     feature_std: tuple[float, ...] | None = field(default=None, metadata={"flag": False})
     feature_names: tuple[str, ...] | None = field(default=None, metadata={"flag": False})
+    # A table's columns (data/columns.py): each one's kind and, for booleans and categories, the
+    # values of its one-hot positions; None: every column a number (runs from before kinds).
+    # feature_names then name the columns, and feature_mean/std the encoded positions (one-hots: 0, 1).
+    column_kinds: tuple[str, ...] | None = field(default=None, metadata={"flag": False})
+    column_categories: tuple[tuple[str, ...], ...] | None = field(default=None, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         _require(bool(self.dataset), "--dataset is empty: give a built-in name or a path")
@@ -119,6 +131,15 @@ class DataConfig:
         _require(
             self.feature_std is None or all(math.isfinite(s) and s > 0 for s in self.feature_std),
             "data.feature_std must be positive numbers",
+        )
+        _require(
+            self.column_kinds is None
+            or (
+                self.feature_names is not None
+                and self.column_categories is not None
+                and len(self.column_kinds) == len(self.feature_names) == len(self.column_categories)
+            ),
+            "data.column_kinds, column_categories and feature_names go together, one entry per column",
         )
 
     @property
@@ -542,6 +563,9 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
     if origin is Literal:
         _require(value in args, f"{where} = {value!r} is not one of {', '.join(map(str, args))}")
         return value
+    if origin is tuple and typing.get_origin(args[0]) is tuple:  # tuple[tuple[str, ...], ...]
+        _require(isinstance(value, (list, tuple)), f"{where} must be a list of lists")
+        return tuple(_coerce(section, name, args[0], part) for part in value)
     if origin is tuple:
         element = args[0]  # tuple[int, ...], tuple[float, ...] or tuple[str, ...]
         kind = {int: "integers, e.g. 400,200", float: "numbers, e.g. 0.5,1.5", str: "names"}[element]

@@ -19,9 +19,10 @@ from vaekit.checkpoint import load_checkpoint
 from vaekit.codes import Codes, codes_of
 from vaekit.config import ArrayLayout, RunConfig
 from vaekit.data import DatasetSplits, load_dataset
+from vaekit.data.columns import TableSchema
 from vaekit.data.memory import OWN_DATA_FILE
 from vaekit.data.registry import load_items
-from vaekit.data.tables import default_columns
+from vaekit.data.tables import default_columns, schema_of
 from vaekit.data.transforms import to_model_input, to_unit_range, to_user_units
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
@@ -83,8 +84,41 @@ class TrainedRun:
         return names if names is not None else default_columns(self.model.image_shape[-1])
 
     def to_rows(self, x: torch.Tensor) -> np.ndarray:
-        """Model-scale items (B, 1, 1, D) of a table -> rows (B, D) in the user's units."""
+        """Model-scale items (B, 1, 1, W) of a table -> encoded rows (B, W) in the user's units."""
         return to_user_units(x, self.config.data).flatten(1).cpu().numpy()
+
+    @property
+    def schema(self) -> TableSchema:
+        """A table run's columns by kind (every column a number for a run from before kinds)."""
+        schema = schema_of(self.config.data)
+        if schema is None:
+            raise VaekitError(f"{self.path} was trained on images: it has no table columns")
+        return schema
+
+    def to_frame(self, x: torch.Tensor) -> Any:
+        """Model-scale items (B, 1, 1, W) of a table -> a pandas DataFrame, each column in its type."""
+        import pandas as pd
+
+        return pd.DataFrame(self.schema.decode(self.to_rows(x)))
+
+    def sample_rows(self, n: int, seed: int = 0, draw: bool = True, where: dict[str, Any] | None = None) -> Any:
+        """n synthetic rows as a DataFrame, drawn from p(x|z) (`draw`) or at E[x|z]; `where`
+        {column: value} keeps the draws that meet every condition (rejection sampling)."""
+        import pandas as pd
+
+        from vaekit.rows import parse_conditions, sample_rows
+
+        conditions = parse_conditions([f"{k}={v}" for k, v in (where or {}).items()], self.schema)
+        return pd.DataFrame(sample_rows(self, n, seed, draw, conditions)[0])
+
+    def impute(self, frame: Any, draws: int = 0, k: int = 100, seed: int = 0) -> Any:
+        """A DataFrame with its empty cells filled by MIWAE's importance-weighted conditional mean
+        (numbers) and mode (categories), observed cells unchanged; `draws` M > 0 returns a list of M
+        multiple imputations instead (rows/py)."""
+        from vaekit.rows import impute_frame
+
+        filled = impute_frame(self, frame, draws, k, seed)
+        return filled if draws else filled[0]
 
     def encode(
         self, items: np.ndarray | torch.Tensor, batch_size: int = 1000, labels: np.ndarray | None = None

@@ -61,6 +61,7 @@ CAPABILITIES: dict[str, str] = {
     "density": "is a density over continuous values (what --dequantize is for)",
     "binary_values": "is a probability mass over 0/1 values",
     "table_rows": "models a table's features",
+    "table_columns": "models each column of a table by its type (numbers, categories) and leaves empty cells out",
 }
 
 

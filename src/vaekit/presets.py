@@ -160,9 +160,10 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             TABLE_PRESET,
-            "vectors and tables (.csv, 2-D .npy/.npz, arrays from Python), chosen for them when no preset is named: "
-            "features standardised on the training split, MLP 128-128, latent 8, Gaussian with a learned variance "
-            "per feature (floored), Adam 1e-3, batch 64, 100 epochs",
+            "vectors and tables (.csv, 2-D .npy/.npz, arrays and DataFrames from Python), chosen for them when no "
+            "preset is named: number columns standardised on the training split, MLP 128-128, latent 8, one "
+            "likelihood per column (a Gaussian with a learned variance for each number column, floored; a "
+            "categorical for each category or boolean column; empty cells left out), Adam 1e-3, batch 64, 100 epochs",
             {
                 "model": {
                     "architecture": "mlp",
@@ -170,7 +171,7 @@ PRESETS: dict[str, Preset] = {
                     "latent_dim": 8,
                     "activation": "relu",
                 },
-                "likelihood": {"name": "gaussian", "variance": "pixel", "sigma": 1.0},
+                "likelihood": {"name": "mixed", "sigma": 1.0},
                 "train": {"lr": 1e-3, "batch_size": 64, "epochs": 100},
             },
         ),

@@ -14,6 +14,7 @@ import numpy as np
 from vaekit.config import DataConfig
 from vaekit.data.arrays import load_array_file
 from vaekit.data.builtin import BUILTINS, FILE_NAMES, FILE_ROLES, cache_dir, how_to_get, load_builtin, locate
+from vaekit.data.columns import TableSchema
 from vaekit.data.disk import DiskImages, is_converted, open_converted
 from vaekit.data.dsprites import (
     FACTOR_NAMES,
@@ -26,7 +27,7 @@ from vaekit.data.dsprites import (
 )
 from vaekit.data.folders import load_folder
 from vaekit.data.splits import DatasetSplits, ImageSet, hold_out, of_classes
-from vaekit.data.tables import Table, read_csv_table
+from vaekit.data.tables import Table, read_csv_table, schema_of
 from vaekit.data.transforms import convert_channels, resize_images
 from vaekit.errors import VaekitError
 
@@ -72,6 +73,7 @@ class OwnFile:
     columns: tuple[str, ...] | None = None
     layout: str | None = None
     factor_names: tuple[str, ...] | None = None
+    schema: TableSchema | None = None
 
 
 def _read_own(path: Path, config: DataConfig) -> OwnFile:
@@ -89,7 +91,7 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
         return OwnFile(open_original(path, cache_dir("dsprites-file")), SHAPE_NAMES, factor_names=FACTOR_NAMES)
     class_names, layout, factor_names = None, None, None
     if suffix == ".csv":
-        data = read_csv_table(path, config.label_column)
+        data = read_csv_table(path, config.label_column, schema_of(config), config.column_types)
         class_names = data.class_names
     elif suffix in (".npy", ".npz"):
         read = load_array_file(path, config.array_layout)
@@ -98,8 +100,10 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
     if config.label_column is not None and suffix != ".csv":
         raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
-    columns = data.columns if isinstance(data, Table) else None
-    return OwnFile(as_item_set(data, config, str(path)), class_names, columns, layout, factor_names)
+    if config.column_types and not isinstance(data, Table):
+        raise VaekitError(f"--column-types types a table's columns, and {path} holds images: leave it out")
+    columns, schema = (data.columns, data.schema) if isinstance(data, Table) else (None, None)
+    return OwnFile(as_item_set(data, config, str(path)), class_names, columns, layout, factor_names, schema)
 
 
 def as_item_set(data: ImageSet | Table, config: DataConfig, source: str) -> ImageSet:
@@ -136,7 +140,7 @@ def load_dataset(config: DataConfig, progress: bool = True) -> DatasetSplits:
             )
         own = _read_own(path, config)
         splits = split_own_data(own.items, config, name, str(path), own.class_names, own.columns)
-        return dataclasses.replace(splits, layout=own.layout, factor_names=own.factor_names)
+        return dataclasses.replace(splits, layout=own.layout, factor_names=own.factor_names, schema=own.schema)
     splits = _finish_splits(train_all, test, val_size, config, name, source, class_names, None)
     return dataclasses.replace(splits, factor_names=factor_names)
 

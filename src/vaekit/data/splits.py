@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vaekit.data.columns import TableSchema
 from vaekit.data.disk import DiskImages
 from vaekit.errors import VaekitError
 
@@ -81,6 +82,12 @@ class DatasetSplits:
     columns: tuple[str, ...] | None = None  # a table's feature names; None for images
     layout: str | None = None  # how a .npy/.npz file's images were laid out ('nhw', 'nhwc', 'nchw')
     factor_names: tuple[str, ...] | None = None  # the names of ImageSet.factors' columns
+    schema: TableSchema | None = None  # a table's columns by kind (data/columns.py); None for images
+
+    @property
+    def table_schema(self) -> TableSchema:
+        """A table's columns: its schema, or every column a number."""
+        return self.schema if self.schema is not None else TableSchema.numeric(self.columns or ())
 
     @property
     def shape(self) -> tuple[int, int, int]:

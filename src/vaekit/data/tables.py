@@ -16,11 +16,22 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
 from vaekit.atomic import write_bytes, write_text
-from vaekit.config import RunConfig
+from vaekit.config import DataConfig, RunConfig
+from vaekit.data.columns import (
+    DISCRETE,
+    ColumnKind,
+    TableSchema,
+    categories_of,
+    category_text,
+    infer_kind,
+    is_empty,
+    parse_column_types,
+)
 from vaekit.errors import VaekitError
 from vaekit.methods import providers
 
@@ -32,15 +43,22 @@ RELATIVE_SPREAD_FLOOR = 1e-6
 
 @dataclass(frozen=True)
 class Table:
-    """Features float32 (N, D) with their column names, and labels int64 (N,) or None."""
+    """Encoded rows float32 (N, W) (NaN across an empty cell's positions) with their columns'
+    names, labels int64 (N,) or None, and the schema that encoded them (every column a number
+    when none is given)."""
 
     features: np.ndarray
     columns: tuple[str, ...]
     labels: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
+    schema: TableSchema | None = None
+
+    @property
+    def table_schema(self) -> TableSchema:
+        return self.schema if self.schema is not None else TableSchema.numeric(self.columns)
 
     def as_items(self) -> np.ndarray:
-        """(N, D) -> (N, 1, 1, D), the stored layout."""
+        """(N, W) -> (N, 1, 1, W), the stored layout."""
         return np.ascontiguousarray(self.features[:, None, None, :])
 
 
@@ -67,87 +85,193 @@ def _label_codes(values: list[str], column: str, source: str) -> tuple[np.ndarra
     return np.array([code[v] for v in values], dtype=np.int64), names
 
 
-def read_csv_table(path: str | Path, label_column: str | None = None) -> Table:
-    """A CSV file of numbers with an optional header row -> Table. Every problem names its line
-    (as an editor counts them) and column."""
-    path = Path(path)
+def _rows_and_header(path: Path) -> tuple[tuple[str, ...] | None, int, list[int]]:
+    """A CSV file's header (None when its first row is all numbers), its width and the line
+    number of each row of data (as an editor counts them; rows with every cell blank are left
+    out). Every row must have the header's number of fields."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [
-                (number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(c.strip() for c in row)
-            ]
+            reader = csv.reader(handle)
+            first = next((row for row in reader if any(c.strip() for c in row)), None)
+            if first is None:
+                raise VaekitError(f"table {path} is empty: it needs rows of numbers")
+            width, lines = len(first), []
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue
+                if len(row) != width:
+                    what = "the header has" if any(_parse_number(c) is None for c in first) else "the first row has"
+                    raise VaekitError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields where {what} {width}: fix that row"
+                    )
+                lines.append(reader.line_num)
     except FileNotFoundError:
         raise VaekitError(f"table {path} does not exist") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise VaekitError(f"{path} is not a readable UTF-8 CSV file ({exc}): save it as CSV text") from None
-    if not rows:
-        raise VaekitError(f"table {path} is empty: it needs rows of numbers")
-    first = rows[0][1]
     has_header = any(_parse_number(cell) is None for cell in first)
-    columns = tuple(c.strip() for c in first) if has_header else default_columns(len(first))
-    body = rows[1:] if has_header else rows
-    width = len(columns)
-    for number, row in body:
-        if len(row) != width:
-            raise VaekitError(f"{path}: line {number} has {len(row)} fields where the header has {width}: fix that row")
-    if len(body) < MIN_ROWS:
-        raise VaekitError(f"{path} has {len(body)} row(s) of data: need at least {MIN_ROWS} (train, validation, test)")
+    if not has_header:  # the first row is data
+        lines.insert(0, 1)
+    return (tuple(c.strip() for c in first) if has_header else None), width, lines
+
+
+def read_frame(path: str | Path) -> Any:
+    """A CSV file with a header row as a pandas DataFrame, as read_csv_table reads it (empty cells
+    missing, rows of empty cells left out)."""
+    import pandas as pd
+
+    path = Path(path)
+    header, _, _ = _rows_and_header(path)
+    if header is None:
+        raise VaekitError(f"{path} has no header row: a table to impute or compare by column needs its column names")
+    return pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, low_memory=False).dropna(how="all")
+
+
+def read_csv_table(
+    path: str | Path,
+    label_column: str | None = None,
+    schema: TableSchema | None = None,
+    column_types: tuple[str, ...] = (),
+) -> Table:
+    """A CSV file with a header row (optional when every cell is a number) -> Table: each column
+    typed from its values (`column_types`, "name=kind" entries, overriding), or encoded by a run's
+    `schema`. Empty cells are missing values. Every problem names its line and column."""
+    import pandas as pd
+
+    path = Path(path)
+    header, width, lines = _rows_and_header(path)
+    columns = header if header is not None else default_columns(width)
+    if len(set(columns)) != len(columns):
+        twice = next(c for c in columns if columns.count(c) > 1)
+        raise VaekitError(f"{path}: the header names column {twice!r} twice: give each column its own name")
+    if len(lines) < MIN_ROWS:
+        raise VaekitError(f"{path} has {len(lines)} row(s) of data: need at least {MIN_ROWS} (train, validation, test)")
+    frame = pd.read_csv(
+        path,
+        header=0 if header is not None else None,
+        names=list(columns),
+        encoding="utf-8-sig",
+        skipinitialspace=True,
+        low_memory=False,
+    ).dropna(how="all")
+    return table_from_frame(frame, str(path), label_column, schema, column_types, lines)
+
+
+def table_from_frame(
+    frame: Any,
+    source: str,
+    label_column: str | None = None,
+    schema: TableSchema | None = None,
+    column_types: tuple[str, ...] = (),
+    lines: list[int] | None = None,
+) -> Table:
+    """A pandas DataFrame -> Table, as read_csv_table types and encodes a file's columns."""
+    columns = tuple(str(c) for c in frame.columns)
     labels = class_names = None
-    feature_index = list(range(width))
     if label_column is not None:
         if label_column not in columns:
-            raise VaekitError(f"{path} has no column {label_column!r} for --label-column: it has {list(columns)}")
-        at = columns.index(label_column)
-        feature_index.remove(at)
-        labels, class_names = _label_codes([row[at].strip() for _, row in body], label_column, str(path))
-    features = np.empty((len(body), len(feature_index)), dtype=np.float32)
-    for r, (number, row) in enumerate(body):
-        for c, at in enumerate(feature_index):
-            value = _parse_number(row[at])
-            if value is None:
-                what = "is empty" if not row[at].strip() else f"holds {row[at].strip()!r}, not a number"
-                raise VaekitError(
-                    f"{path}: line {number}, column {columns[at]!r} {what}: every feature must be a number "
-                    "(name a label column with --label-column)"
-                )
-            features[r, c] = value
-    table = Table(features, tuple(columns[i] for i in feature_index), labels, class_names)
-    check_table(table, str(path), lines=[number for number, _ in body])
+            raise VaekitError(f"{source} has no column {label_column!r} for --label-column: it has {list(columns)}")
+        cells = frame[label_column]
+        texts = ["" if is_empty(v) else category_text(v) for v in cells.tolist()]
+        labels, class_names = _label_codes(texts, label_column, source)
+        frame = frame.drop(columns=[label_column])
+        columns = tuple(c for c in columns if c != label_column)
+    if schema is None:  # a run's schema was typed when it started, with its --column-types
+        schema = infer_schema(frame, parse_column_types(column_types), source)
+    cells = {name: cells_of(frame[name]) for name in schema.names if name in frame.columns}
+    extra = [c for c in columns if c not in schema.names]
+    if extra:
+        raise VaekitError(f"{source} has column {extra[0]!r}, which the run was not trained with: drop it")
+    table = Table(schema.encode(cells, source), schema.names, labels, class_names, schema)
+    check_table(table, source, lines)
     return table
 
 
+def infer_schema(frame: Any, chosen: dict[str, ColumnKind], source: str) -> TableSchema:
+    """Each column's kind (from `chosen` where named, else from its values) and categories."""
+    import pandas as pd
+
+    unknown = [name for name in chosen if name not in frame.columns]
+    if unknown:
+        raise VaekitError(
+            f"--column-types names {unknown[0]!r}, but {source} has no such column: it has {list(frame.columns)}"
+        )
+    names, kinds, categories = [], [], []
+    for name in frame.columns:
+        series = frame[name]
+        if series.isna().all():
+            raise VaekitError(f"{source}: column {str(name)!r} is empty in every row: drop it")
+        numbers = _is_number_column(series)
+        values = cells_of(series)
+        text = not numbers and not pd.api.types.is_bool_dtype(series.dtype)
+        dtype_kind = "c" if text else series.dtype.kind
+        kind = chosen.get(str(name)) or infer_kind(values, dtype_kind, text and not _all_boolean_text(series))
+        names.append(str(name))
+        kinds.append(kind)
+        categories.append(categories_of(values, kind, str(name), source) if kind in DISCRETE else ())
+    return TableSchema(tuple(names), tuple(kinds), tuple(categories))
+
+
+def _is_number_column(series: Any) -> bool:
+    import pandas as pd
+
+    dtype = series.dtype
+    return (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+    )
+
+
+def cells_of(series: Any) -> np.ndarray:
+    """A DataFrame column's cells: float64 with NaN where empty for numbers, else objects with None."""
+    if _is_number_column(series):
+        return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.asarray(series.astype(object).where(series.notna(), None).to_numpy())
+
+
+def _all_boolean_text(series: Any) -> bool:
+    present = {category_text(c).lower() for c in series.dropna().tolist()}
+    return bool(present) and present <= {"true", "false"}
+
+
 def check_table(table: Table, source: str, lines: list[int] | None = None) -> None:
-    """Refuse what no model can learn from: NaN or infinite cells, constant columns, too few rows.
-    `lines` maps row index -> the file's line number for messages."""
-    features = table.features
+    """Refuse what no model can learn from: infinite cells, constant columns, too few rows. Empty
+    cells (NaN) are missing values, left to the likelihood. `lines` maps row index -> the file's
+    line number for messages."""
+    features, schema = table.features, table.table_schema
     if features.ndim != 2 or features.shape[1] == 0:
         raise VaekitError(f"{source} has shape {features.shape}: a table is (rows, features) with at least one feature")
     if len(features) < MIN_ROWS:
         raise VaekitError(f"{source} has {len(features)} row(s): need at least {MIN_ROWS} (train, validation, test)")
-    bad = ~np.isfinite(features)
+    names = schema.encoded_names()
+    bad = np.isinf(features)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         where = f"line {lines[row]}" if lines is not None else f"row {row}"
-        raise VaekitError(
-            f"{source}: {where}, column {table.columns[col]!r} is {features[row, col]}: "
-            "fill or drop missing values first"
-        )
-    spread = features.max(axis=0) - features.min(axis=0)
-    constant = np.flatnonzero(spread == 0)
-    if constant.size:
-        col = int(constant[0])
-        raise VaekitError(
-            f"{source}: column {table.columns[col]!r} is {features[0, col]:g} in every row: a constant carries no "
-            "information, drop the column"
-        )
+        raise VaekitError(f"{source}: {where}, column {names[col]!r} is {features[row, col]}: give a finite number")
+    for name, kind, span in zip(schema.names, schema.kinds, schema.slices, strict=True):
+        block = features[:, span]
+        observed = block[~np.isnan(block).any(axis=1)]
+        if len(observed) == 0:
+            raise VaekitError(f"{source}: column {name!r} is empty in every row: drop it")
+        if (observed.max(axis=0) - observed.min(axis=0)).max() == 0:
+            value = (
+                f"{observed[0, 0]:g}"
+                if kind not in DISCRETE
+                else repr(schema.categories[schema.index(name)][int(observed[0].argmax())])
+            )
+            raise VaekitError(
+                f"{source}: column {name!r} is {value} in every row: a constant carries no information, drop the column"
+            )
 
 
 def table_from_array(array: np.ndarray, source: str, columns: tuple[str, ...] | None = None) -> Table:
-    """A 2-D numeric array (N, D) -> Table (float32)."""
+    """A 2-D numeric array (N, D) -> Table (float32), NaN cells missing."""
     if array.ndim != 2:
         raise VaekitError(f"{source} has shape {array.shape}: vectors are (N, D)")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        raise VaekitError(f"{source} has dtype {array.dtype}: vectors must be numbers")
+        raise VaekitError(f"{source} has dtype {array.dtype}: vectors must be numbers (a DataFrame takes other kinds)")
     if columns is None:
         columns = default_columns(array.shape[1])
     if len(columns) != array.shape[1]:
@@ -169,18 +293,36 @@ class Scaling:
         return Scaling((0.0,) * count, (1.0,) * count)
 
 
-def fit_scaling(train_items: np.ndarray, columns: tuple[str, ...]) -> Scaling:
-    """Mean and standard deviation of each feature over the training split, (N, 1, 1, D) -> D each."""
+def fit_scaling(train_items: np.ndarray, schema: TableSchema) -> Scaling:
+    """Mean and standard deviation of each number column over the training split's observed
+    cells, (N, 1, 1, W) -> W each; a category's one-hot positions are kept as they are (0, 1)."""
     features = train_items.reshape(len(train_items), -1).astype(np.float64)
-    mean, std = features.mean(axis=0), features.std(axis=0)
-    flat = std <= RELATIVE_SPREAD_FLOOR * np.maximum(1.0, np.abs(mean))
-    if flat.any():
-        col = int(np.flatnonzero(flat)[0])
-        raise VaekitError(
-            f"column {columns[col]!r} is (almost) constant over the training split ({mean[col]:g}): it carries no "
-            "information, drop the column"
-        )
+    mean, std = np.zeros(schema.width), np.ones(schema.width)
+    for name, kind, span in zip(schema.names, schema.kinds, schema.slices, strict=True):
+        if kind in DISCRETE:
+            continue
+        cells = features[:, span.start]
+        observed = cells[~np.isnan(cells)]
+        if len(observed) == 0:
+            raise VaekitError(f"column {name!r} is empty in every row of the training split: drop the column")
+        m, sd = observed.mean(), observed.std()
+        if sd <= RELATIVE_SPREAD_FLOOR * max(1.0, abs(m)):
+            raise VaekitError(
+                f"column {name!r} is (almost) constant over the training split ({m:g}): it carries no "
+                "information, drop the column"
+            )
+        mean[span.start], std[span.start] = m, sd
     return Scaling(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+def schema_of(data: DataConfig) -> TableSchema | None:
+    """The columns a run's table was encoded with; None for images or a table not fitted yet."""
+    if data.feature_names is None:
+        return None
+    if data.column_kinds is None or data.column_categories is None:
+        return TableSchema.numeric(data.feature_names)
+    kinds = cast(tuple[ColumnKind, ...], data.column_kinds)
+    return TableSchema(data.feature_names, kinds, data.column_categories)
 
 
 def check_binary(train_items: np.ndarray, columns: tuple[str, ...]) -> None:
@@ -201,9 +343,10 @@ def log_scale_jacobian(scaling: Scaling) -> float:
     return float(sum(math.log(s) for s in scaling.std))
 
 
-def with_table_scaling(config: RunConfig, train_items: np.ndarray, columns: tuple[str, ...]) -> RunConfig:
-    """Check that the model suits a table and store the training split's standardisation in the
-    config (identity for 0/1 features under a Bernoulli). A config that has one keeps it (resume)."""
+def with_table_scaling(config: RunConfig, train_items: np.ndarray, schema: TableSchema) -> RunConfig:
+    """Check that the model suits a table and store the table's columns and the training split's
+    standardisation in the config (identity for 0/1 features under a Bernoulli). A config that
+    has them keeps them (resume)."""
     model = config.model
     if model.architecture in ("conv", "resnet") or model.pixel_context_layers > 0:
         raise VaekitError(
@@ -214,20 +357,39 @@ def with_table_scaling(config: RunConfig, train_items: np.ndarray, columns: tupl
     if "table_rows" not in likelihood.offers:
         takes = " or ".join(providers("likelihood", "table_rows"))
         raise VaekitError(
-            f"--likelihood {likelihood.name} models pixels; a table takes --likelihood {takes} (the `table` preset: "
-            "a Gaussian with a learned variance per feature)"
+            f"--likelihood {likelihood.name} models pixels; a table takes --likelihood {takes} (the `table` preset's "
+            "is mixed: one likelihood per column, by its type)"
         )
+    if "table_columns" not in likelihood.offers:
+        _check_numbers_only(train_items, schema, likelihood.name)
     if config.data.is_table:  # fitted already (a resumed run)
         return config
     if "binary_values" in likelihood.offers:  # 0/1 columns, kept as they are
-        check_binary(train_items, columns)
-        scaling = Scaling.identity(len(columns))
+        check_binary(train_items, schema.names)
+        scaling = Scaling.identity(schema.width)
     else:
-        scaling = fit_scaling(train_items, columns)
+        scaling = fit_scaling(train_items, schema)
     data = dataclasses.replace(
-        config.data, feature_mean=scaling.mean, feature_std=scaling.std, feature_names=tuple(columns)
+        config.data,
+        feature_mean=scaling.mean,
+        feature_std=scaling.std,
+        feature_names=schema.names,
+        column_kinds=schema.kinds,
+        column_categories=schema.categories,
     )
     return dataclasses.replace(config, data=data)
+
+
+def _check_numbers_only(train_items: np.ndarray, schema: TableSchema, likelihood: str) -> None:
+    """A likelihood of numbers alone (a Gaussian, a Bernoulli) takes neither categories nor empty cells."""
+    fix = f"--likelihood {' or '.join(providers('likelihood', 'table_columns'))} models each column by its type"
+    for name, kind in zip(schema.names, schema.kinds, strict=True):
+        if kind in DISCRETE:
+            raise VaekitError(f"column {name!r} is {kind}, and --likelihood {likelihood} models numbers: {fix}")
+    empty = np.isnan(train_items.reshape(len(train_items), -1)).any(axis=0)
+    if empty.any():
+        name = schema.encoded_names()[int(np.flatnonzero(empty)[0])]
+        raise VaekitError(f"column {name!r} has empty cells, and --likelihood {likelihood} needs every cell: {fix}")
 
 
 def write_rows(path: str | Path, rows: np.ndarray, columns: tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.data.columns import TableSchema
 from vaekit.errors import VaekitError
 
 # What x may be: "binary" (0 or 1: a probability mass only on binary data), "levels" (a mass over
@@ -47,6 +48,7 @@ class LikelihoodContext:
     """What building a likelihood may read beyond its own settings (methods.MethodSpec.build)."""
 
     image_shape: tuple[int, int, int]  # (C, H, W): a learned variance or scale per pixel has this shape
+    table: TableSchema | None = None  # a table's columns by kind (data/columns.py); None for images
 
 
 # How a likelihood's scale is had: fixed as given, one learned number, or one learned per pixel.

@@ -56,7 +56,10 @@ class GaussianSettings:
         "fixed", "gaussian: fixed sigma, or a learned global / per-pixel variance", flag="gaussian-variance"
     )
     sigma: float = setting(
-        1.0, "gaussian, logistic, logistic-mixture: fixed sigma, or the initial one when learned", above=0.0, high=1e6
+        1.0,
+        "gaussian, logistic, logistic-mixture, mixed: fixed sigma, or the initial one when learned",
+        above=0.0,
+        high=1e6,
     )
 
 

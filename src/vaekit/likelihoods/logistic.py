@@ -125,7 +125,7 @@ class MixtureOfLogisticsLikelihood(nn.Module):
         return logistic_sample_levels(mean, log_scale, generator)
 
 
-_SIGMA_HELP = "gaussian, logistic, logistic-mixture: fixed sigma, or the initial one when learned"
+_SIGMA_HELP = "gaussian, logistic, logistic-mixture, mixed: fixed sigma, or the initial one when learned"
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,27 @@ def elbo_terms_per_item(
     return recon, kl
 
 
+def column_terms_per_item(
+    model: VAE,
+    images: np.ndarray | torch.Tensor,
+    data: DataConfig,
+    batch_size: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> torch.Tensor:
+    """-log p(x_c|z) of every column of every stored row, float64 (N, C), 0 for an empty cell, at
+    the draws `elbo_terms_per_item` makes with the same seed: each row's sum is its reconstruction
+    term. For a likelihood with one term per column (likelihoods/mixed.py)."""
+    by_column = model.likelihood.log_prob_by_column  # type: ignore[attr-defined]  # the caller checked
+
+    def measure(x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        terms = model.terms(x, model.encode(x, y), None, generator, y=y)
+        return tuple((-by_column(x, model.decode(terms.z, y))).T)  # (B, C) -> C of (B,)
+
+    columns = len(model.likelihood.schema.names)  # type: ignore[attr-defined]
+    return torch.stack(_per_item(model, images, data, batch_size, seed, labels, measure, columns), dim=1)
+
+
 def elbo_over(
     model: VAE,
     images: np.ndarray | torch.Tensor,

@@ -18,7 +18,7 @@ from vaekit.data.transforms import labelled_batches
 from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun
 from vaekit.metrics.disentanglement import Representation, beta_vae_score, dci, factor_vae_score, mig, sap
-from vaekit.metrics.elbo import elbo_summary, elbo_terms_per_item, reconstruction_over
+from vaekit.metrics.elbo import column_terms_per_item, elbo_summary, elbo_terms_per_item, reconstruction_over
 from vaekit.metrics.latents import bottom_layer_active_units, latent_usage
 from vaekit.metrics.likelihood import iwae_per_item, iwae_summary
 from vaekit.metrics.meaning import figure_description, figure_meaning, has_elbo, item_word, meaning_of_kind
@@ -376,6 +376,38 @@ class DisentanglementSection:
 
 
 @dataclass(frozen=True)
+class ColumnsSection:
+    """A table's reconstruction term column by column (a run with one likelihood per column): what
+    each column costs in nats, and how many of its cells were empty (left out of the figure)."""
+
+    key: str = "columns"
+
+    def measure(self, given: EvaluationInput) -> dict[str, Any] | None:
+        run = given.run
+        likelihood = run.model.likelihood
+        if not hasattr(likelihood, "log_prob_by_column") or not has_elbo(run.config.objective.name):
+            return None
+        images = np.asarray(given.chosen.images)
+        terms = column_terms_per_item(run.model, images, run.config.data, ELBO_BATCH, given.seed, given.labels)
+        schema = run.schema
+        empty = [int(np.isnan(images.reshape(len(images), -1)[:, span]).any(axis=1).sum()) for span in schema.slices]
+        means = terms.mean(0).tolist() if len(terms) else [0.0] * len(schema.names)
+        return {
+            "recon_nats": dict(zip(schema.names, means, strict=True)),
+            "empty_cells": dict(zip(schema.names, empty, strict=True)),
+            "kinds": dict(zip(schema.names, schema.kinds, strict=True)),
+        }
+
+    def rows(self, figures: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = []
+        for name, nats in figures["recon_nats"].items():
+            empty = figures["empty_cells"][name]
+            note = f", {empty} empty cells left out" if empty else ""
+            rows.append((f"  column {name}", f"{nats:.3f} nats/item ({figures['kinds'][name]}{note})"))
+        return [("reconstruction by column", ""), *rows]
+
+
+@dataclass(frozen=True)
 class AnomalySection:
     """One-class anomaly detection (--normal-classes): the AUROC of each anomaly score at telling
     the classes the run never saw from those it was trained on."""
@@ -427,13 +459,14 @@ def family_of(result: dict[str, Any]) -> methods.MethodSpec:
 
 
 def sections_of(result: dict[str, Any]) -> list[Section]:
-    """The sections of an evaluation, in the table's order: the bound, the latent's use, the
+    """The sections of an evaluation, in the table's order: the bound, a table's columns, the latent's use, the
     posterior family's own (its spec's "evaluation" hook: a VQ-VAE's codebook), sample quality,
     the objective's terms, disentanglement, one-class anomaly detection."""
     family: Section | None = family_of(result).hook("evaluation")  # type: ignore[assignment]
     own = [family] if family is not None else []
     return [
         BoundSection(),
+        ColumnsSection(),
         LatentSection(),
         *own,
         QualitySection(),

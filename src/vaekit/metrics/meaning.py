@@ -106,6 +106,16 @@ def figure_meaning(likelihood: Likelihood, data: DataConfig) -> FigureMeaning:
     """What the nats of `likelihood` on data prepared by `data` are."""
     title = likelihood.title
     if data.is_table:  # an item is a row of features
+        if getattr(likelihood, "observed_cells_only", False):  # one likelihood per column (likelihoods/mixed.py)
+            what = f"of each row's observed cells under {title.split(' (')[0]} likelihoods"
+            if likelihood.support == "levels":  # categories alone: a probability mass
+                return FigureMeaning("likelihood", f"-log p(x) {what}, nats/item", 0.0)
+            return FigureMeaning(
+                "density",
+                f"-log density {what} (standardised numbers, categories' probabilities), nats/item (a density: no "
+                "bits/dim)",
+                0.0,
+            )
         if likelihood.support == "binary":
             return FigureMeaning("likelihood", f"-log p(x) of the 0/1 features under a {title}, nats/item", 0.0)
         return FigureMeaning(

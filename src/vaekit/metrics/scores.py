@@ -92,7 +92,8 @@ def reconstruction_error(
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     batches = labelled_batches(items, labels, data, batch_size, model.device, generator)
-    errors = [(x - model.reconstruct(x, y)).pow(2).flatten(1).mean(1).double().cpu() for x, y in batches]
+    # a table's empty cells (NaN) are left out: the mean is over each row's observed cells
+    errors = [(x - model.reconstruct(x, y)).pow(2).flatten(1).nanmean(1).double().cpu() for x, y in batches]
     return torch.cat(errors).numpy() if errors else np.zeros(0)
 
 

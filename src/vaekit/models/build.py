@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig, RunConfig
+from vaekit.data.columns import TableSchema
+from vaekit.data.tables import schema_of
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, LikelihoodContext
 from vaekit.methods import MethodChoice, default_choice
@@ -27,9 +29,12 @@ from vaekit.posteriors.base import FamilyContext
 from vaekit.priors import PriorContext
 
 
-def build_likelihood(likelihood: MethodChoice, image_shape: tuple[int, int, int]) -> Likelihood:
-    """The likelihood `likelihood` names (likelihoods/), for images of `image_shape`."""
-    built: Likelihood = likelihood.spec.build(likelihood.settings, LikelihoodContext(image_shape))
+def build_likelihood(
+    likelihood: MethodChoice, image_shape: tuple[int, int, int], table: TableSchema | None = None
+) -> Likelihood:
+    """The likelihood `likelihood` names (likelihoods/), for images of `image_shape` (a table's
+    rows, with its columns' `table` schema)."""
+    built: Likelihood = likelihood.spec.build(likelihood.settings, LikelihoodContext(image_shape, table))
     return built
 
 
@@ -54,6 +59,7 @@ def build_model(
     posterior: MethodChoice | None = None,
     prior: MethodChoice | None = None,
     likelihood: MethodChoice | None = None,
+    table: TableSchema | None = None,
 ) -> VAE:
     """The model `config` describes, with the posterior family `posterior`, the prior `prior` and
     the likelihood `likelihood` (by default the Gaussian, N(0, I) and the Bernoulli). A user's
@@ -71,7 +77,7 @@ def build_model(
         # PyTorch warns that initialising them does nothing, which is what is meant.
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
         posterior, prior = posterior or default_choice("posterior"), prior or default_choice("prior")
-        return _build(config, image_shape, posterior, prior, likelihood or default_choice("likelihood"))
+        return _build(config, image_shape, posterior, prior, likelihood or default_choice("likelihood"), table)
 
 
 def build_run_model(
@@ -80,7 +86,7 @@ def build_run_model(
     """The model of a whole run: its model section with the run's posterior family, prior and
     likelihood."""
     methods = {"posterior": config.posterior, "prior": config.prior, "likelihood": config.likelihood}
-    return build_model(config.model, image_shape, trust_code, source, **methods)
+    return build_model(config.model, image_shape, trust_code, source, **methods, table=schema_of(config.data))
 
 
 def _build(
@@ -89,9 +95,10 @@ def _build(
     posterior: MethodChoice,
     prior: MethodChoice,
     likelihood_choice: MethodChoice,
+    table: TableSchema | None,
 ) -> VAE:
     z, act = config.latent_dim, config.activation
-    likelihood = build_likelihood(likelihood_choice, image_shape)
+    likelihood = build_likelihood(likelihood_choice, image_shape, table)
     # The decoder outputs the likelihood's parameters: P per channel and pixel (P = 1 but for mixtures),
     # and with a pixel-context head also the head's feature maps.
     c, h, w = image_shape

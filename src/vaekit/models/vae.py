@@ -64,6 +64,9 @@ class VAE(nn.Module):
         self.family = family if family is not None else GaussianFamily(latent_dim)
         self.noise_dim = self.family.noise_dim  # standard normal numbers one posterior sample takes
         self.image_shape = image_shape
+        # A likelihood that leaves empty cells (NaN) out of log p(x|z) has the encoder see them as 0,
+        # as MIWAE's does; data without empty cells is untouched.
+        self.fills_empty_cells = bool(getattr(likelihood, "observed_cells_only", False))
         # An encoder says whether it runs faster on channels-last (NHWC) tensors (the conv families
         # do, with oneDNN, in fp32 and more so in bf16: benchmarks/suite.py); an MLP gains nothing.
         self.channels_last = bool(getattr(encoder, "prefers_channels_last", False))
@@ -135,6 +138,8 @@ class VAE(nn.Module):
         """x (B, C, H, W) -> the encoder's (B, W) outputs, in fp32: under bf16 autocast only the
         network runs in bf16; the distributions, the KL and the likelihood are computed in fp32."""
         self.check_labels(y)
+        if self.fills_empty_cells:
+            x = torch.nan_to_num(x, nan=0.0)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # same shape, NHWC strides
         return (self.encoder(x) if y is None else self.encoder(x, y)).float()

@@ -164,11 +164,9 @@ class LatentExplorer:
     def decode(self, z: Any, label: Any = None) -> dict[str, Any]:
         x = self._decode(self.check_z(z)[None], self.check_label(label))
         if self.run.is_table:  # the row itself too, in the table's own units
-            row = self.run.to_rows(x)[0]
-            return {
-                "image": self._image_data(x),
-                "values": dict(zip(self.run.feature_names, row.tolist(), strict=True)),
-            }
+            row = self.run.schema.decode(self.run.to_rows(x))
+            values = {name: cells.tolist()[0] for name, cells in row.items()}  # plain Python values, for JSON
+            return {"image": self._image_data(x), "values": values}
         return {"image": self._image_data(x)}
 
     def encode(self, index: Any) -> dict[str, Any]:

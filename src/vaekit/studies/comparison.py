@@ -62,7 +62,7 @@ def _figures(summary: dict[str, Any]) -> dict[str, float]:
 
 # eval.json's entries that describe the evaluation rather than measure the model
 EVAL_NOT_FIGURES = {"images", "first_images", "seed", "checkpoint_epoch", "iwae_k", "latent_dim", "seconds", "units"}
-EVAL_NOT_FIGURES |= {"bottom_latent_dim", "items", "batch_size", "dci_train_items", "anomalies"}
+EVAL_NOT_FIGURES |= {"bottom_latent_dim", "items", "batch_size", "dci_train_items", "anomalies", "empty_cells"}
 
 
 def _eval_figures(evaluation: dict[str, Any], prefix: str = "eval.") -> dict[str, float]:

@@ -20,6 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vaekit.config import RunConfig
+from vaekit.data.tables import schema_of
 from vaekit.errors import VaekitError
 from vaekit.methods import default_choice
 from vaekit.models import VAE, build_model
@@ -52,7 +53,13 @@ def _meta_model(config: RunConfig, shape: tuple[int, int, int]) -> VAE | None:
         with torch.device("meta"):
             try:
                 return build_model(
-                    config.model, shape, True, posterior=posterior, prior=config.prior, likelihood=config.likelihood
+                    config.model,
+                    shape,
+                    True,
+                    posterior=posterior,
+                    prior=config.prior,
+                    likelihood=config.likelihood,
+                    table=schema_of(config.data),
                 )
             except (NotImplementedError, RuntimeError, ValueError, TypeError):
                 continue

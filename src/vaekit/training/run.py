@@ -205,14 +205,15 @@ def _load_splits(
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, dataset=data_file, array_layout=layout)
         )
-        columns = data.columns if isinstance(data, Table) else None
+        columns, schema = (data.columns, data.schema) if isinstance(data, Table) else (None, None)
         items = as_item_set(data, config.data, "the data")
         splits = split_own_data(items, config.data, "data from Python", data_file, own_data.class_names, columns)
+        splits = dataclasses.replace(splits, schema=schema)
     else:
         splits = load_dataset(config.data, progress=progress)
     config = with_absolute_paths(config)
     if splits.is_table:
-        config = with_table_scaling(config, splits.train.array, splits.columns or ())
+        config = with_table_scaling(config, splits.train.array, splits.table_schema)
     if config.model.conditional:
         config = with_classes(config, splits)
     return config, splits
