@@ -80,7 +80,7 @@ def test_text_labels_become_class_names_and_tables_keep_column_names() -> None:
         (np.full((10, 1, 5, 5), 2.0), None, r"floats must lie in \[0, 1\]"),
         (np.zeros((10, 5, 5), dtype=np.uint8), [1, 2], "2 labels for 10 items"),
         (np.zeros(10), None, "vectors"),
-        (np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]), None, "fill or drop missing values"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [4.0, 5.0]]), None, "give a finite number"),
     ],
 )
 def test_bad_data_from_python_is_named(data: np.ndarray, labels: object, message: str) -> None:

@@ -221,3 +221,19 @@ def test_a_numbers_only_likelihood_refuses_categories_and_empty_cells(
     assert "column 'x1' has empty cells" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert main([*args, "--quiet"]) == 0  # the table preset's per-column likelihood takes them
+
+
+def test_a_dataframe_trains_as_a_csv_file_does_and_its_run_reloads(tmp_path: Path) -> None:
+    from vaekit import fit
+
+    frame = shop_table(300, seed=4)
+    run = fit(frame, out=tmp_path / "run", epochs=2, column_types={"items": "categorical"})
+    assert run.config.data.column_kinds == ("categorical", "numeric", "categorical", "categorical", "boolean")
+    reloaded = load_run(tmp_path / "run")
+    splits = reloaded.load_data()
+    assert splits.schema == run.schema and splits.train.array.shape[-1] == run.schema.width
+    assert np.isnan(splits.train.array).any()  # the empty cells kept as they were given
+    filled = reloaded.impute(frame.head(20), k=5)
+    assert filled.notna().all().all() and list(filled.columns) == list(frame.columns)
+    with pytest.raises(VaekitError, match="leave out columns="):
+        fit(frame, columns=["a", "b"], out=tmp_path / "other")

@@ -9,6 +9,7 @@ to the same splits, so a run trained from memory resumes, evaluates and serves l
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from vaekit.atomic import write_bytes
 from vaekit.data.arrays import CLASS_NAMES_KEY, COLUMNS_KEY, to_uint8_images
 from vaekit.data.splits import ImageSet
-from vaekit.data.tables import Table, table_from_array
+from vaekit.data.tables import Table, table_from_array, table_from_frame
 from vaekit.errors import VaekitError
 
 OWN_DATA_FILE = "data.npz"  # in the run folder
@@ -98,11 +99,16 @@ def images_from_array(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def from_memory(
-    data: Any, labels: Any = None, columns: Sequence[str] | None = None
+    data: Any, labels: Any = None, columns: Sequence[str] | None = None, column_types: Sequence[str] = ()
 ) -> tuple[ImageSet | Table, tuple[str, ...] | None]:
-    """Any supported in-memory data -> (images or a table, class names or None)."""
-    if columns is None and hasattr(data, "columns") and hasattr(data, "to_numpy"):
-        columns = [str(c) for c in data.columns]  # a DataFrame names its own columns
+    """Any supported in-memory data -> (images or a table, class names or None). A DataFrame's
+    columns are typed as a CSV file's are (`column_types`: "name=kind" entries overriding)."""
+    if hasattr(data, "dtypes") and hasattr(data, "columns") and getattr(data, "ndim", 0) == 2:
+        if columns is not None:
+            raise VaekitError("a DataFrame names its own columns: leave out columns=")
+        table = table_from_frame(data, "the DataFrame", column_types=tuple(column_types))
+        codes, class_names = _labels(labels, len(table.features))
+        return dataclasses.replace(table, labels=codes, class_names=class_names), class_names
     if isinstance(data, torch.utils.data.DataLoader):
         array, found = _collect(data, batched=True)
     elif isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.Tensor):
@@ -126,8 +132,8 @@ def save_own_data(path: str | Path, data: ImageSet | Table, class_names: tuple[s
     """Write data as the .npz the file loader reads (images channels-last, as files keep them), atomically."""
     arrays: dict[str, np.ndarray] = {}
     if isinstance(data, Table):
-        arrays["x"] = data.features
-        arrays[COLUMNS_KEY] = np.array(data.columns)
+        arrays["x"] = data.features  # encoded (N, W), NaN where empty: the run's schema reads it back
+        arrays[COLUMNS_KEY] = np.array(data.table_schema.encoded_names())
         labels = data.labels
     else:
         arrays["x"] = np.asarray(data.images).transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)

@@ -100,6 +100,14 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
     if config.label_column is not None and suffix != ".csv":
         raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
+    schema = schema_of(config)
+    if isinstance(data, Table) and schema is not None and suffix in (".npy", ".npz") and not schema.all_numeric:
+        # data from Python, kept as its encoding (data/memory.py): the run's schema names its columns
+        if data.features.shape[1] != schema.width:
+            raise VaekitError(
+                f"{path} has {data.features.shape[1]} features where the run's columns encode to {schema.width}"
+            )
+        data = Table(data.features, schema.names, data.labels, data.class_names, schema)
     if config.column_types and not isinstance(data, Table):
         raise VaekitError(f"--column-types types a table's columns, and {path} holds images: leave it out")
     columns, schema = (data.columns, data.schema) if isinstance(data, Table) else (None, None)

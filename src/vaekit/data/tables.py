@@ -176,14 +176,15 @@ def table_from_frame(
         labels, class_names = _label_codes(texts, label_column, source)
         frame = frame.drop(columns=[label_column])
         columns = tuple(c for c in columns if c != label_column)
-    if schema is None:  # a run's schema was typed when it started, with its --column-types
+    fitting = schema is None  # else a run's schema, typed when it started (with its --column-types)
+    if schema is None:
         schema = infer_schema(frame, parse_column_types(column_types), source)
     cells = {name: cells_of(frame[name]) for name in schema.names if name in frame.columns}
     extra = [c for c in columns if c not in schema.names]
     if extra:
         raise VaekitError(f"{source} has column {extra[0]!r}, which the run was not trained with: drop it")
     table = Table(schema.encode(cells, source), schema.names, labels, class_names, schema)
-    check_table(table, source, lines)
+    check_table(table, source, lines, fitting)
     return table
 
 
@@ -201,6 +202,10 @@ def infer_schema(frame: Any, chosen: dict[str, ColumnKind], source: str) -> Tabl
         series = frame[name]
         if series.isna().all():
             raise VaekitError(f"{source}: column {str(name)!r} is empty in every row: drop it")
+        if series.dtype == object and not _all_boolean_text(series):  # numbers held as Python objects
+            as_numbers = pd.to_numeric(series, errors="coerce")
+            if as_numbers.notna().sum() == series.notna().sum():
+                series = as_numbers
         numbers = _is_number_column(series)
         values = cells_of(series)
         text = not numbers and not pd.api.types.is_bool_dtype(series.dtype)
@@ -235,21 +240,23 @@ def _all_boolean_text(series: Any) -> bool:
     return bool(present) and present <= {"true", "false"}
 
 
-def check_table(table: Table, source: str, lines: list[int] | None = None) -> None:
-    """Refuse what no model can learn from: infinite cells, constant columns, too few rows. Empty
-    cells (NaN) are missing values, left to the likelihood. `lines` maps row index -> the file's
-    line number for messages."""
+def check_table(table: Table, source: str, lines: list[int] | None = None, fitting: bool = True) -> None:
+    """Refuse what no model can take: infinite cells; and, for a table a model is to be fitted on,
+    constant columns and too few rows. Empty cells (NaN) are missing values, left to the
+    likelihood. `lines` maps row index -> the file's line number for messages."""
     features, schema = table.features, table.table_schema
     if features.ndim != 2 or features.shape[1] == 0:
         raise VaekitError(f"{source} has shape {features.shape}: a table is (rows, features) with at least one feature")
-    if len(features) < MIN_ROWS:
-        raise VaekitError(f"{source} has {len(features)} row(s): need at least {MIN_ROWS} (train, validation, test)")
     names = schema.encoded_names()
     bad = np.isinf(features)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         where = f"line {lines[row]}" if lines is not None else f"row {row}"
         raise VaekitError(f"{source}: {where}, column {names[col]!r} is {features[row, col]}: give a finite number")
+    if not fitting:
+        return
+    if len(features) < MIN_ROWS:
+        raise VaekitError(f"{source} has {len(features)} row(s): need at least {MIN_ROWS} (train, validation, test)")
     for name, kind, span in zip(schema.names, schema.kinds, schema.slices, strict=True):
         block = features[:, span]
         observed = block[~np.isnan(block).any(axis=1)]

@@ -76,7 +76,9 @@ def fit(
             one needs `force=True`.
         preset: start from a named preset.
         config: start from a `RunConfig` or a TOML file (a preset given too is applied first).
-        columns: a table's feature names (a DataFrame names its own).
+        columns: a table's feature names (a DataFrame names its own, and types them: numbers,
+            integers, booleans, categories (text or pandas category), empty cells; `column_types=
+            {"zip": "categorical"}` overrides).
         callbacks: objects with `on_epoch_end(model, report)`, called after each epoch.
         force: replace an existing run folder.
         progress: show progress bars.
@@ -90,7 +92,9 @@ def fit(
     """
     if callable(settings.get("architecture")):
         settings["architecture"] = factory_name(settings["architecture"])  # what the run stores
-    own, class_names = from_memory(data, labels, columns)
+    if isinstance(settings.get("column_types"), dict):  # {name: kind}, as Python users write it
+        settings["column_types"] = tuple(f"{name}={kind}" for name, kind in settings["column_types"].items())
+    own, class_names = from_memory(data, labels, columns, settings.get("column_types", ()))
     chosen = preset if preset is not None or config is not None else (TABLE_PRESET if isinstance(own, Table) else None)
     flags = _settings_by_section(settings)
     if isinstance(config, RunConfig):
