@@ -237,3 +237,19 @@ def test_a_dataframe_trains_as_a_csv_file_does_and_its_run_reloads(tmp_path: Pat
     assert filled.notna().all().all() and list(filled.columns) == list(frame.columns)
     with pytest.raises(VaekitError, match="leave out columns="):
         fit(frame, columns=["a", "b"], out=tmp_path / "other")
+
+
+def test_the_marginals_picture_and_report_of_a_table(shop_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    assert main(["plot", "--run", str(shop_run), "all", "--out-dir", str(tmp_path / "plots")]) == 0
+    drawn = {path.stem for path in (tmp_path / "plots").glob("*.png")}
+    assert drawn == {"curves", "latent-map", "scores", "marginals"}  # no image grids of rows
+    pixels = np.asarray(Image.open(tmp_path / "plots" / "marginals.png").convert("L"))
+    assert pixels.shape[1] > 800 and pixels.std() > 5
+    run = load_run(shop_run)
+    rows = run.sample_rows(2000, seed=1)
+    training = run.load_data().train.array.reshape(-1, run.schema.width)
+    at = run.schema.slices[run.schema.index("items")].start
+    low, high = np.nanmin(training[:, at]), np.nanmax(training[:, at])
+    assert rows["items"].between(low, high).all()  # drawn integers kept within what training saw

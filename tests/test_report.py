@@ -14,10 +14,11 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS, blob_images, playwright_or_s
 from vaekit.cli import PICTURE_NAMES
 from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.training.run import train_run
+from vaekit.viz.gallery import TABLE_ONLY
 
-# every picture `vaekit plot all` offers for data without known factors (the factors picture is
-# tested on dSprites in tests/test_disentanglement.py)
-PICTURES = [name for name in PICTURE_NAMES if name != "factors"]
+# every picture `vaekit plot all` offers an image run without known factors (the factors picture is
+# tested on dSprites in tests/test_disentanglement.py, a table's marginals in tests/test_mixed_tables.py)
+PICTURES = [name for name in PICTURE_NAMES if name not in ("factors", *TABLE_ONLY)]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def test_every_plot_is_a_png_of_the_expected_size(run_dir: Path, tmp_path: Path)
     for name in ("curves", "latent-map"):  # matplotlib figures: size depends on layout
         width, height = sizes[name]
         assert width > 400 and height > 300, name
+    assert not any((tmp_path / f"{name}.png").exists() for name in TABLE_ONLY)
     for name in PICTURES:
         pixels = np.asarray(Image.open(tmp_path / f"{name}.png").convert("L"))
         assert pixels.std() > 5, f"{name} is blank"

@@ -41,6 +41,7 @@ PICTURE_NAMES = (
     "scores",
     "anomalies",
     "factors",
+    "marginals",
 )
 
 

@@ -102,6 +102,8 @@ class DataConfig:
     # feature_names then name the columns, and feature_mean/std the encoded positions (one-hots: 0, 1).
     column_kinds: tuple[str, ...] | None = field(default=None, metadata={"flag": False})
     column_categories: tuple[tuple[str, ...], ...] | None = field(default=None, metadata={"flag": False})
+    # each number column's (least, greatest) value in the training split, () for a category
+    column_bounds: tuple[tuple[float, ...], ...] | None = field(default=None, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         _require(bool(self.dataset), "--dataset is empty: give a built-in name or a path")

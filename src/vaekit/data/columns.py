@@ -15,6 +15,7 @@ Shapes: N rows, C columns, W encoded width (one per number, one per category).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ class TableSchema:
     names: tuple[str, ...]
     kinds: tuple[ColumnKind, ...]
     categories: tuple[tuple[str, ...], ...]  # () for a number
+    # a number column's (least, greatest) value in training, which decoded values are kept within
+    # (a model's draw past them is a value the data never had: a year 2010 in a 2007-2009 table);
+    # () for a category, and for every column of a schema not fitted yet
+    bounds: tuple[tuple[float, ...], ...] = ()
 
     @staticmethod
     def numeric(names: Sequence[str]) -> TableSchema:
@@ -111,11 +116,22 @@ class TableSchema:
             if kind in DISCRETE:
                 chosen = np.asarray(categories, dtype=object)[block.argmax(axis=1)]
                 out[name] = (chosen == "true") if kind == "boolean" else chosen
-            elif kind == "integer":
-                out[name] = np.rint(block[:, 0]).astype(np.int64)
             else:
-                out[name] = block[:, 0].astype(np.float64)
+                values = block[:, 0].astype(np.float64)
+                limits = self.bounds[self.names.index(name)] if self.bounds else ()
+                if limits:
+                    values = np.clip(values, limits[0], limits[1])
+                out[name] = np.rint(values).astype(np.int64) if kind == "integer" else values
         return out
+
+    def with_bounds(self, encoded: np.ndarray) -> TableSchema:
+        """This schema with each number column's observed range in `encoded` rows (N, W)."""
+        bounds: list[tuple[float, ...]] = []
+        for kind, span in zip(self.kinds, self.slices, strict=True):
+            cells = encoded[:, span.start]
+            seen = cells[~np.isnan(cells)]
+            bounds.append(() if kind in DISCRETE or not len(seen) else (float(seen.min()), float(seen.max())))
+        return dataclasses.replace(self, bounds=tuple(bounds))
 
     def encoded_names(self) -> tuple[str, ...]:
         """A name per encoded position: the column's, or column=category."""

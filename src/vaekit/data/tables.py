@@ -329,7 +329,7 @@ def schema_of(data: DataConfig) -> TableSchema | None:
     if data.column_kinds is None or data.column_categories is None:
         return TableSchema.numeric(data.feature_names)
     kinds = cast(tuple[ColumnKind, ...], data.column_kinds)
-    return TableSchema(data.feature_names, kinds, data.column_categories)
+    return TableSchema(data.feature_names, kinds, data.column_categories, data.column_bounds or ())
 
 
 def check_binary(train_items: np.ndarray, columns: tuple[str, ...]) -> None:
@@ -383,6 +383,7 @@ def with_table_scaling(config: RunConfig, train_items: np.ndarray, schema: Table
         feature_names=schema.names,
         column_kinds=schema.kinds,
         column_categories=schema.categories,
+        column_bounds=schema.with_bounds(train_items.reshape(len(train_items), -1)).bounds,
     )
     return dataclasses.replace(config, data=data)
 

@@ -27,6 +27,7 @@ SEED = "train.seed"
 LEGEND_MAX = 20  # more entries than this and a legend hides the plot (and takes seconds to draw)
 # config.json keys that are not settings a user chose (fitted from the data, or vaekit's own)
 NOT_SETTINGS = {"data.feature_mean", "data.feature_std", "data.feature_names", "model.classes", "model.class_names"}
+NOT_SETTINGS |= {"data.column_kinds", "data.column_categories", "data.column_bounds"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from vaekit.presets import TABLE_PRESET, resolve
 from vaekit.training.callbacks import Callback
 from vaekit.training.run import OwnData, resume_run, train_run
 
-_NOT_SETTINGS = {"dataset", "feature_mean", "feature_std", "feature_names"}  # given by the data itself
+_NOT_SETTINGS = {
+    "dataset",
+    "feature_mean",
+    "feature_std",
+    "feature_names",
+    "column_kinds",
+    "column_categories",
+    "column_bounds",
+}  # given by the data itself
 
 
 def _section_of() -> dict[str, tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,5 +115,45 @@ def score_histogram(scores: np.ndarray, label: str, threshold: float | None = No
     ax.set_xlabel(label)
     ax.set_ylabel("items")
     ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+MARGINAL_COLUMNS = 4  # panels per row
+MARGINAL_CATEGORIES = 12  # a category column's most frequent values shown
+
+
+def column_marginals(
+    real: Mapping[str, np.ndarray], synthetic: Mapping[str, np.ndarray], kinds: Mapping[str, str], what: str
+) -> Figure:
+    """Each column's distribution in the real rows beside the model's (`what` names them):
+    overlaid histograms for numbers, paired bars of frequencies for categories and booleans.
+    `real` holds each column's observed cells only."""
+    names = list(kinds)
+    rows = -(-len(names) // MARGINAL_COLUMNS)
+    figure = Figure(figsize=(3.2 * min(len(names), MARGINAL_COLUMNS), 2.6 * rows))
+    axes = np.atleast_1d(figure.subplots(rows, min(len(names), MARGINAL_COLUMNS))).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        mine, theirs = real[name], synthetic[name]
+        if kinds[name] in ("categorical", "boolean"):
+            values, counts = np.unique(np.asarray(mine, dtype=str), return_counts=True)
+            shown = values[np.argsort(-counts)][:MARGINAL_CATEGORIES]
+            share = [np.mean(np.asarray(mine, dtype=str) == v) for v in shown]
+            drawn = [np.mean(np.asarray(theirs, dtype=str) == v) for v in shown]
+            at = np.arange(len(shown))
+            ax.bar(at - 0.2, share, 0.4, color="#4c72b0", label="training data")
+            ax.bar(at + 0.2, drawn, 0.4, color="#dd8452", label=what)
+            ax.set_xticks(at, [str(v)[:10] for v in shown], rotation=45, ha="right", fontsize=7)
+            ax.set_ylabel("share of rows", fontsize=8)
+        else:
+            both = np.concatenate([np.asarray(mine, float), np.asarray(theirs, float)])
+            bins = np.histogram_bin_edges(both[np.isfinite(both)], bins=30)
+            ax.hist(np.asarray(mine, float), bins=bins, density=True, alpha=0.6, color="#4c72b0", label="training data")
+            ax.hist(np.asarray(theirs, float), bins=bins, density=True, alpha=0.6, color="#dd8452", label=what)
+            ax.tick_params(labelsize=7)
+        ax.set_title(f"{name} ({kinds[name]})", fontsize=9)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
     return figure

@@ -23,7 +23,15 @@ from vaekit.metrics.disentanglement import information_shares
 from vaekit.metrics.latents import latent_means, latent_usage
 from vaekit.metrics.meaning import has_elbo, item_word
 from vaekit.metrics.scores import has_excess, score_by
-from vaekit.viz.figures import factor_heatmap, labelled_rows, latent_map, save_figure, score_histogram, training_curves
+from vaekit.viz.figures import (
+    column_marginals,
+    factor_heatmap,
+    labelled_rows,
+    latent_map,
+    save_figure,
+    score_histogram,
+    training_curves,
+)
 from vaekit.viz.grid import make_grid, reconstruction_grid, sample_grid, save_png
 
 
@@ -225,6 +233,25 @@ def factor_information(ctx: PictureContext) -> Figure:
     return factor_heatmap(*factor_shares(ctx))
 
 
+MARGINAL_ROWS = 5000  # rows drawn from the model for the marginals (at most; the test split's size if smaller)
+
+
+def marginals(ctx: PictureContext) -> Figure:
+    """A table's columns: the training split's observed cells beside rows drawn from the model, x ~ p(x|z)."""
+    from vaekit.rows import sample_rows
+
+    schema, run = ctx.run.schema, ctx.run
+    train = ctx.splits.train.array.reshape(len(ctx.splits.train), -1)
+    decoded = schema.decode(np.nan_to_num(train))  # empty cells masked out just below
+    real = {
+        name: decoded[name][~np.isnan(train[:, span]).any(axis=1)]
+        for name, span in zip(schema.names, schema.slices, strict=True)
+    }
+    drawn, _ = sample_rows(run, min(MARGINAL_ROWS, max(len(train), 500)), ctx.seed, draw=True)
+    kinds = dict(zip(schema.names, schema.kinds, strict=True))
+    return column_marginals(real, drawn, kinds, "drawn from the model")
+
+
 PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "reconstructions": reconstructions,
     "samples": samples,
@@ -237,6 +264,7 @@ PICTURES: dict[str, Callable[[PictureContext], np.ndarray | Figure]] = {
     "scores": score_distribution,
     "anomalies": anomalies,
     "factors": factor_information,
+    "marginals": marginals,
 }
 
 
@@ -249,7 +277,8 @@ SCORE_PICTURES = ("scores", "anomalies")
 
 
 # What a table's run can show: its rows are not images, so no grids of them.
-TABLE_PICTURES = ("curves", "latent-map", "scores")
+TABLE_PICTURES = ("curves", "latent-map", "scores", "marginals")
+TABLE_ONLY = ("marginals",)  # and what only a table's run shows
 
 
 # Pictures that draw from the prior: a VQ-VAE has them once its prior over codes is trained.
@@ -271,6 +300,7 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
         for name in names
         if (model.latent_dim > 0 or name not in LATENT_PICTURES)
         and (not ctx.splits.is_table or name in TABLE_PICTURES)
+        and (ctx.splits.is_table or name not in TABLE_ONLY)
         and (name != "factors" or ctx.splits.test.factors is not None)
         and (name not in SCORE_PICTURES or has_elbo(ctx.run.config.objective.name))
         and (name not in SAMPLE_PICTURES or model.can_sample)
@@ -282,6 +312,8 @@ def draw(ctx: PictureContext, what: str, path: Path) -> Path:
     if what not in drawable(ctx, [what]):
         if what == "factors":
             raise VaekitError("the factors picture needs data with known factors (dsprites, an npz with `factors`)")
+        if what in TABLE_ONLY:
+            raise VaekitError(f"{what} compares a table's columns, and this run's data is images")
         if ctx.splits.is_table:
             raise VaekitError(
                 f"{what} shows images, and this run's data is a table: plot {' or '.join(TABLE_PICTURES)}"

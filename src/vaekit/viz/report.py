@@ -25,6 +25,7 @@ PICTURE_TITLES = {
     "scores": "Anomaly scores: -ELBO of test items (vaekit score gives them per item, with a threshold)",
     "anomalies": "The least typical test items (highest -ELBO): the items, their reconstructions, the per-pixel error",
     "factors": "What each latent dimension says about each known factor: I(factor; z_j) / H(factor) on the test set",
+    "marginals": "A table's columns: the training rows' observed cells beside rows drawn from the model (x ~ p(x|z))",
 }
 
 STYLE = """
