@@ -88,6 +88,14 @@ def _table(folder: Path, namespace: dict[str, object]) -> None:
     namespace.update(table=rows, rows=rows)
 
 
+def _shop(folder: Path, namespace: dict[str, object]) -> None:
+    from tests.test_mixed_tables import shop_table
+
+    frame = shop_table(300, seed=7)
+    frame.to_csv(folder / "shop.csv", index=False)
+    namespace.update(shop=frame)
+
+
 def _my_factory(folder: Path, namespace: dict[str, object]) -> None:
     from tests.user_networks import small_conv
 
@@ -118,6 +126,7 @@ def _trained_mlp_run() -> Path:
 FIXTURES: dict[str, Callable[[Path, dict[str, object]], None]] = {
     "images": _images,
     "table": _table,
+    "shop": _shop,
     "my_factory": _my_factory,
     "mlp-run": _mlp_run,
 }

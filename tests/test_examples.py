@@ -22,8 +22,8 @@ EXPECTED = {
         r"4 samples from the prior: \(4, 1, 8, 8\)",
     ],
     "train_on_table.py": [
-        r"preset table: gaussian likelihood, latent size 8",
-        r"test -ELBO: \d+\.\d nats/row \(-log density of the standardised features",
+        r"preset table: mixed likelihood, latent size 8",
+        r"test -ELBO: \d+\.\d nats/row \(-log density of each row's observed cells",
         r"sampled mean area +\d+\.\d+, +\d+\.\d+, +\d+\.\d+",
     ],
     "custom_network.py": [
