@@ -93,19 +93,19 @@ class TableSchema:
         missing = [name for name in self.names if name not in columns]
         if missing:
             raise VaekitError(f"{source} has no column {missing[0]!r}, which the run was trained with: add it")
-        rows = len(next(iter(columns.values()))) if columns else 0
-        out = np.full((rows, self.width), np.nan, dtype=np.float32)
+        out: np.ndarray | None = None
         for name, kind, categories, where in zip(self.names, self.kinds, self.categories, self.slices, strict=True):
-            cells = columns[name]
+            cells = columns[name]  # one column at a time: a lazy mapping converts each as it is asked for
+            if out is None:
+                out = np.full((len(cells), self.width), np.nan, dtype=np.float32)
             if kind in DISCRETE:
                 codes = category_codes(cells, categories, name, source, boolean=kind == "boolean")
-                seen = codes >= 0
-                block = np.zeros((int(seen.sum()), len(categories)), dtype=np.float32)
-                block[np.arange(len(block)), codes[seen]] = 1.0
-                out[seen, where] = block
+                seen = np.flatnonzero(codes >= 0)
+                out[seen, where] = 0.0
+                out[seen, where.start + codes[seen]] = 1.0
             else:
                 out[:, where.start] = numbers_of(cells, name, source)
-        return out
+        return out if out is not None else np.zeros((0, self.width), dtype=np.float32)
 
     def decode(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Encoded rows in the user's units (N, W) -> each column's values: floats, rounded
@@ -168,26 +168,35 @@ def boolean_text(cell: Any) -> str:
     return ("true" if BOOLEAN_WORDS[text] else "false") if text in BOOLEAN_WORDS else text
 
 
+def _distinct(cells: Sequence[Any] | np.ndarray, boolean: bool) -> tuple[np.ndarray, list[str]]:
+    """Each cell's index among the column's distinct values (-1 where empty), int64 (N,), and each
+    distinct value as a category's text: the per-value work done once per value, not per cell."""
+    import pandas as pd
+
+    factor, distinct = pd.factorize(pd.Series(np.asarray(cells, dtype=object)), use_na_sentinel=True)
+    as_text = boolean_text if boolean else category_text
+    texts = [as_text(value) if not is_empty(value) else "" for value in distinct]
+    blank = np.array([not text for text in texts] + [True], dtype=bool)  # the last stands for -1: empty
+    factor = np.where(blank[factor], -1, factor)
+    return factor.astype(np.int64), texts
+
+
 def category_codes(
     cells: Sequence[Any] | np.ndarray, categories: tuple[str, ...], column: str, source: str, boolean: bool = False
 ) -> np.ndarray:
     """Each cell's position among `categories`, int64 (N,), -1 where empty; a value training never
     saw is refused (a new category has no one-hot position to put it in)."""
     position = {category: i for i, category in enumerate(categories)}
-    codes = np.full(len(cells), -1, dtype=np.int64)
-    as_text = boolean_text if boolean else category_text
-    for row, cell in enumerate(cells):
-        if is_empty(cell):
-            continue
-        text = as_text(cell)
-        if text not in position:
-            shown = ", ".join(categories[:10]) + (", ..." if len(categories) > 10 else "")
-            raise VaekitError(
-                f"{source}: column {column!r} holds {text!r}, a category the run never saw in training ({shown}): "
-                "map it to one of those or leave the cell empty"
-            )
-        codes[row] = position[text]
-    return codes
+    factor, texts = _distinct(cells, boolean)
+    unknown = [text for text in texts if text and text not in position]
+    if unknown:
+        shown = ", ".join(categories[:10]) + (", ..." if len(categories) > 10 else "")
+        raise VaekitError(
+            f"{source}: column {column!r} holds {unknown[0]!r}, a category the run never saw in training ({shown}): "
+            "map it to one of those or leave the cell empty"
+        )
+    lookup = np.array([position.get(text, -1) for text in texts] + [-1], dtype=np.int64)
+    return lookup[factor]
 
 
 def numbers_of(cells: Sequence[Any] | np.ndarray, column: str, source: str) -> np.ndarray:
@@ -236,7 +245,7 @@ def infer_kind(cells: np.ndarray, dtype_kind: str, is_category: bool) -> ColumnK
     if dtype_kind == "f":
         present = cells[~np.isnan(cells)]
         return "integer" if len(present) and np.all(present == np.round(present)) else "numeric"
-    present_text = {category_text(c).lower() for c in cells if not is_empty(c)}
+    present_text = {text.lower() for text in _distinct(cells, boolean=False)[1] if text}
     if present_text and present_text <= {"true", "false"}:
         return "boolean"
     return "categorical"
@@ -245,14 +254,14 @@ def infer_kind(cells: np.ndarray, dtype_kind: str, is_category: bool) -> ColumnK
 def categories_of(cells: Sequence[Any] | np.ndarray, kind: ColumnKind, column: str, source: str) -> tuple[str, ...]:
     """The values a boolean or categorical column takes, sorted (booleans: false, true)."""
     if kind == "boolean":
-        unknown = {boolean_text(c) for c in cells if not is_empty(c)} - {"true", "false"}
+        unknown = {text for text in _distinct(cells, boolean=True)[1] if text} - {"true", "false"}
         if unknown:
             raise VaekitError(
                 f"{source}: column {column!r} is boolean but holds {sorted(unknown)[0]!r}: booleans are true or false "
                 "(or 1 or 0)"
             )
         return ("false", "true")
-    values = sorted({category_text(c) for c in cells if not is_empty(c)})
+    values = sorted({text for text in _distinct(cells, boolean=False)[1] if text})
     if len(values) > MAX_CATEGORIES:
         raise VaekitError(
             f"{source}: column {column!r} has {len(values):,} categories, more than {MAX_CATEGORIES:,}: it names rows "

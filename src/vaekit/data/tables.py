@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -179,13 +180,33 @@ def table_from_frame(
     fitting = schema is None  # else a run's schema, typed when it started (with its --column-types)
     if schema is None:
         schema = infer_schema(frame, parse_column_types(column_types), source)
-    cells = {name: cells_of(frame[name]) for name in schema.names if name in frame.columns}
+    cells = _Cells(frame)
     extra = [c for c in columns if c not in schema.names]
     if extra:
         raise VaekitError(f"{source} has column {extra[0]!r}, which the run was not trained with: drop it")
     table = Table(schema.encode(cells, source), schema.names, labels, class_names, schema)
     check_table(table, source, lines, fitting)
     return table
+
+
+class _Cells(Mapping[str, np.ndarray]):
+    """A DataFrame's columns as `cells_of` gives them, each converted only when asked for (so a
+    large table's columns are not all copied at once)."""
+
+    def __init__(self, frame: Any) -> None:
+        self.frame = frame
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return cells_of(self.frame[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(str(c) for c in self.frame.columns)
+
+    def __len__(self) -> int:
+        return len(self.frame.columns)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.frame.columns
 
 
 def infer_schema(frame: Any, chosen: dict[str, ColumnKind], source: str) -> TableSchema:
@@ -236,7 +257,7 @@ def cells_of(series: Any) -> np.ndarray:
 
 
 def _all_boolean_text(series: Any) -> bool:
-    present = {category_text(c).lower() for c in series.dropna().tolist()}
+    present = {category_text(c).lower() for c in series.dropna().unique().tolist()}
     return bool(present) and present <= {"true", "false"}
 
 
@@ -248,28 +269,35 @@ def check_table(table: Table, source: str, lines: list[int] | None = None, fitti
     if features.ndim != 2 or features.shape[1] == 0:
         raise VaekitError(f"{source} has shape {features.shape}: a table is (rows, features) with at least one feature")
     names = schema.encoded_names()
-    bad = np.isinf(features)
+    numbers = schema.number_positions
+    bad = np.isinf(features[:, numbers])  # a one-hot position is 0, 1 or NaN by construction
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
+        col = int(numbers[col])
         where = f"line {lines[row]}" if lines is not None else f"row {row}"
         raise VaekitError(f"{source}: {where}, column {names[col]!r} is {features[row, col]}: give a finite number")
     if not fitting:
         return
     if len(features) < MIN_ROWS:
         raise VaekitError(f"{source} has {len(features)} row(s): need at least {MIN_ROWS} (train, validation, test)")
-    for name, kind, span in zip(schema.names, schema.kinds, schema.slices, strict=True):
-        block = features[:, span]
-        observed = block[~np.isnan(block).any(axis=1)]
-        if len(observed) == 0:
+    for name, kind, categories, span in zip(schema.names, schema.kinds, schema.categories, schema.slices, strict=True):
+        if kind in DISCRETE:
+            seen = np.flatnonzero((features[:, span] == 1.0).any(axis=0))  # the values the rows hold
+            if len(seen) == 0:
+                raise VaekitError(f"{source}: column {name!r} is empty in every row: drop it")
+            if len(seen) == 1:
+                raise VaekitError(
+                    f"{source}: column {name!r} is {categories[int(seen[0])]!r} in every row: a constant carries no "
+                    "information, drop the column"
+                )
+            continue
+        cells = features[:, span.start]
+        if np.isnan(cells).all():
             raise VaekitError(f"{source}: column {name!r} is empty in every row: drop it")
-        if (observed.max(axis=0) - observed.min(axis=0)).max() == 0:
-            value = (
-                f"{observed[0, 0]:g}"
-                if kind not in DISCRETE
-                else repr(schema.categories[schema.index(name)][int(observed[0].argmax())])
-            )
+        if np.nanmax(cells) == np.nanmin(cells):
             raise VaekitError(
-                f"{source}: column {name!r} is {value} in every row: a constant carries no information, drop the column"
+                f"{source}: column {name!r} is {np.nanmin(cells):g} in every row: a constant carries no information, "
+                "drop the column"
             )
 
 
