@@ -233,6 +233,7 @@ def test_a_dataframe_trains_as_a_csv_file_does_and_its_run_reloads(tmp_path: Pat
     splits = reloaded.load_data()
     assert splits.schema == run.schema and splits.train.array.shape[-1] == run.schema.width
     assert np.isnan(splits.train.array).any()  # the empty cells kept as they were given
+    assert reloaded.encode(frame.head(7)).mean.shape == (7, reloaded.model.latent_dim)  # rows as a DataFrame
     filled = reloaded.impute(frame.head(20), k=5)
     assert filled.notna().all().all() and list(filled.columns) == list(frame.columns)
     with pytest.raises(VaekitError, match="leave out columns="):

@@ -22,7 +22,7 @@ from vaekit.data import DatasetSplits, load_dataset
 from vaekit.data.columns import TableSchema
 from vaekit.data.memory import OWN_DATA_FILE
 from vaekit.data.registry import load_items
-from vaekit.data.tables import default_columns, schema_of
+from vaekit.data.tables import default_columns, schema_of, table_from_frame
 from vaekit.data.transforms import to_model_input, to_unit_range, to_user_units
 from vaekit.devices import resolve_device
 from vaekit.errors import VaekitError
@@ -41,7 +41,9 @@ class TrainedRun:
     def prepare(self, items: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Data as the user holds it -> model inputs on the model's device: images (N, C, H, W) or
         (N, H, W), uint8 or float in [0, 1] (floats are stored as 8-bit levels, as training saw them);
-        a table's rows (N, D) in its own units."""
+        a table's rows (N, D) in its own units, or as a DataFrame of its columns."""
+        if self.is_table and hasattr(items, "columns") and hasattr(items, "dtypes"):  # a DataFrame
+            items = table_from_frame(items, "the rows", self.config.data.label_column, self.schema).features
         batch = torch.as_tensor(items).to(self.model.device)
         expected = self.model.image_shape
         if self.is_table:
