@@ -254,3 +254,14 @@ def test_the_marginals_picture_and_report_of_a_table(shop_run: Path, tmp_path: P
     at = run.schema.slices[run.schema.index("items")].start
     low, high = np.nanmin(training[:, at]), np.nanmax(training[:, at])
     assert rows["items"].between(low, high).all()  # drawn integers kept within what training saw
+
+
+def test_an_identifier_column_is_refused_with_the_fix() -> None:
+    from vaekit.data.tables import table_from_frame
+
+    rows = 50_001
+    frame = pd.DataFrame({"id": [f"row{i}" for i in range(rows)], "x": np.arange(rows) % 7})
+    with pytest.raises(VaekitError, match="column 'id' has 50,001 categories, more than 50,000"):
+        table_from_frame(frame, "the frame")
+    typed = table_from_frame(frame.assign(id=np.arange(rows)), "the frame", column_types=("x=categorical",))
+    assert typed.schema is not None and typed.schema.kinds == ("integer", "categorical")
