@@ -109,25 +109,30 @@ def fit_vaekit(train: pd.DataFrame, seed: int, epochs: int) -> Callable[[int], p
     return lambda n: run.sample_rows(n, seed=seed, draw=True)
 
 
+def sdv_metadata(frame: pd.DataFrame) -> Any:
+    """SDV's metadata of one table, its column types detected from the data (no keys: every
+    column is data)."""
+    from sdv.metadata import Metadata
+
+    return Metadata.detect_from_dataframes({"table": frame}, infer_keys=None)
+
+
 def fit_tvae(train: pd.DataFrame, seed: int, epochs: int | None) -> Callable[[int], pd.DataFrame]:
     import torch
-    from sdv.metadata import Metadata
     from sdv.single_table import TVAESynthesizer
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    metadata = Metadata.detect_from_dataframe(train, table_name="table")
-    synthesizer = TVAESynthesizer(metadata, **({} if epochs is None else {"epochs": epochs}))
-    synthesizer.fit(train)
-    return lambda n: synthesizer.sample(num_rows=n)
+    synthesizer = TVAESynthesizer(sdv_metadata(train), **({} if epochs is None else {"epochs": epochs}))
+    synthesizer.fit({"table": train})  # SDV 2: every synthesizer takes {table name: DataFrame}
+    return lambda n: synthesizer.sample(num_rows=n)["table"]
 
 
 def quality(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, float]:
     """SDMetrics' quality report: the overall score and its two properties, each in [0, 1]."""
     from sdmetrics.reports.single_table import QualityReport
-    from sdv.metadata import Metadata
 
-    metadata = Metadata.detect_from_dataframe(real, table_name="table").to_dict()["tables"]["table"]
+    metadata = sdv_metadata(real).to_dict()["tables"]["table"]
     report = QualityReport()
     report.generate(real, synthetic[real.columns], metadata, verbose=False)
     properties = report.get_properties().set_index("Property")["Score"]
