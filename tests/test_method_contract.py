@@ -26,6 +26,7 @@ from tests.killing import train_until_killed
 from tests.test_resume import final_weights
 from vaekit import methods
 from vaekit.config import RunConfig, with_overrides
+from vaekit.data.columns import TableSchema
 from vaekit.data.transforms import to_model_input
 from vaekit.errors import VaekitError
 from vaekit.models import build_run_model
@@ -39,10 +40,26 @@ CASES = [(kind, name) for kind in methods.KINDS for name in sorted(methods.specs
 IDS = [f"{kind}-{name}" for kind, name in CASES]
 
 
+# A likelihood of a table's columns trains on a table: one number and one category of 3 values,
+# encoded (W = 4), as a run's config holds them once fitted.
+TABLE = TableSchema(("n", "c"), ("numeric", "categorical"), ((), ("a", "b", "c")))
+TABLE_DATA = {
+    "feature_names": TABLE.names,
+    "column_kinds": TABLE.kinds,
+    "column_categories": TABLE.categories,
+    "feature_mean": (0.0,) * TABLE.width,
+    "feature_std": (1.0,) * TABLE.width,
+}
+
+
 def tiny_config(kind: str, name: str, **settings: Any) -> RunConfig:
     """A small MLP with one layer of 3 latents under N(0, I), batches of 8: it offers what every
-    method may need, so a method that cannot train on it is at fault."""
-    data = {key: value for need in methods.find(kind, name).needs for key, value in DATA_FOR_NEED.get(need, {}).items()}
+    method may need (a table, for a likelihood of a table's columns), so a method that cannot
+    train on it is at fault."""
+    spec = methods.find(kind, name)
+    data = {key: value for need in spec.needs for key, value in DATA_FOR_NEED.get(need, {}).items()}
+    if "table_columns" in spec.offers:
+        data.update(TABLE_DATA)
     sections = {
         "data": data,
         "model": {"hidden_sizes": (16,), "latent_dim": 3},
@@ -53,7 +70,19 @@ def tiny_config(kind: str, name: str, **settings: Any) -> RunConfig:
 
 
 def images(n: int = 8, config: RunConfig | None = None) -> torch.Tensor:
-    return to_model_input(torch.from_numpy(blob_images(n, side=SHAPE[-1])[0]), (config or RunConfig()).data)
+    """A batch the config's model takes: blob images, or a table's encoded rows with an empty cell."""
+    data = (config or RunConfig()).data
+    if data.is_table:
+        rng = np.random.default_rng(0)
+        cells = {"n": rng.normal(size=n), "c": rng.choice(["a", "b", "c"], n)}
+        rows = TABLE.encode(cells, "the test")
+        rows[0, 0] = np.nan  # an empty cell, left out of the likelihood
+        return to_model_input(torch.from_numpy(rows)[:, None, None, :], data)
+    return to_model_input(torch.from_numpy(blob_images(n, side=SHAPE[-1])[0]), data)
+
+
+def shape_of(config: RunConfig) -> tuple[int, int, int]:
+    return (1, 1, TABLE.width) if config.data.is_table else SHAPE
 
 
 def step_batch(x: torch.Tensor) -> StepBatch:
@@ -68,7 +97,7 @@ def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_a_train_step_changes_the_weights_and_an_eval_step_changes_nothing(kind: str, name: str) -> None:
     torch.manual_seed(0)
     config = tiny_config(kind, name)
-    model = build_run_model(config, SHAPE)
+    model = build_run_model(config, shape_of(config))
     objective = build_objective(config, dataset_size=64)
     x = images(config=config)
     before = state(model)
