@@ -536,6 +536,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
     from vaekit.viz.grid import sample_grid, save_png
 
+    _check_count(args.n, table=True)  # the widest range, before the run is read
     run = load_run(args.run, args.checkpoint, args.device, args.trust_code)
     _check_count(args.n, run.is_table)
     _check_output(args.out, args.force, ROW_SUFFIXES if run.is_table else (".png",))
