@@ -9,7 +9,14 @@ import pytest
 
 from tests.test_legacy_runs import legacy  # noqa: F401  # the fixture: old run folders, copied
 from vaekit.loading import load_run
-from vaekit.metrics.evaluation import BoundSection, LatentSection, evaluate_run, format_table, sections_of
+from vaekit.metrics.evaluation import (
+    BoundSection,
+    ColumnsSection,
+    LatentSection,
+    evaluate_run,
+    format_table,
+    sections_of,
+)
 
 # What every reader of eval.json (the report, scripts, the docs' examples) reads at its top level.
 TOP_LEVEL = {"figure", "elbo_recon_nats", "elbo_kl_nats", "iwae_k", "iwae_standard_error_nats", "latent_dim"}
@@ -25,7 +32,7 @@ def test_the_table_is_each_sections_rows_in_order(name: str, legacy: Path) -> No
     result = evaluated(name)
     assert set(result) >= TOP_LEVEL
     sections = sections_of(result)
-    assert [type(s) for s in sections[:2]] == [BoundSection, LatentSection]
+    assert [type(s) for s in sections[:3]] == [BoundSection, ColumnsSection, LatentSection]
     assert all(s.key is None or s.key in result for s in sections)  # each keyed one has its place, None or not
     shown = [s.rows(result if s.key is None else result[s.key]) for s in sections if s.key is None or result[s.key]]
     lines = format_table(result).splitlines()
