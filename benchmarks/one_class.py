@@ -107,10 +107,14 @@ def main() -> None:
         print(f"{name:12s} " + " ".join(f"{mean[m]:20.4f}" for m in columns), flush=True)
     chosen = results["classes"].values()
     results["mean_auroc"] = {m: float(np.mean([r["auroc"][m] for r in chosen])) for m in columns}
-    # each seed's mean over the classes: how far one seed's table can move
+    # each seed's mean over the classes that have every seed (a study still running has some with
+    # fewer): how far one seed's table can move
+    seeds = max((r["seeds"] for r in chosen), key=len)
+    complete = [r for r in chosen if r["seeds"] == seeds]
     results["mean_auroc_per_seed"] = {
-        m: np.mean([r["auroc_per_seed"][m] for r in chosen], axis=0).tolist() for m in METHODS
+        m: np.mean([r["auroc_per_seed"][m] for r in complete], axis=0).tolist() for m in METHODS
     }
+    results["classes_with_every_seed"] = len(complete)
     print(f"{'mean':12s} " + " ".join(f"{results['mean_auroc'][m]:20.4f}" for m in columns))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
