@@ -15,7 +15,7 @@ import torch
 
 from vaekit.cli import main
 from vaekit.data.columns import TableSchema
-from vaekit.data.tables import read_csv_table
+from vaekit.data.tables import read_csv_table, read_parquet_table
 from vaekit.errors import VaekitError
 from vaekit.likelihoods.mixed import MixedLikelihood
 from vaekit.loading import load_run
@@ -265,3 +265,23 @@ def test_an_identifier_column_is_refused_with_the_fix() -> None:
         table_from_frame(frame, "the frame")
     typed = table_from_frame(frame.assign(id=np.arange(rows)), "the frame", column_types=("x=categorical",))
     assert typed.schema is not None and typed.schema.kinds == ("integer", "categorical")
+
+
+def test_a_parquet_table_trains_and_imputes_as_its_csv_would(
+    shop_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    frame = shop_table(60, seed=11)
+    frame.to_parquet(tmp_path / "shop.parquet")
+    from_parquet = read_parquet_table(tmp_path / "shop.parquet")
+    frame.to_csv(tmp_path / "shop.csv", index=False)
+    from_csv = read_csv_table(tmp_path / "shop.csv")
+    assert from_parquet.schema == from_csv.schema
+    np.testing.assert_array_equal(from_parquet.features, from_csv.features)
+    out = tmp_path / "filled.csv"
+    args = ["impute", "--run", str(shop_run), "--dataset", str(tmp_path / "shop.parquet"), "--out", str(out)]
+    assert main(args) == 0 and pd.read_csv(out).notna().all().all()
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    args = ["train", "--dataset", str(tmp_path / "broken.parquet"), "--out", str(tmp_path / "r"), "--epochs", "1"]
+    assert main(args) == 2
+    assert "is not a readable Parquet file" in capsys.readouterr().err and not (tmp_path / "r").exists()

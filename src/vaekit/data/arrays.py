@@ -181,11 +181,11 @@ def _npy_ndim(handle: typing.IO[bytes]) -> int:
 
 
 def is_table_source(dataset: str) -> bool:
-    """Whether `dataset` names a table: a .csv file, or a .npy/.npz whose data array is 2-D (read
+    """Whether `dataset` names a table: a .csv or .parquet file, or a .npy/.npz whose data array is 2-D (read
     from the array's header, not loaded). Anything unreadable is left to the loader to refuse."""
     path = Path(dataset).expanduser()
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if suffix in (".csv", ".parquet"):
         return True
     if suffix not in (".npy", ".npz") or not path.is_file():
         return False

@@ -27,7 +27,7 @@ from vaekit.data.dsprites import (
 )
 from vaekit.data.folders import load_folder
 from vaekit.data.splits import DatasetSplits, ImageSet, hold_out, of_classes
-from vaekit.data.tables import Table, read_csv_table, schema_of
+from vaekit.data.tables import Table, read_csv_table, read_parquet_table, schema_of
 from vaekit.data.transforms import convert_channels, resize_images
 from vaekit.errors import VaekitError
 
@@ -93,13 +93,16 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
     if suffix == ".csv":
         data = read_csv_table(path, config.label_column, schema_of(config), config.column_types)
         class_names = data.class_names
+    elif suffix == ".parquet":
+        data = read_parquet_table(path, config.label_column, schema_of(config), config.column_types)
+        class_names = data.class_names
     elif suffix in (".npy", ".npz"):
         read = load_array_file(path, config.array_layout)
         data, class_names, layout, factor_names = read.data, read.class_names, read.layout, read.factor_names
     else:
-        raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .npy or .npz file")
-    if config.label_column is not None and suffix != ".csv":
-        raise VaekitError("--label-column names a CSV column: a .npy/.npz file gives labels as its `y` array")
+        raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .parquet, .npy or .npz file")
+    if config.label_column is not None and suffix not in (".csv", ".parquet"):
+        raise VaekitError("--label-column names a table's column: a .npy/.npz file gives labels as its `y` array")
     schema = schema_of(config)
     if isinstance(data, Table) and schema is not None and suffix in (".npy", ".npz") and not schema.all_numeric:
         # data from Python, kept as its encoding (data/memory.py): the run's schema names its columns

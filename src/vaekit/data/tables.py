@@ -116,12 +116,43 @@ def _rows_and_header(path: Path) -> tuple[tuple[str, ...] | None, int, list[int]
     return (tuple(c.strip() for c in first) if has_header else None), width, lines
 
 
+def read_parquet(path: str | Path) -> Any:
+    """A Parquet file as a pandas DataFrame (through pyarrow, an optional dependency)."""
+    path = Path(path)
+    try:
+        import pyarrow
+    except ImportError:
+        raise VaekitError(
+            f"{path} is a Parquet file: reading it needs pyarrow (pip install 'vaekit[parquet]'), or save it as CSV"
+        ) from None
+    import pandas as pd
+
+    if not path.is_file():
+        raise VaekitError(f"table {path} does not exist")
+    try:
+        return pd.read_parquet(path).dropna(how="all")
+    except (OSError, ValueError, pyarrow.ArrowException) as exc:
+        raise VaekitError(f"{path} is not a readable Parquet file ({exc}): write it again, or save it as CSV") from None
+
+
+def read_parquet_table(
+    path: str | Path,
+    label_column: str | None = None,
+    schema: TableSchema | None = None,
+    column_types: tuple[str, ...] = (),
+) -> Table:
+    """A Parquet file -> Table, its columns typed (or encoded by a run's schema) as a CSV file's."""
+    return table_from_frame(read_parquet(path), str(path), label_column, schema, column_types)
+
+
 def read_frame(path: str | Path) -> Any:
-    """A CSV file with a header row as a pandas DataFrame, as read_csv_table reads it (empty cells
-    missing, rows of empty cells left out)."""
+    """A CSV file with a header row (or a Parquet file) as a pandas DataFrame, as read_csv_table
+    reads it (empty cells missing, rows of empty cells left out)."""
     import pandas as pd
 
     path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return read_parquet(path)
     header, _, _ = _rows_and_header(path)
     if header is None:
         raise VaekitError(f"{path} has no header row: a table to impute or compare by column needs its column names")
