@@ -31,7 +31,8 @@ else:
     import pandas as pd
     shape = list(pd.read_csv(sys.argv[1]).shape)
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "shape": shape}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "shape": shape}))
 """
 
 
