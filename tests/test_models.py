@@ -1,9 +1,11 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from vaekit.config import ModelConfig
+from vaekit.data.columns import TableSchema
 from vaekit.errors import VaekitError
 from vaekit.methods import choice
 from vaekit.models import build_model, build_run_model
@@ -72,15 +74,20 @@ def test_presets_build_with_the_documented_layouts() -> None:
     }
     assert set(shapes) == set(PRESETS)
     configs = {name: preset_config(name) for name in shapes}
+    # a table's run builds its likelihood from the columns fitted when it starts: 30 numbers here
+    columns = TableSchema.numeric([f"x{i}" for i in range(30)])
+    fitted = {"feature_names": columns.names, "column_kinds": columns.kinds, "column_categories": columns.categories}
+    fitted |= {"feature_mean": (0.0,) * 30, "feature_std": (1.0,) * 30}
+    configs["table"] = dataclasses.replace(configs["table"], data=dataclasses.replace(configs["table"].data, **fitted))
     models = {name: build_run_model(configs[name], shape) for name, shape in shapes.items()}
     mlp = models["mlp"]
     assert [tuple(p.shape) for p in mlp.encoder.parameters()] == [(400, 784), (400,), (40, 400), (40,)]
     assert math.prod(models["conv-small"].encoder.feature_shape) == 512
     assert models["conv-small"].encoder.feature_shape == (32, 4, 4)
     assert math.prod(models["conv-fashion"].encoder.feature_shape) == 3136
-    # the table preset: 30 features -> 128 -> 128 -> 2 x 8, and a learned variance per feature
+    # the table preset: 30 features -> 128 -> 128 -> 2 x 8, and a learned variance per number column
     assert [tuple(p.shape) for p in models["table"].encoder.parameters()][::2] == [(128, 30), (128, 128), (16, 128)]
-    assert tuple(models["table"].likelihood.logvar.shape) == (1, 1, 30)
+    assert tuple(models["table"].likelihood.logvar.shape) == (30,)
     assert models["best-binarized"].pixel_context is not None and models["best-binarized"].latent_dim == 32
     assert models["conv-32px"].latent_dim == 128
     # pythae's S-VAE recipe: 784-256-128 to a direction in R^11 and one concentration
