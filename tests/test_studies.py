@@ -21,6 +21,7 @@ from vaekit.cli import main
 from vaekit.errors import VaekitError
 from vaekit.loading import load_run
 from vaekit.studies import compare, read_study
+from vaekit.studies.sweeps import prepare_folder
 from vaekit.studies.sweeps import status as sweep_status
 
 BASE = """
@@ -275,3 +276,20 @@ def test_a_study_with_evaluate_evaluates_each_run_once(folder: Path) -> None:
     assert "eval.active_units" in compare([folder / "study"]).columns
     with pytest.raises(VaekitError, match=r"\[evaluate\] takes k, quality, disentanglement, images, seed"):
         read_study(study_file(folder, '"train.seed" = [0]\n', base=BASE + "[evaluate]\nkk = 3\n"))
+
+
+def test_workers_starting_at_once_make_one_whole_folder(folder: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    study = read_study(study_file(folder, '"train.seed" = [0, 1]\n'))
+    for attempt in range(20):
+        out = folder / f"together{attempt}"
+        with ThreadPoolExecutor(4) as pool:
+            made = list(pool.map(prepare_folder, [study] * 4, [out] * 4))
+        assert made == [out] * 4 and (out / "study.toml").read_text() == study.text and (out / "runs").is_dir()
+    assert not list(folder.glob(".together*"))  # no staging folder left behind
+    (folder / "mine").mkdir()
+    (folder / "mine" / "notes.txt").write_text("a user's file")
+    with pytest.raises(VaekitError, match="exists and is not a study folder"):
+        prepare_folder(study, folder / "mine")
+    assert sorted(p.name for p in (folder / "mine").iterdir()) == ["notes.txt"]

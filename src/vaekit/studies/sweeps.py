@@ -17,9 +17,11 @@ import ctypes
 import dataclasses
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,17 +111,35 @@ def prepare_folder(study: Study | SearchStudy, out: str | Path) -> Path:
     A folder that holds another study, or anything else, is refused: studies are never mixed."""
     out = Path(out)
     kept = out / STUDY_FILE
-    if kept.exists():
-        if not _same_study(kept, study):
-            raise VaekitError(
-                f"study folder {out} holds another study ({kept} differs from {study.path}): choose another --out"
-            )
-        return out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise VaekitError(f"--out {out} exists and is not a study folder: choose another --out")
-    (out / RUNS).mkdir(parents=True, exist_ok=True)
-    write_text(kept, study.text)
+    if not kept.exists():
+        foreign = out.exists() and (not out.is_dir() or any(out.iterdir()))
+        if foreign and not kept.exists():  # looked at again: a worker beside this one may have just made it
+            raise VaekitError(f"--out {out} exists and is not a study folder: choose another --out")
+        if not foreign:
+            _make_whole(study, out)
+    if not _same_study(kept, study):
+        raise VaekitError(
+            f"study folder {out} holds another study ({kept} differs from {study.path}): choose another --out"
+        )
     return out
+
+
+def _make_whole(study: Study | SearchStudy, out: Path) -> None:
+    """The study folder made in a sibling and renamed into place, so that a worker starting at the
+    same moment finds no folder or a whole one (the study file's copy and runs/), never half."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp's 0700 would keep other users' workers out of a shared folder
+        (staging / RUNS).mkdir()
+        write_text(staging / STUDY_FILE, study.text)
+        try:
+            os.rename(staging, out)  # atomic; onto an empty folder too
+        except OSError:  # another worker's rename came first
+            if not (out / STUDY_FILE).exists():
+                raise VaekitError(f"--out {out} exists and is not a study folder: choose another --out") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
