@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vaekit.atomic import write_bytes, write_text
-from vaekit.data.columns import DISCRETE, TableSchema, boolean_text
+from vaekit.data.columns import TableSchema, boolean_text
 from vaekit.data.tables import table_from_frame
 from vaekit.data.transforms import to_model_input, to_user_units
 from vaekit.errors import VaekitError
@@ -145,24 +145,15 @@ def _fill_batch(run: TrainedRun, x: torch.Tensor, k: int, draws: int, generator:
     empty = torch.isnan(x)
     if draws == 0:
         means = model.likelihood.mean(decoded).view(k, len(x), -1)  # numbers' means, categories' probabilities
+        # a category's filled block holds its weighted probabilities: decoding takes their largest
         expected = (weights[..., None] * means).sum(0).view_as(x)  # (B, 1, 1, W)
-        return [torch.where(empty, _one_hot_modes(run.schema, expected), x)]
+        return [torch.where(empty, expected, x)]
     filled = []
     for _ in range(draws):
         chosen = torch.multinomial(weights.T, 1, generator=generator)[:, 0]  # (B,) one code per row
         picked = decoded.view(k, len(x), *decoded.shape[1:])[chosen, torch.arange(len(x))]
         filled.append(torch.where(empty, model.likelihood.sample(picked, generator), x))
     return filled
-
-
-def _one_hot_modes(schema: TableSchema, expected: torch.Tensor) -> torch.Tensor:
-    """Each category block's expected probabilities -> the one-hot of its most probable value."""
-    flat = expected.flatten(1).clone()
-    for span, kind in zip(schema.slices, schema.kinds, strict=True):
-        if kind in DISCRETE:
-            block = flat[:, span]
-            flat[:, span] = torch.nn.functional.one_hot(block.argmax(1), block.shape[1]).to(flat.dtype)
-    return flat.view_as(expected)
 
 
 def impute_frame(run: TrainedRun, frame: Any, draws: int = 0, k: int = 100, seed: int = 0) -> list[Any]:

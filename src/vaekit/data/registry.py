@@ -90,11 +90,12 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
     if is_original(path):  # DeepMind's dSprites file: converted to an on-disk set once
         return OwnFile(open_original(path, cache_dir("dsprites-file")), SHAPE_NAMES, factor_names=FACTOR_NAMES)
     class_names, layout, factor_names = None, None, None
+    run_schema = schema_of(config)  # a trained run's columns; None while a run starts
     if suffix == ".csv":
-        data = read_csv_table(path, config.label_column, schema_of(config), config.column_types)
+        data = read_csv_table(path, config.label_column, run_schema, config.column_types)
         class_names = data.class_names
     elif suffix == ".parquet":
-        data = read_parquet_table(path, config.label_column, schema_of(config), config.column_types)
+        data = read_parquet_table(path, config.label_column, run_schema, config.column_types)
         class_names = data.class_names
     elif suffix in (".npy", ".npz"):
         read = load_array_file(path, config.array_layout)
@@ -103,14 +104,13 @@ def _read_own(path: Path, config: DataConfig) -> OwnFile:
         raise VaekitError(f"dataset {path} is neither a folder of images nor a .csv, .parquet, .npy or .npz file")
     if config.label_column is not None and suffix not in (".csv", ".parquet"):
         raise VaekitError("--label-column names a table's column: a .npy/.npz file gives labels as its `y` array")
-    schema = schema_of(config)
-    if isinstance(data, Table) and schema is not None and suffix in (".npy", ".npz") and not schema.all_numeric:
+    if isinstance(data, Table) and run_schema is not None and suffix in (".npy", ".npz") and not run_schema.all_numeric:
         # data from Python, kept as its encoding (data/memory.py): the run's schema names its columns
-        if data.features.shape[1] != schema.width:
+        if data.features.shape[1] != run_schema.width:
             raise VaekitError(
-                f"{path} has {data.features.shape[1]} features where the run's columns encode to {schema.width}"
+                f"{path} has {data.features.shape[1]} features where the run's columns encode to {run_schema.width}"
             )
-        data = Table(data.features, schema.names, data.labels, data.class_names, schema)
+        data = Table(data.features, run_schema.names, data.labels, data.class_names, run_schema)
     if config.column_types and not isinstance(data, Table):
         raise VaekitError(f"--column-types types a table's columns, and {path} holds images: leave it out")
     columns, schema = (data.columns, data.schema) if isinstance(data, Table) else (None, None)
