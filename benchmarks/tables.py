@@ -18,8 +18,9 @@ synthetic rows and scored on the real held-out 20%: accuracy or R^2; beside the 
 on the real rows), a privacy check (the median distance of each synthetic row to its closest real
 training row, over the same for real held-out rows: below 1, rows sit closer to the training rows
 than new real ones do), and wall time. Methods: `vaekit` (the `table` preset, its per-column
-likelihood, rows drawn from p(x|z)), `tvae` (SDV's defaults: 300 epochs) and `tvae-same-epochs`
-(TVAE with vaekit's epochs).
+likelihood, 300 epochs, rows drawn from p(x|z)) and `tvae` (SDV's defaults: also 300 epochs).
+A method's name may carry settings that change its defaults, recorded under that name:
+`vaekit:number_modes=3,epochs=100`, `tvae:epochs=100`.
 
 Imputation, per table, rate (20% and 50% of the cells removed completely at random) and seed:
 each method fills the same incomplete table (MIWAE trains on it, as the paper does); RMSE over
@@ -58,13 +59,16 @@ RATES = (0.2, 0.5)
 TARGETS = {"penguins": "species", "diamonds": "price", "txhousing": "median"}
 SYNTHETIC_TABLES = tuple(TARGETS)
 IMPUTATION_TABLES = ("penguins", "diamonds", "txhousing", "breast-cancer")
-VAEKIT_EPOCHS = 100  # the table preset's
 IMPUTE_K = 100  # importance samples per row when imputing
 # MIWAE's training (Mattei & Frellsen 2019): the importance-weighted bound of the observed cells
 # with K = 20, for about 3,000 steps of 64 rows whatever the table's size (at 50% missing on
 # penguins, seed 0: RMSE 0.768 with the table preset's ELBO and 100 epochs, 0.665 with this)
 MIWAE_SETTINGS = {"objective": "iwae", "iwae_samples": 20}
 MIWAE_STEPS = 3000
+# Imputation on diamonds uses a fixed 10,000 of its 53,940 rows: k-NN's distances grow with the
+# rows squared and the missForest-style imputer fits 50 trees per column and round on every row
+# (hours on 2 cores for 6 runs); the synthetic part uses every row.
+IMPUTATION_ROWS = {"diamonds": 10_000}
 
 
 def _plotnine_csv(name: str) -> pd.DataFrame:
@@ -101,11 +105,18 @@ def split(frame: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFram
 # ---------------------------------------------------------------------------- synthetic rows
 
 
-def fit_vaekit(train: pd.DataFrame, seed: int, epochs: int) -> Callable[[int], pd.DataFrame]:
+def vaekit_settings(method: str) -> dict[str, Any]:
+    """The settings a method's name carries beyond its defaults: `vaekit:number_modes=5` -> {number_modes: 5}."""
+    _, _, given = method.partition(":")
+    pairs = [pair.split("=", 1) for pair in given.split(",") if pair]
+    return {name: json.loads(value) for name, value in pairs}
+
+
+def fit_vaekit(train: pd.DataFrame, seed: int, **settings: Any) -> Callable[[int], pd.DataFrame]:
     import vaekit
 
     folder = tempfile.mkdtemp(prefix="vaekit-tables-")
-    run = vaekit.fit(train, out=f"{folder}/run", epochs=epochs, seed=seed, val_size=0)
+    run = vaekit.fit(train, out=f"{folder}/run", seed=seed, val_size=0, **settings)
     return lambda n: run.sample_rows(n, seed=seed, draw=True)
 
 
@@ -192,10 +203,10 @@ def synthetic_run(table: str, method: str, seed: int) -> dict[str, Any]:
     frame = load_table(table)
     train, held_out = split(frame)
     started = time.perf_counter()
-    if method == "vaekit":
-        sample = fit_vaekit(train, seed, VAEKIT_EPOCHS)
+    if method.startswith("vaekit"):
+        sample = fit_vaekit(train, seed, **vaekit_settings(method))
     else:
-        sample = fit_tvae(train, seed, None if method == "tvae" else VAEKIT_EPOCHS)
+        sample = fit_tvae(train, seed, vaekit_settings(method).get("epochs"))
     fit_seconds = time.perf_counter() - started
     synthetic = sample(len(train))
     target = TARGETS[table]
@@ -268,20 +279,34 @@ def impute_baseline(frame: pd.DataFrame, method: str, seed: int) -> pd.DataFrame
     return out
 
 
-def impute_vaekit(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+def impute_vaekit(frame: pd.DataFrame, seed: int, **settings: Any) -> pd.DataFrame:
     import vaekit
 
     folder = tempfile.mkdtemp(prefix="vaekit-impute-")
     epochs = max(3, -(-MIWAE_STEPS * 64 // len(frame)))
-    run = vaekit.fit(frame, out=f"{folder}/run", seed=seed, val_size=0, epochs=epochs, **MIWAE_SETTINGS)
+    chosen = {**MIWAE_SETTINGS, **settings}
+    run = vaekit.fit(frame, out=f"{folder}/run", seed=seed, val_size=0, epochs=epochs, **chosen)
     return run.impute(frame, k=IMPUTE_K, seed=seed)
 
 
+def imputation_table(table: str) -> pd.DataFrame:
+    """The complete table that imputation removes cells from: every row, or a fixed sample of
+    IMPUTATION_ROWS (the same for every method, rate and seed)."""
+    frame = load_table(table)
+    rows = IMPUTATION_ROWS.get(table)
+    if rows is None or rows >= len(frame):
+        return frame
+    return frame.sample(n=rows, random_state=0).reset_index(drop=True)
+
+
 def imputation_run(table: str, rate: float, method: str, seed: int) -> dict[str, Any]:
-    complete = load_table(table)
+    complete = imputation_table(table)
     holed, gone = remove_cells(complete, rate, seed)
     started = time.perf_counter()
-    filled = impute_vaekit(holed, seed) if method == "vaekit" else impute_baseline(holed, method, seed)
+    if method.startswith("vaekit"):
+        filled = impute_vaekit(holed, seed, **vaekit_settings(method))
+    else:
+        filled = impute_baseline(holed, method, seed)
     seconds = time.perf_counter() - started
     errors, hits = [], []
     for j, column in enumerate(complete.columns):
@@ -324,6 +349,13 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def _methods(runs: dict[str, Any], prefix: str, order: tuple[str, ...]) -> list[str]:
+    """The methods recorded under `prefix`, in `order` with vaekit's variants after vaekit."""
+    found = {key[len(prefix) :].rsplit("/", 1)[0] for key in runs if key.startswith(prefix)}
+    rank = {method: i for i, method in enumerate(order)}
+    return sorted(found, key=lambda m: (rank.get(m.partition(":")[0], len(order)), m))
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         "| table | method | seeds | quality | column shapes | pair trends | ML efficacy (real) | DCR ratio | fit (s) |"
@@ -331,7 +363,7 @@ def render(results: dict[str, Any]) -> str:
     lines.append("|" + " --- |" * 9)
     runs = results.get("synthetic", {})
     for table in SYNTHETIC_TABLES:
-        for method in ("vaekit", "tvae", "tvae-same-epochs"):
+        for method in _methods(runs, f"{table}/", ("vaekit", "tvae")):
             mine = [r for k, r in runs.items() if k.startswith(f"{table}/{method}/")]
             if not mine:
                 continue
@@ -348,7 +380,7 @@ def render(results: dict[str, Any]) -> str:
     runs = results.get("imputation", {})
     for table in IMPUTATION_TABLES:
         for rate in RATES:
-            for method in ("mean", "knn", "mice", "missforest", "vaekit"):
+            for method in _methods(runs, f"{table}/{rate}/", ("mean", "knn", "mice", "missforest", "vaekit")):
                 mine = [r for k, r in runs.items() if k.startswith(f"{table}/{rate}/{method}/")]
                 if mine:
                     rmse = _cell([r["rmse"] for r in mine if r["rmse"] is not None])
@@ -376,7 +408,7 @@ def main() -> None:
         for table in args.tables or SYNTHETIC_TABLES:
             if table not in SYNTHETIC_TABLES:
                 continue
-            for method in args.methods or ("vaekit", "tvae", "tvae-same-epochs"):
+            for method in args.methods or ("vaekit", "tvae"):
                 for seed in args.seeds:
                     key = f"{table}/{method}/{seed}"
                     if key in recorded(args.out).get("synthetic", {}):

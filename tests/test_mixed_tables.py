@@ -112,6 +112,43 @@ def test_the_per_column_likelihood_is_torch_distributions_and_leaves_empty_cells
     assert torch.isfinite(decoded.grad).all()
 
 
+def test_number_modes_are_a_mixture_of_gaussians_per_column() -> None:
+    torch.manual_seed(1)
+    modes = 3
+    schema = TableSchema(("u", "k", "v"), ("numeric", "categorical", "numeric"), ((), ("p", "q", "r"), ()))
+    likelihood = MixedLikelihood(schema, sigma=1.0, modes=modes)
+    assert likelihood.params_per_channel == 3 * modes
+    x = torch.tensor([[0.5, 0.0, 1.0, 0.0, -2.0], [1.5, 1.0, 0.0, 0.0, float("nan")]]).view(2, 1, 1, 5)
+    decoded = torch.randn(2, 3 * modes, 1, 5)
+    params = decoded[:, :, 0, :]  # (B, 3M, W)
+    columns = []
+    for position in (0, 4):
+        logits, means, logvars = params[:, :, position].split(modes, dim=1)
+        means = means + torch.linspace(-1.5, 1.5, modes)
+        stds = torch.exp(0.5 * (logvars + 2.0 * np.log(1.0 / modes)))  # far above the floor here
+        columns.append(
+            torch.distributions.MixtureSameFamily(
+                torch.distributions.Categorical(logits=logits), torch.distributions.Normal(means, stds)
+            )
+        )
+    by_column = likelihood.log_prob_by_column(x, decoded)
+    flat = x.flatten(1)
+    torch.testing.assert_close(by_column[0, 0], columns[0].log_prob(flat[:, 0])[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(by_column[:, 2], torch.stack([columns[1].log_prob(flat[:, 4])[0], torch.tensor(0.0)]),
+                               atol=1e-4, rtol=1e-4)  # fmt: skip
+    category = torch.distributions.Categorical(logits=params[:, 0, 1:4]).log_prob(flat[:, 1:4].argmax(1))
+    torch.testing.assert_close(by_column[:, 1], category)
+    mean = likelihood.mean(decoded).flatten(1)
+    assert mean.shape == (2, 5)
+    torch.testing.assert_close(mean[:, 0], columns[0].mean, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(mean[:, 1:4], torch.softmax(params[:, 0, 1:4], dim=1))
+    # draws follow the mixture: their mean and variance against the mixture's own
+    many = likelihood.sample(decoded[:1].expand(20000, -1, -1, -1), torch.Generator().manual_seed(0))
+    drawn = many.flatten(1)[:, 4]  # v of row 0, 20,000 times
+    assert abs(drawn.mean() - columns[1].mean[0]) < 0.05 * float(columns[1].stddev[0])
+    assert abs(drawn.std() - columns[1].stddev[0]) < 0.05 * float(columns[1].stddev[0])
+
+
 @pytest.fixture(scope="module")
 def shop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shop")
@@ -151,6 +188,24 @@ def test_imputation_recovers_a_column_from_the_others(shop_run: Path, tmp_path: 
     draws = run.impute(holed, draws=3, k=50, seed=2)
     assert len(draws) == 3 and not draws[0]["price"].equals(draws[1]["price"])
     assert all(d["tier"].notna().all() and set(d["tier"]) <= {"low", "mid", "high"} for d in draws)
+
+
+def test_a_run_with_number_modes_evaluates_imputes_and_draws_each_level(tmp_path: Path) -> None:
+    shop_table(1500).to_csv(tmp_path / "shop.csv", index=False)
+    args = ["train", "--dataset", str(tmp_path / "shop.csv"), "--out", str(tmp_path / "run"), "--epochs", "40"]
+    assert main([*args, "--batch-size", "100", "--latent-dim", "4", "--number-modes", "3", "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--k", "10", "--no-quality"]) == 0
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert np.isfinite(result["elbo_recon_nats"])
+    run = load_run(tmp_path / "run")
+    assert run.model.likelihood.modes == 3
+    drawn = run.sample_rows(3000, seed=0, draw=True)["price"].to_numpy(dtype=float)
+    near_a_level = np.min(np.abs(drawn[:, None] - np.array([10.0, 30.0, 50.0])), axis=1) < 6.0
+    assert near_a_level.mean() > 0.9  # three price levels, and draws between them are rare
+    truth = shop_table(300, seed=6, empty=0.0)
+    holed = truth.assign(price=None)
+    error = np.abs(run.impute(holed, k=50)["price"].astype(float) - truth["price"]).mean()
+    assert error < np.abs(truth["price"] - truth["price"].mean()).mean() / 2  # the city tells the price level
 
 
 def test_the_cli_imputes_and_samples_on_conditions(

@@ -163,7 +163,8 @@ PRESETS: dict[str, Preset] = {
             "vectors and tables (.csv, 2-D .npy/.npz, arrays and DataFrames from Python), chosen for them when no "
             "preset is named: number columns standardised on the training split, MLP 128-128, latent 8, one "
             "likelihood per column (a Gaussian with a learned variance for each number column, floored; a "
-            "categorical for each category or boolean column; empty cells left out), Adam 1e-3, batch 64, 100 epochs",
+            "categorical for each category or boolean column; empty cells left out), Adam 1e-3, batch 64, 300 epochs "
+            "(TVAE's; on Palmer penguins 100 gave SDMetrics quality 0.831, 300 gave 0.880: docs/results/tables.md)",
             {
                 "model": {
                     "architecture": "mlp",
@@ -172,7 +173,7 @@ PRESETS: dict[str, Preset] = {
                     "activation": "relu",
                 },
                 "likelihood": {"name": "mixed", "sigma": 1.0},
-                "train": {"lr": 1e-3, "batch_size": 64, "epochs": 100},
+                "train": {"lr": 1e-3, "batch_size": 64, "epochs": 300},
             },
         ),
         Preset(
