@@ -109,7 +109,15 @@ def vaekit_settings(method: str) -> dict[str, Any]:
     """The settings a method's name carries beyond its defaults: `vaekit:number_modes=5` -> {number_modes: 5}."""
     _, _, given = method.partition(":")
     pairs = [pair.split("=", 1) for pair in given.split(",") if pair]
-    return {name: json.loads(value) for name, value in pairs}
+    return {name: _value(text) for name, text in pairs}
+
+
+def _value(text: str) -> Any:
+    """A number or boolean as JSON reads it, anything else as the text itself (`prior=vamp`)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def fit_vaekit(train: pd.DataFrame, seed: int, **settings: Any) -> Callable[[int], pd.DataFrame]:

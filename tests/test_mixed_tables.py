@@ -169,6 +169,17 @@ def test_a_mixed_table_reports_each_columns_share(shop_run: Path, capsys: pytest
     assert result["columns"]["empty_cells"]["city"] == 0 and result["columns"]["empty_cells"]["tier"] > 0
 
 
+def test_a_tables_card_shows_drawn_rows_and_refuses_image_pictures(shop_run: Path) -> None:
+    from vaekit import pictures
+
+    run = load_run(shop_run)
+    card = run._repr_html_()
+    assert "rows drawn from the model" in card and "<th>city</th>" in card and "data:image" not in card
+    with pytest.raises(VaekitError, match="shows images, and this run's data is a table"):
+        pictures.samples(run)
+    assert pictures.marginals(run)._repr_png_()[:4] == b"\x89PNG"
+
+
 def test_imputation_recovers_a_column_from_the_others(shop_run: Path, tmp_path: Path) -> None:
     run = load_run(shop_run)
     truth = shop_table(400, seed=5, empty=0.0)

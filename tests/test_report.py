@@ -108,3 +108,38 @@ def test_the_latent_map_colours_panels_of_different_sizes() -> None:
     coloured = [ax.collections[0].get_array() for ax in figure.axes]
     assert [len(c) for c in coloured] == [50, 20]
     np.testing.assert_array_equal(coloured[1], labels[:20])
+
+
+def test_every_picture_is_a_function_that_returns_what_vaekit_plot_writes(run_dir: Path, tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from vaekit import pictures
+    from vaekit.loading import load_run
+    from vaekit.viz.gallery import PICTURES as DRAWN
+    from vaekit.viz.gallery import PictureContext, draw
+
+    functions = {name.replace("_", "-") for name in dir(pictures) if not name.startswith("_")}
+    assert set(DRAWN) <= functions  # every `vaekit plot` name has its function
+    run = load_run(run_dir)
+    for name in PICTURES:
+        shown = getattr(pictures, name.replace("-", "_"))(run)
+        if isinstance(shown, Figure):
+            assert shown._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # Jupyter shows it without pyplot
+            continue
+        written = draw(PictureContext(run, run.load_data()), name, tmp_path / f"{name}.png")
+        assert np.array_equal(np.asarray(shown), np.asarray(Image.open(written))), name
+
+
+def test_a_run_shows_itself_in_a_line_and_a_card(run_dir: Path) -> None:
+    from vaekit.loading import load_run
+
+    run = load_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"test -ELBO {summary['test_nelbo_nats']:.2f} nats per image" in repr(run)
+    card = run._repr_html_()
+    assert f"{summary['test_kl_nats']:.2f} nats per image" in card and card.count("data:image/png;base64,") == 2
+    (run_dir / "summary.json").rename(run_dir / "summary.hidden")  # a run still training: no figures yet
+    try:
+        assert "not finished" in repr(load_run(run_dir)) and "no test figures yet" in load_run(run_dir)._repr_html_()
+    finally:
+        (run_dir / "summary.hidden").rename(run_dir / "summary.json")

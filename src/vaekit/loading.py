@@ -7,7 +7,7 @@ app) stays free of the trainer and of torch.distributed's process groups.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,30 @@ class TrainedRun:
     model: VAE
     config: RunConfig
     info: dict[str, Any]
+    _splits: DatasetSplits | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        from vaekit.viz.card import run_line
+
+        return f"TrainedRun({run_line(self)})"
+
+    def _repr_html_(self) -> str:
+        """A notebook shows a run as a card: what it is, its figures with units, its pictures."""
+        from vaekit.viz.card import run_card
+
+        return run_card(self)
+
+    def plot(self, name: str, seed: int = 0) -> Any:
+        """The picture `vaekit plot` calls `name`, returned (a PIL image or a matplotlib Figure)."""
+        from vaekit.pictures import picture
+
+        return picture(self, name, seed)
+
+    def splits(self) -> DatasetSplits:
+        """The run's data, read once per loaded run (the pictures of a notebook share it)."""
+        if self._splits is None:
+            self._splits = self.load_data()
+        return self._splits
 
     def prepare(self, items: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Data as the user holds it -> model inputs on the model's device: images (N, C, H, W) or

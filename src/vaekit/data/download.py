@@ -13,10 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from vaekit.atomic import atomic_path
 from vaekit.errors import VaekitError
+from vaekit.progress import progress_bar
 
 CHUNK_BYTES = 1 << 16
 
@@ -29,13 +28,8 @@ def download(url: str, target: Path, sha256: str, timeout_s: float = 30.0, progr
             with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 received = 0
-                with tqdm(
-                    total=total,
-                    unit="B",
-                    unit_scale=True,
-                    desc=target.name,
-                    disable=None if progress else True,
-                    leave=False,
+                with progress_bar(
+                    progress, total=total, unit="B", unit_scale=True, desc=target.name, leave=False
                 ) as bar:
                     for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                         out.write(chunk)

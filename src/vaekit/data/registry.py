@@ -161,10 +161,10 @@ def _load_generated(progress: bool) -> tuple[ImageSet, ImageSet, str]:
     folder = cache_dir("dsprites")
     everything = open_dsprites(folder, DSPRITES_SIZES)  # the fingerprint is read once per load
     if everything is None:
-        from tqdm import tqdm
+        from vaekit.progress import progress_bar
 
         total = int(np.prod(DSPRITES_SIZES))
-        with tqdm(total=total, desc="rendering dSprites", unit="img", disable=not progress) as bar:
+        with progress_bar(progress, total=total, desc="rendering dSprites", unit="img") as bar:
             everything = load_dsprites(folder, DSPRITES_SIZES, progress=bar.update)
     test_size = min(GENERATED_TEST_SIZE, len(everything) // 10)
     train_all, test = hold_out(everything, test_size, GENERATED_TEST_SEED, "test")

@@ -144,6 +144,15 @@ class Comparison:
             return shown
         return "" if value is None else str(value)
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the table as its cells read (a figure with its spread over seeds)."""
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(self._cell(row, c))}</td>" for c in self.columns) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self.columns) + " |", "| " + " | ".join("---" for _ in self.columns) + " |"]
         lines += ["| " + " | ".join(self._cell(row, c) for c in self.columns) + " |" for row in self.rows]

@@ -19,6 +19,7 @@ from vaekit.errors import VaekitError
 from vaekit.loading import TrainedRun, load_run
 from vaekit.models.custom import factory_name
 from vaekit.presets import TABLE_PRESET, resolve
+from vaekit.progress import progress_by_default
 from vaekit.training.callbacks import Callback
 from vaekit.training.run import OwnData, resume_run, train_run
 
@@ -65,7 +66,7 @@ def fit(
     columns: Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
     force: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     **settings: Any,
 ) -> TrainedRun:
     """Train a VAE on data in memory and return the trained run, loaded.
@@ -74,7 +75,9 @@ def fit(
     kept in the run folder as data.npz, so the run resumes, evaluates and serves from the CLI.
 
     Args:
-        data: images (N, C, H, W) or (N, H, W), uint8 (0..255) or float in [0, 1]; or vectors
+        data: a built-in dataset's name ("fashion-mnist", "mnist", ...) or a file, as `vaekit train
+            --dataset` takes (split as the CLI splits it); or images (N, C, H, W) or (N, H, W),
+            uint8 (0..255) or float in [0, 1]; or vectors
             (N, D), any numbers (a table: standardised on the training split, the `table` preset
             by default); as a numpy array, torch tensor, pandas DataFrame, or a torch Dataset /
             DataLoader that yields x or (x, label). Arrays and tensors are converted whole (no
@@ -89,7 +92,7 @@ def fit(
             {"zip": "categorical"}` overrides).
         callbacks: objects with `on_epoch_end(model, report)`, called after each epoch.
         force: replace an existing run folder.
-        progress: show progress bars.
+        progress: show progress bars (None: in a Jupyter notebook, where they are widgets, and nowhere else).
         **settings: any config setting by name, e.g. `epochs=20, latent_dim=8, lr=3e-4,
             val_size=0`; `architecture=` also takes your own factory (a function, or its
             "module:function" name): `factory(spec: NetworkSpec) -> (encoder, decoder)`, see
@@ -102,9 +105,21 @@ def fit(
         settings["architecture"] = factory_name(settings["architecture"])  # what the run stores
     if isinstance(settings.get("column_types"), dict):  # {name: kind}, as Python users write it
         settings["column_types"] = tuple(f"{name}={kind}" for name, kind in settings["column_types"].items())
-    own, class_names = from_memory(data, labels, columns, settings.get("column_types", ()))
+    own_data: OwnData | None = None
+    if isinstance(data, str | Path):  # a built-in dataset's name or a file, as `vaekit train --dataset` takes
+        if labels is not None or columns is not None:
+            raise VaekitError(
+                f"fit({str(data)!r}) reads its labels and columns from the dataset: give labels= and columns= only "
+                "with data in memory"
+            )
+        own: Any = None
+    else:
+        own, class_names = from_memory(data, labels, columns, settings.get("column_types", ()))
+        own_data = OwnData(own, class_names)
     chosen = preset if preset is not None or config is not None else (TABLE_PRESET if isinstance(own, Table) else None)
     flags = _settings_by_section(settings)
+    if own is None:
+        flags["data"]["dataset"] = str(data)
     if isinstance(config, RunConfig):
         resolved = with_overrides(config, flags, preset=preset)
     else:
@@ -112,16 +127,21 @@ def fit(
     if out is None:
         out = Path("runs") / f"{resolved.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train_run(
-        resolved, out, force=force, progress=progress, own_data=OwnData(own, class_names), callbacks=callbacks
+        resolved,
+        out,
+        force=force,
+        progress=progress_by_default(progress),
+        own_data=own_data,
+        callbacks=callbacks,
     )
     return load_run(result.run_dir, trust_code=True)  # its network is the one just trained
 
 
 def resume(
-    run: str | Path, callbacks: Sequence[Callback] = (), progress: bool = False, trust_code: bool = False
+    run: str | Path, callbacks: Sequence[Callback] = (), progress: bool | None = None, trust_code: bool = False
 ) -> TrainedRun:
     """Continue a run that was interrupted (Ctrl-C, a crash, a lost machine) exactly where its
     last snapshot left it, and return it loaded. Data given to `fit` is read from the run folder.
     A run with a network from user code needs `trust_code=True` (see `load_run`)."""
-    result = resume_run(run, progress=progress, callbacks=callbacks, trust_code=trust_code)
+    result = resume_run(run, progress=progress_by_default(progress), callbacks=callbacks, trust_code=trust_code)
     return load_run(result.run_dir, trust_code=trust_code)

@@ -11,11 +11,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vaekit.atomic import append_line
 from vaekit.checkpoint import save_checkpoint
@@ -24,6 +23,7 @@ from vaekit.data import DatasetSplits
 from vaekit.data.transforms import to_model_input, to_unit_range
 from vaekit.metrics.elbo import ElboSummary
 from vaekit.models import VAE
+from vaekit.progress import progress_bar, write
 from vaekit.training.state import EVAL_SEED_OFFSET, TrainerState
 from vaekit.viz.grid import reconstruction_grid, sample_grid, save_png
 
@@ -102,14 +102,14 @@ class EpochProgress:
     def __init__(self, enabled: bool, epochs: int) -> None:
         self.enabled = enabled
         self.epochs = epochs
-        self.bar: tqdm | None = None
+        self.bar: Any = None
 
     def begin(self, state: TrainerState) -> None:
-        self.bar = tqdm(
+        self.bar = progress_bar(
+            self.enabled,
             total=state.steps_per_epoch,
             initial=state.batch_index,
             desc=f"epoch {state.epoch}/{self.epochs}",
-            disable=None if self.enabled else True,  # None: off when stderr is not a terminal
             leave=False,
         )
 
@@ -194,14 +194,14 @@ class RunWriter:
 
 
 class ConsoleReport:
-    """Prints one line per epoch (through tqdm, so progress bars stay intact)."""
+    """Prints one line per epoch (through tqdm's write, so progress bars stay intact)."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
     def on_epoch_end(self, model: VAE, report: EpochReport) -> None:
         terms = "".join(f"{name} {value:.3g}  " for name, value in report.train_terms.items())
-        tqdm.write(
+        write(
             f"epoch {report.epoch}/{self.epochs}  train loss {report.train_loss:.2f}  {terms}"
             f"{'no validation set' if report.val is None else 'val ' + report.val.line()}  "
             f"beta {report.beta:.3g}  {report.epoch_seconds:.1f} s",

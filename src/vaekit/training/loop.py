@@ -23,7 +23,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from vaekit.config import RunConfig
 from vaekit.data import DatasetSplits
@@ -35,6 +34,7 @@ from vaekit.models import VAE
 from vaekit.objectives import beta_at
 from vaekit.objectives.base import Objective, StepBatch, own_parts
 from vaekit.objectives.registry import build_objective
+from vaekit.progress import write
 from vaekit.training.callbacks import Callback, EarlyStopping, EpochProgress, EpochReport, StepReport
 from vaekit.training.distributed import SINGLE, Cluster, all_max, all_sum, gather_rows, shard, shard_rows
 from vaekit.training.state import EVAL_SEED_OFFSET, RANK_SEED_STRIDE, Checkpointer, Snapshot, TrainerState
@@ -209,7 +209,7 @@ class Trainer:
                 self.objective, device_ids=[device] if device.type == "cuda" else None
             )
         self.progress = EpochProgress(progress and cluster.is_main, config.train.epochs)
-        self.say: Callable[[str], None] = tqdm.write if cluster.is_main else lambda message: None
+        self.say: Callable[[str], None] = write if cluster.is_main else lambda message: None
 
     def save(self) -> None:
         """Hand a resumable snapshot to the checkpointer. Every rank must call it at the same step

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vaekit.atomic import read_json_lines, write_json, write_text
 from vaekit.checkpoint import (
@@ -48,6 +47,7 @@ from vaekit.loading import with_data_in_run
 from vaekit.metrics.elbo import ElboSummary, set_figure
 from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
 from vaekit.models import VAE, build_run_model
+from vaekit.progress import write
 from vaekit.training.budget import check_fits
 from vaekit.training.callbacks import PICTURE_SAMPLES, Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -471,7 +471,7 @@ def _train_prior_phase(run_dir: Path, config: RunConfig, device: torch.device, p
     from vaekit.loading import load_run
 
     run = load_run(run_dir, "best", str(device), trust_code=True)
-    say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
+    say = (lambda line: write(line, file=sys.stderr)) if progress else (lambda line: None)
     phase = config.posterior.spec.hook("prior_phase")
     assert phase is not None  # config allows --prior-epochs only with a family that offers the phase
     lr = config.train.prior_lr if config.train.prior_lr is not None else config.train.lr

@@ -309,6 +309,20 @@ def drawable(ctx: PictureContext, names: list[str]) -> list[str]:
 
 
 def draw(ctx: PictureContext, what: str, path: Path) -> Path:
+    """Write the picture `what` of this run to `path` (a PNG)."""
+    drawn = picture(ctx, what)
+    if isinstance(drawn, Figure):
+        save_figure(drawn, path)
+    else:
+        save_png(path, drawn, scale=2)
+    return path
+
+
+def picture(ctx: PictureContext, what: str) -> np.ndarray | Figure:
+    """The picture `what` of this run: an (H, W, C) uint8 grid or a matplotlib Figure; a picture
+    the run cannot have is refused with the reason."""
+    if what not in PICTURES:
+        raise VaekitError(f"there is no picture {what!r}: choose from {', '.join(PICTURES)}")
     if what not in drawable(ctx, [what]):
         if what == "factors":
             raise VaekitError("the factors picture needs data with known factors (dsprites, an npz with `factors`)")
@@ -323,9 +337,4 @@ def draw(ctx: PictureContext, what: str, path: Path) -> Path:
         if what in CONTINUOUS_PICTURES and ctx.run.model.latent_dim > 0:
             raise VaekitError(f"{what} walks through a continuous latent space; this run's codes are discrete")
         raise VaekitError(f"{what} pictures the latent space, and this model has none (--latent-dim 0)")
-    picture = PICTURES[what](ctx)
-    if isinstance(picture, Figure):
-        save_figure(picture, path)
-    else:
-        save_png(path, picture, scale=2)
-    return path
+    return PICTURES[what](ctx)

@@ -1,0 +1,131 @@
+"""A trained run as a notebook shows it: one line of text (`repr`) and a small HTML card (what the
+model is, its test figures with their units, its last pictures inline, or a table's drawn rows).
+
+The card reads only what the run folder already holds (summary.json, eval.json, the pictures
+training wrote), so that displaying a run is instant; a table's rows are drawn from the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaekit.atomic import read_json
+
+if TYPE_CHECKING:
+    from vaekit.loading import TrainedRun
+
+CARD_ROWS = 5  # rows drawn for a table's card
+CARD_STYLE = (
+    "font-family: system-ui, sans-serif; border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.9rem; "
+    "max-width: 760px"
+)
+
+
+def _what(run: TrainedRun) -> str:
+    config = run.config
+    parts = [
+        f"{config.model.architecture} network",
+        f"latent size {config.model.latent_dim}",
+        f"{run.model.likelihood.title} likelihood",
+        f"objective {config.objective.name}",
+    ]
+    if config.posterior.name != "gaussian":
+        parts.append(f"posterior {config.posterior.name}")
+    if config.prior.name != "standard":
+        parts.append(f"prior {config.prior.name}")
+    return ", ".join(parts)
+
+
+def _data(run: TrainedRun) -> str:
+    dataset = run.config.data.dataset
+    return Path(dataset).name if ("/" in dataset or "\\" in dataset) else dataset
+
+
+def run_line(run: TrainedRun) -> str:
+    """One line: the folder, the preset, the model and the test figure with its unit."""
+    summary = run.summary
+    figure = (
+        f", test -ELBO {summary['test_nelbo_nats']:.2f} {summary.get('units', 'nats per item')}"
+        if "test_nelbo_nats" in summary
+        else ", not finished"
+    )
+    return f"{str(run.run_dir)!r}: preset {run.config.preset}, {_what(run)}, data {_data(run)}{figure}"
+
+
+def _figure_rows(run: TrainedRun) -> list[tuple[str, str]]:
+    summary, unit = run.summary, run.summary.get("units", "nats per item")
+    rows = []
+    if "test_nelbo_nats" in summary:
+        rows.append(("test -ELBO", f"{summary['test_nelbo_nats']:.2f} {unit}"))
+        rows.append(("  reconstruction term", f"{summary['test_recon_nats']:.2f} {unit}"))
+        rows.append(("  KL term", f"{summary['test_kl_nats']:.2f} {unit}"))
+    evaluation_file = run.run_dir / "eval.json"
+    if evaluation_file.is_file():
+        evaluation = read_json(evaluation_file)
+        bound = [key for key in evaluation if key.startswith("iwae_") and key.endswith("_nats") and "error" not in key]
+        if bound:  # iwae_nll_nats for a likelihood, else what the figure is (iwae_cross_entropy_nats, ...)
+            name = bound[0].removeprefix("iwae_").removesuffix("_nats").replace("_", " ")
+            rows.append((f"IWAE {name}, K={evaluation.get('iwae_k')}", f"{evaluation[bound[0]]:.2f} {unit}"))
+        if "iwae_bits_per_dim" in evaluation:
+            rows.append(("  in bits per dimension", f"{evaluation['iwae_bits_per_dim']:.4f}"))
+    if "best_epoch" in summary:
+        rows.append(("kept", f"epoch {summary['best_epoch']} ({summary.get('kept', '')})"))
+    if "wall_seconds" in summary:
+        rows.append(("trained", f"{summary['wall_seconds']:.0f} s on {summary.get('device', '?')}"))
+    return rows
+
+
+def _last_picture(folder: Path, stem: str) -> Path | None:
+    """The picture of the last epoch training wrote (images/STEM_epochNNN.png), if any."""
+    found = sorted(folder.glob(f"{stem}_epoch*.png"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    return found[-1] if found else None
+
+
+def _image_tag(path: Path, title: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure style="display:inline-block;margin:0 1rem 0 0"><figcaption>{html.escape(title)}</figcaption>'
+        f'<img src="data:image/png;base64,{data}" style="image-rendering:pixelated;max-width:360px"></figure>'
+    )
+
+
+def _pictures(run: TrainedRun) -> str:
+    if run.is_table:
+        try:
+            rows: Any = run.sample_rows(CARD_ROWS, seed=0)
+        except Exception as error:  # a card must show even when drawing fails; it says why
+            return f"<p>rows could not be drawn: {html.escape(str(error))}</p>"
+        return f"<p>{CARD_ROWS} rows drawn from the model:</p>{rows.to_html(index=False, float_format='%.3g')}"
+    folder = run.run_dir / "images"
+    shown = [
+        (_last_picture(folder, "recon"), "reconstructions (originals above)"),
+        (folder / "samples_prior.png" if (folder / "samples_prior.png").is_file() else None, "samples"),
+    ]
+    if shown[1][0] is None:
+        shown[1] = (_last_picture(folder, "samples"), "samples from the prior")
+    tags = [_image_tag(path, title) for path, title in shown if path is not None]
+    return "".join(tags) if tags else "<p>no pictures yet (training writes them at each epoch's end)</p>"
+
+
+def run_card(run: TrainedRun) -> str:
+    """The HTML card a notebook shows for `run`."""
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{html.escape(name)}</td><td style='text-align:left'>{html.escape(value)}"
+        "</td></tr>"
+        for name, value in _figure_rows(run)
+    )
+    description = run.summary.get("figure_description", "")
+    figures = (
+        f"<table>{rows}</table><p style='font-size:0.85em;color:#555'>{html.escape(description)}</p>"
+        if rows
+        else "<p>training has not finished: no test figures yet</p>"
+    )
+    return (
+        f'<div style="{CARD_STYLE}"><b>vaekit run</b> <code>{html.escape(str(run.run_dir))}</code>'
+        f"<p>preset <b>{html.escape(str(run.config.preset))}</b> on <b>{html.escape(_data(run))}</b>: "
+        f"{html.escape(_what(run))}</p>{figures}{_pictures(run)}</div>"
+    )
