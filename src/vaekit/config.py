@@ -15,6 +15,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -272,6 +273,30 @@ class ModelConfig:
         )
 
 
+TRACKERS = ("mlflow", "wandb")
+
+
+@dataclass(frozen=True)
+class TrackerChoice:
+    kind: str  # mlflow or wandb
+    target: str | None  # MLflow's tracking URI, W&B's project; None: the package's own default
+
+
+def parse_track(values: Sequence[str]) -> list[TrackerChoice]:
+    """`mlflow`, `mlflow:sqlite:///runs.db`, `wandb`, `wandb:my-project` -> the trackers, each once."""
+    chosen: dict[str, TrackerChoice] = {}
+    for value in values:
+        kind, _, target = value.strip().partition(":")
+        if kind not in TRACKERS:
+            raise VaekitError(
+                f"--track {value!r}: unknown tracker {kind!r}; use mlflow[:TRACKING_URI] or wandb[:PROJECT]"
+            )
+        if kind in chosen:
+            raise VaekitError(f"--track names {kind} twice: give it once")
+        chosen[kind] = TrackerChoice(kind, target or None)
+    return list(chosen.values())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = field(default=10, metadata=_help("passes over the training set"))
@@ -330,9 +355,18 @@ class TrainConfig:
             "dimension, active units, pictures (needs: pip install tensorboard)"
         ),
     )
+    track: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "also log the run to experiment trackers: mlflow[:TRACKING_URI], wandb[:PROJECT], or both "
+            "(comma-separated); settings, figures with their units, pictures and the run folder (needs: pip install "
+            "mlflow-skinny or wandb)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs {self.epochs} must be at least 1")
+        parse_track(self.track)
         _require(self.max_steps >= 0, f"--max-steps {self.max_steps} must be >= 0 (0: the epochs decide)")
         _require(self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1")
         _require(math.isfinite(self.lr) and self.lr > 0, f"--lr {self.lr} must be a positive number")

@@ -48,6 +48,7 @@ from vaekit.metrics.elbo import ElboSummary, set_figure
 from vaekit.metrics.meaning import NO_ELBO, figure_description, figure_meaning, has_elbo, item_word
 from vaekit.models import VAE, build_run_model
 from vaekit.progress import write
+from vaekit.tracking import Trackers
 from vaekit.training.budget import check_fits
 from vaekit.training.callbacks import PICTURE_SAMPLES, Callback, ConsoleReport, RunWriter
 from vaekit.training.distributed import SINGLE, Cluster, from_main, start
@@ -164,11 +165,21 @@ def train_run(
     check_fits(config, splits.shape, len(splits.train), device)
     torch.manual_seed(config.train.seed)  # weight initialisation (DDP then copies rank 0's to all)
     model = build_run_model(config, splits.shape, trust_code=True).to(device)  # the user named its network
-    run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
+    trackers = _start_trackers(config, Path(out), False, cluster)  # one that cannot start stops us here
+    try:
+        run_dir = from_main(lambda: _claim_and_describe(out, force, config, splits, own_data, cluster), cluster)
+    except BaseException as error:
+        if trackers is not None:
+            trackers.abort(isinstance(error, KeyboardInterrupt))
+        raise
+    if trackers is not None:
+        trackers.save_state(run_dir)
     if announce is not None and cluster.is_main:
         _announce_start(announce, config, splits, model, run_dir, device, cluster)
     try:
-        return _train_and_summarise(model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks)
+        return _train_and_summarise(
+            model, splits, config, run_dir, progress, started, cluster=cluster, extra=callbacks, trackers=trackers
+        )
     except Exception:
         if cluster.is_main:
             _remove_unresumable(run_dir)
@@ -361,11 +372,23 @@ def resume_run(
             f"{run_dir / 'checkpoints' / RESUME_FILE} does not match its own config ({mismatch}): the file is "
             "damaged and cannot be resumed"
         )
+    trackers = _start_trackers(config, run_dir, True, cluster)  # the same tracked runs as before
+    if trackers is not None:
+        trackers.save_state(run_dir)  # --track may name a tracker the run did not have before
     from_main(lambda: _prepare_folder_for_resume(run_dir, info["epoch"]), cluster)
     if announce is not None and cluster.is_main:
         announce(f"resuming {run_dir} at epoch {info['epoch']}, step {info['step']}")
     return _train_and_summarise(
-        model, splits, config, run_dir, progress, started, resume=(tensors, info), cluster=cluster, extra=callbacks
+        model,
+        splits,
+        config,
+        run_dir,
+        progress,
+        started,
+        resume=(tensors, info),
+        cluster=cluster,
+        extra=callbacks,
+        trackers=trackers,
     )
 
 
@@ -379,29 +402,55 @@ def _train_and_summarise(
     resume: Snapshot | None = None,
     cluster: Cluster = SINGLE,
     extra: Sequence[Callback] = (),
+    trackers: Trackers | None = None,
 ) -> TrainResult:
     device = model.device
     callbacks = _callbacks(run_dir, config, splits, device, progress, resume, cluster) + list(extra)
+    if trackers is not None:
+        callbacks.append(trackers)
     checkpointer = _snapshot_writer(run_dir, config, splits.shape)  # train_model calls it on rank 0 only
-    train_model(
-        model,
-        splits,
-        config,
-        callbacks=callbacks,
-        progress=progress,
-        checkpointer=checkpointer,
-        resume=resume,
-        cluster=cluster,
-    )
 
     def evaluate_and_summarise() -> TrainResult:
         if "prior_phase" in config.posterior.spec.offers and config.train.prior_epochs > 0:
             _train_prior_phase(run_dir, config, device, progress)
         return _summarise_test(run_dir, config, splits, device, started)
 
-    # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
-    # process group) while another still uses it.
-    return from_main(evaluate_and_summarise, cluster)
+    try:
+        train_model(
+            model,
+            splits,
+            config,
+            callbacks=callbacks,
+            progress=progress,
+            checkpointer=checkpointer,
+            resume=resume,
+            cluster=cluster,
+        )
+        # Rank 0 evaluates while the others wait for its result: no rank leaves (and tears down the
+        # process group) while another still uses it.
+        result = from_main(evaluate_and_summarise, cluster)
+    except BaseException as error:
+        if trackers is not None:
+            trackers.abort(isinstance(error, KeyboardInterrupt))
+        raise
+    if trackers is not None:
+        trackers.finish(run_dir, _last_step(run_dir))
+    return result
+
+
+def _start_trackers(config: RunConfig, run_dir: Path, resuming: bool, cluster: Cluster) -> Trackers | None:
+    """The run's experiment trackers, opened on rank 0 (None elsewhere, and without --track)."""
+    if not config.train.track:
+        return None
+    opened: list[Trackers | None] = []
+    from_main(lambda: opened.append(Trackers.start(config, run_dir, resuming)), cluster)
+    return opened[0] if opened else None
+
+
+def _last_step(run_dir: Path) -> int:
+    """The optimiser steps the run took, from its last epoch's line in metrics.jsonl."""
+    rows = read_json_lines(run_dir / "metrics.jsonl")
+    return int(rows[-1].get("step", 0)) if rows else 0
 
 
 def _callbacks(

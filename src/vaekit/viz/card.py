@@ -53,7 +53,8 @@ def run_line(run: TrainedRun) -> str:
         if "test_nelbo_nats" in summary
         else ", not finished"
     )
-    return f"{str(run.run_dir)!r}: preset {run.config.preset}, {_what(run)}, data {_data(run)}{figure}"
+    preset = "" if run.config.preset is None else f"preset {run.config.preset}, "
+    return f"{str(run.run_dir)!r}: {preset}{_what(run)}, data {_data(run)}{figure}"
 
 
 def _figure_rows(run: TrainedRun) -> list[tuple[str, str]]:
@@ -126,6 +127,7 @@ def run_card(run: TrainedRun) -> str:
     )
     return (
         f'<div style="{CARD_STYLE}"><b>vaekit run</b> <code>{html.escape(str(run.run_dir))}</code>'
-        f"<p>preset <b>{html.escape(str(run.config.preset))}</b> on <b>{html.escape(_data(run))}</b>: "
+        f"<p>{'' if run.config.preset is None else f'preset <b>{html.escape(run.config.preset)}</b> '}"
+        f"on <b>{html.escape(_data(run))}</b>: "
         f"{html.escape(_what(run))}</p>{figures}{_pictures(run)}</div>"
     )
