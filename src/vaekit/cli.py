@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import typing
@@ -311,6 +312,17 @@ def _add_viewing_commands(commands: Commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
     serve.set_defaults(handler=cmd_serve)
+
+    push = commands.add_parser("push", help="upload a finished run to the Hugging Face Hub, with its model card")
+    push.add_argument("--run", required=True, type=Path, help="run folder written by `vaekit train`")
+    push.add_argument("--repo", required=True, help="the Hub model to write: OWNER/NAME")
+    push.add_argument(
+        "--license", default="other", help="the license of the weights, as the Hub names them (default: other)"
+    )
+    push.add_argument("--code", type=Path, help="the module of a network built by user code (never sent unless named)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--dry-run", metavar="FOLDER", type=Path, help="write what would be uploaded here instead")
+    push.set_defaults(handler=cmd_push)
 
 
 def _add_listing_commands(commands: Commands) -> None:
@@ -836,6 +848,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from vaekit.hub import parse_hub_name, push, stage
+
+    run_dir = _run_folder(args.run)
+    if args.dry_run is not None:
+        repo, _ = parse_hub_name(f"hf://{args.repo}")
+        if args.dry_run.exists():
+            raise VaekitError(f"--dry-run {args.dry_run} already exists: give a new folder")
+        staged = stage(run_dir, repo, args.license, args.code)
+        shutil.move(staged, args.dry_run)
+        files = sorted(str(p.relative_to(args.dry_run)) for p in args.dry_run.rglob("*") if p.is_file())
+        print(f"would upload {len(files)} files to {repo}: {', '.join(files)} (written to {args.dry_run})")
+        return 0
+    url = push(run_dir, args.repo, args.license, args.code, args.private)
+    print(f"pushed {run_dir} to {args.repo} ({url}); load it with vaekit.load_run('hf://{args.repo}')")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from vaekit.loading import load_run
     from vaekit.serve.explorer import LatentExplorer
@@ -909,6 +939,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _download_hub_run(args)
         return int(args.handler(args))
     except VaekitError as exc:
         rank = os.environ.get("RANK", "0")  # under torchrun every rank may report; say which
@@ -925,6 +956,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vaekit: error: out of memory ({_first_line(exc)}): lower the sizes or --batch-size", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _download_hub_run(args: argparse.Namespace) -> None:
+    """--run hf://OWNER/NAME: the run's folder in huggingface_hub's cache (downloaded once)."""
+    from vaekit.hub import download, is_hub_name
+
+    run = getattr(args, "run", None)
+    if run is not None and is_hub_name(run):
+        if args.handler is cmd_push:
+            raise VaekitError(f"--run {run}: that run is on the Hub already; push a run folder")
+        args.run = download(run)
 
 
 # How PyTorch says an allocation failed, on the CPU and on a GPU.

@@ -7,6 +7,7 @@ app) stays free of the trainer and of torch.distributed's process groups.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,17 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "cpu", tr
 
     A run whose network a user's factory builds (--architecture module:function) is loaded only
     with `trust_code=True`: building it imports that module, which runs its code.
+
+    `hf://OWNER/NAME[@REVISION]` loads a run pushed to the Hugging Face Hub (`vaekit push`),
+    downloaded once into huggingface_hub's cache; with `trust_code=True` the module it ships is
+    importable.
     """
+    from vaekit.hub import download, is_hub_name
+
+    if is_hub_name(path):
+        path = download(path)
+        if trust_code and str(path) not in sys.path:
+            sys.path.insert(0, str(path))  # the pushed run's own module (vaekit push --code)
     path = Path(path)
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.safetensors"

@@ -22,6 +22,7 @@ from vaekit.config import RunConfig, TrackerChoice, parse_track
 from vaekit.metrics.meaning import item_word
 from vaekit.models import VAE
 from vaekit.training.callbacks import EpochReport, StepReport
+from vaekit.viz.card import last_pictures
 
 STATE_FILE = "tracking.json"  # in the run folder: which tracked runs this run logs to
 
@@ -163,13 +164,3 @@ class Trackers:
     def abort(self, interrupted: bool) -> None:
         for tracker in self.trackers:
             tracker.end("KILLED" if interrupted else "FAILED")
-
-
-def last_pictures(folder: Path) -> dict[str, Path]:
-    """The run's last pictures by name: each kind's latest epoch, and the prior's samples."""
-    latest: dict[str, Path] = {}
-    for path in sorted(folder.glob("*.png")):
-        name, _, epoch = path.stem.partition("_epoch")
-        if not epoch or epoch.isdigit():
-            latest[name] = path  # sorted: the last epoch wins
-    return latest

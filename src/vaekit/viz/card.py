@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,12 +79,6 @@ def _figure_rows(run: TrainedRun) -> list[tuple[str, str]]:
     return rows
 
 
-def _last_picture(folder: Path, stem: str) -> Path | None:
-    """The picture of the last epoch training wrote (images/STEM_epochNNN.png), if any."""
-    found = sorted(folder.glob(f"{stem}_epoch*.png"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
-    return found[-1] if found else None
-
-
 def _image_tag(path: Path, title: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
@@ -101,13 +94,11 @@ def _pictures(run: TrainedRun) -> str:
         except Exception as error:  # a card must show even when drawing fails; it says why
             return f"<p>rows could not be drawn: {html.escape(str(error))}</p>"
         return f"<p>{CARD_ROWS} rows drawn from the model:</p>{rows.to_html(index=False, float_format='%.3g')}"
-    folder = run.run_dir / "images"
+    latest = last_pictures(run.run_dir / "images")
     shown = [
-        (_last_picture(folder, "recon"), "reconstructions (originals above)"),
-        (folder / "samples_prior.png" if (folder / "samples_prior.png").is_file() else None, "samples"),
+        (latest.get("recon"), "reconstructions (originals above)"),
+        (latest.get("samples_prior", latest.get("samples")), "samples from the prior"),
     ]
-    if shown[1][0] is None:
-        shown[1] = (_last_picture(folder, "samples"), "samples from the prior")
     tags = [_image_tag(path, title) for path, title in shown if path is not None]
     return "".join(tags) if tags else "<p>no pictures yet (training writes them at each epoch's end)</p>"
 
@@ -131,3 +122,13 @@ def run_card(run: TrainedRun) -> str:
         f"on <b>{html.escape(_data(run))}</b>: "
         f"{html.escape(_what(run))}</p>{figures}{_pictures(run)}</div>"
     )
+
+
+def last_pictures(folder: Path) -> dict[str, Path]:
+    """The run's last pictures by name: each kind's latest epoch, and the prior's samples."""
+    latest: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.png")):
+        name, _, epoch = path.stem.partition("_epoch")
+        if not epoch or epoch.isdigit():
+            latest[name] = path  # sorted: the last epoch wins
+    return latest
