@@ -111,11 +111,9 @@ def run_card(run: TrainedRun) -> str:
         for name, value in _figure_rows(run)
     )
     description = run.summary.get("figure_description", "")
-    figures = (
-        f"<table>{rows}</table><p style='font-size:0.85em;color:#555'>{html.escape(description)}</p>"
-        if rows
-        else "<p>training has not finished: no test figures yet</p>"
-    )
+    unfinished = "" if run.summary else "<p>training has not finished: no test figures yet</p>"
+    table = f"<table>{rows}</table>" if rows else ""
+    figures = f"{unfinished}{table}<p style='font-size:0.85em;color:#555'>{html.escape(description)}</p>"
     return (
         f'<div style="{CARD_STYLE}"><b>vaekit run</b> <code>{html.escape(str(run.run_dir))}</code>'
         f"<p>{'' if run.config.preset is None else f'preset <b>{html.escape(run.config.preset)}</b> '}"
