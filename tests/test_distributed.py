@@ -224,3 +224,15 @@ def test_a_posterior_family_trains_on_two_ranks_as_on_one(posterior: str, datase
     pytest.importorskip("scipy.special")
     extra = ("--codebook-size", "32", "--code-dim", "2") if posterior == "vq" else ()
     assert_two_ranks_follow_one(dataset, tmp_path, "--posterior", posterior, "--epochs", "1", *extra)
+
+
+@pytest.mark.slow
+def test_two_ranks_make_one_tracked_run(dataset: Path, tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out, _ = train_two_ranks(dataset, tmp_path / "two", "--epochs", "2", "--track", f"mlflow:{store}")
+    client = mlflow.MlflowClient(tracking_uri=store)
+    (tracked,) = client.search_runs([client.get_experiment_by_name("vaekit").experiment_id])  # rank 0's only
+    assert tracked.info.status == "FINISHED" and tracked.data.params["train.epochs"] == "2"
+    val = client.get_metric_history(tracked.info.run_id, "val/nelbo_nats_per_image")
+    assert [m.value for m in val] == pytest.approx([line["val_nelbo_nats"] for line in metrics(out)])
