@@ -230,6 +230,8 @@ def test_a_posterior_family_trains_on_two_ranks_as_on_one(posterior: str, datase
 def test_two_ranks_make_one_tracked_run(dataset: Path, tmp_path: Path) -> None:
     mlflow = pytest.importorskip("mlflow")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # the experiment made first with its artifacts here: MLflow's default is ./mlruns in the working folder
+    mlflow.MlflowClient(tracking_uri=store).create_experiment("vaekit", artifact_location=str(tmp_path / "artifacts"))
     out, _ = train_two_ranks(dataset, tmp_path / "two", "--epochs", "2", "--track", f"mlflow:{store}")
     client = mlflow.MlflowClient(tracking_uri=store)
     (tracked,) = client.search_runs([client.get_experiment_by_name("vaekit").experiment_id])  # rank 0's only

@@ -52,6 +52,8 @@ def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_mlflow_holds_the_settings_figures_pictures_and_folder_and_a_resume_continues_it(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # the experiment made first with its artifacts here: MLflow's default is ./mlruns in the working folder
+    mlflow.MlflowClient(tracking_uri=store).create_experiment("vaekit", artifact_location=str(tmp_path / "artifacts"))
     settings = {"epochs": 3, "latent_dim": 2, "hidden_sizes": (16,), "batch_size": 48, "track": (f"mlflow:{store}",)}
     with pytest.raises(KeyboardInterrupt):
         fit(images(), out=tmp_path / "run", callbacks=[StopAfter(2)], **settings)

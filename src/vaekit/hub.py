@@ -204,32 +204,7 @@ def _data_line(config: RunConfig, raw: dict[str, Any]) -> str:
     return f"the built-in dataset `{dataset}` as vaekit reads it (`vaekit datasets`), split {counts}."
 
 
-def model_card(
-    run_dir: Path, config: RunConfig, repo: str, license_id: str, pictures: list[str], code: Path | None
-) -> str:
-    raw = read_json(run_dir / "config.json")
-    flat = {
-        f"{s}.{k}": v for s, values in config.to_dict().items() if isinstance(values, dict) for k, v in values.items()
-    }
-    published = _published_config(raw)
-    for key in ("data.dataset", "data.data_dir", "train.tensorboard"):
-        section, name = key.split(".")
-        flat[key] = published[section].get(name)
-    summary = read_json(run_dir / "summary.json")
-    figures = "\n".join(f"| {name} | {value} | {how} |" for name, value, how in _figure_rows(run_dir))
-    cells = {key: json.dumps(value).replace("|", "\\|") for key, value in flat.items()}  # a | would end the cell
-    settings = "\n".join(f"| `{key}` | `{cell}` |" for key, cell in cells.items())
-    shown = "\n".join(f"![{name}](pictures/{name}.png)" for name in pictures)
-    code_note = (
-        f"\nIts network is built by user code, uploaded as `{code.name}` ({config.model.architecture}): "
-        f"loading it runs that code, so `load_run` asks for `trust_code=True`. Read it first.\n"
-        if code is not None
-        else ""
-    )
-    trust = ", trust_code=True" if code is not None else ""
-    extra = ["eval.json"] * (run_dir / "eval.json").is_file() + ([code.name] if code is not None else [])
-    extra_files = "".join(f", `{name}`" for name in extra)
-    return f"""---
+CARD_TEMPLATE = """---
 library_name: vaekit
 license: {license_id}
 tags:
@@ -238,12 +213,12 @@ tags:
 - pytorch
 ---
 
-# {repo.split("/")[1]}
+# {name}
 
 A variational autoencoder trained with [vaekit](https://pypi.org/project/vaekit/): preset
-`{config.preset}`, {config.model.architecture} network, latent size {config.model.latent_dim},
-{config.likelihood.name} likelihood, objective `{config.objective.name}`, posterior
-`{config.posterior.name}`, prior `{config.prior.name}`.
+`{preset}`, {architecture} network, latent size {latent_dim},
+{likelihood} likelihood, objective `{objective}`, posterior
+`{posterior}`, prior `{prior}`.
 {code_note}
 ## Use
 
@@ -258,7 +233,7 @@ or from the command line: `vaekit sample --run hf://{repo} -n 64 --out samples.p
 
 ## Figures
 
-{summary.get("figure_description", "")}. Kept: epoch {summary.get("best_epoch")} ({summary.get("kept", "")}).
+{description}. Kept: epoch {best_epoch} ({kept}).
 
 | figure | value | how |
 | --- | --- | --- |
@@ -268,7 +243,7 @@ Measure again with `vaekit evaluate --run hf://{repo}` (add `--k 5000` for a tig
 
 ## Data
 
-Trained on {_data_line(config, raw)}
+Trained on {data}
 
 ## Pictures
 
@@ -295,3 +270,53 @@ file names).
 `checkpoints/best.safetensors` (the weights: safetensors, no pickle), `config.json`,
 `summary.json`, `metrics.jsonl` (the training curves, one line per epoch){extra_files}, `pictures/`.
 """
+
+
+def model_card(
+    run_dir: Path, config: RunConfig, repo: str, license_id: str, pictures: list[str], code: Path | None
+) -> str:
+    raw = read_json(run_dir / "config.json")
+    flat = {
+        f"{s}.{k}": v for s, values in config.to_dict().items() if isinstance(values, dict) for k, v in values.items()
+    }
+    published = _published_config(raw)
+    for key in ("data.dataset", "data.data_dir", "train.tensorboard"):
+        section, name = key.split(".")
+        flat[key] = published[section].get(name)
+    summary = read_json(run_dir / "summary.json")
+    model = config.model
+    figures = "\n".join(f"| {name} | {value} | {how} |" for name, value, how in _figure_rows(run_dir))
+    cells = {key: json.dumps(value).replace("|", "\\|") for key, value in flat.items()}  # a | would end the cell
+    settings = "\n".join(f"| `{key}` | `{cell}` |" for key, cell in cells.items())
+    shown = "\n".join(f"![{name}](pictures/{name}.png)" for name in pictures)
+    code_note = (
+        f"\nIts network is built by user code, uploaded as `{code.name}` ({config.model.architecture}): "
+        f"loading it runs that code, so `load_run` asks for `trust_code=True`. Read it first.\n"
+        if code is not None
+        else ""
+    )
+    trust = ", trust_code=True" if code is not None else ""
+    extra = ["eval.json"] * (run_dir / "eval.json").is_file() + ([code.name] if code is not None else [])
+    extra_files = "".join(f", `{name}`" for name in extra)
+    return CARD_TEMPLATE.format(
+        name=repo.split("/")[1],
+        repo=repo,
+        license_id=license_id,
+        preset=config.preset,
+        architecture=model.architecture,
+        latent_dim=model.latent_dim,
+        likelihood=config.likelihood.name,
+        objective=config.objective.name,
+        posterior=config.posterior.name,
+        prior=config.prior.name,
+        code_note=code_note,
+        trust=trust,
+        description=summary.get("figure_description", ""),
+        best_epoch=summary.get("best_epoch"),
+        kept=summary.get("kept", ""),
+        figures=figures,
+        data=_data_line(config, raw),
+        shown=shown,
+        settings=settings,
+        extra_files=extra_files,
+    )
