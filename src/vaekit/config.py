@@ -282,6 +282,17 @@ class TrackerChoice:
     target: str | None  # MLflow's tracking URI, W&B's project; None: the package's own default
 
 
+def flat_settings(config: RunConfig) -> dict[str, Any]:
+    """The run's settings as `section.name` -> value, as trackers and model cards show them."""
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{name}": value for name, value in values.items()})
+        else:
+            flat[section] = values
+    return flat
+
+
 def parse_track(values: Sequence[str]) -> list[TrackerChoice]:
     """`mlflow`, `mlflow:sqlite:///runs.db`, `wandb`, `wandb:my-project` -> the trackers, each once."""
     chosen: dict[str, TrackerChoice] = {}

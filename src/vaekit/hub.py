@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.atomic import read_json
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, flat_settings
 from vaekit.errors import VaekitError
 from vaekit.models.custom import is_factory_name
-from vaekit.viz.card import last_pictures
+from vaekit.viz.card import iwae_bound, last_pictures
 
 HF_PREFIX = re.compile(r"^hf:/{1,2}")  # Path("hf://a/b") prints as hf:/a/b
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -181,11 +181,11 @@ def _figure_rows(run_dir: Path) -> list[tuple[str, str, str]]:
         rows.append(("test -ELBO in bits per dimension", f"{summary['test_bits_per_dim']:.4f}", "end of training"))
     if (run_dir / "eval.json").is_file():
         evaluation = read_json(run_dir / "eval.json")
-        bound = [k for k in evaluation if k.startswith("iwae_") and k.endswith("_nats") and "error" not in k]
-        if bound:
+        bound = iwae_bound(evaluation)
+        if bound is not None:
             how = f"vaekit evaluate --k {evaluation.get('iwae_k')}"
-            name = bound[0].removeprefix("iwae_").removesuffix("_nats").replace("_", " ")
-            rows.append((f"IWAE {name}", f"{evaluation[bound[0]]:.2f} {unit}", how))
+            name = bound[0]
+            rows.append((f"IWAE {name}", f"{bound[1]:.2f} {unit}", how))
             if "iwae_bits_per_dim" in evaluation:
                 rows.append((f"IWAE {name} in bits per dimension", f"{evaluation['iwae_bits_per_dim']:.4f}", how))
     return rows
@@ -276,9 +276,7 @@ def model_card(
     run_dir: Path, config: RunConfig, repo: str, license_id: str, pictures: list[str], code: Path | None
 ) -> str:
     raw = read_json(run_dir / "config.json")
-    flat = {
-        f"{s}.{k}": v for s, values in config.to_dict().items() if isinstance(values, dict) for k, v in values.items()
-    }
+    flat = {key: value for key, value in flat_settings(config).items() if "." in key}  # sections only
     published = _published_config(raw)
     for key in ("data.dataset", "data.data_dir", "train.tensorboard"):
         section, name = key.split(".")

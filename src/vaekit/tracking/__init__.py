@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vaekit.atomic import read_json, write_json
-from vaekit.config import RunConfig, TrackerChoice, parse_track
+from vaekit.config import RunConfig, TrackerChoice, flat_settings, parse_track
 from vaekit.metrics.meaning import item_word
 from vaekit.models import VAE
 from vaekit.training.callbacks import EpochReport, StepReport
@@ -29,6 +29,8 @@ STATE_FILE = "tracking.json"  # in the run folder: which tracked runs this run l
 
 class Tracker(Protocol):
     """One tracked run: what vaekit logs, in the tracker's own calls."""
+
+    kind: str  # mlflow or wandb: its key in tracking.json
 
     def state(self) -> dict[str, Any]: ...  # what reopens the same tracked run on resume
     def log_settings(self, settings: dict[str, Any]) -> None: ...
@@ -47,17 +49,6 @@ def _open(choice: TrackerChoice, run_name: str, state: dict[str, Any] | None) ->
     from vaekit.tracking.wandb_tracker import WandbTracker
 
     return WandbTracker.open(choice.target, run_name, state)
-
-
-def flat_settings(config: RunConfig) -> dict[str, Any]:
-    """The run's settings as `section.name` -> value, as trackers show parameters."""
-    flat: dict[str, Any] = {}
-    for section, values in config.to_dict().items():
-        if isinstance(values, dict):
-            flat.update({f"{section}.{name}": value for name, value in values.items()})
-        else:
-            flat[section] = values
-    return flat
 
 
 class Trackers:
@@ -98,12 +89,8 @@ class Trackers:
     def save_state(self, run_dir: Path) -> None:
         """Which tracked runs this run logs to, and through which step, in the run folder."""
         self.run_dir = run_dir
-        state: dict[str, Any] = {kind: t.state() for kind, t in zip(self.kinds, self.trackers, strict=True)}
+        state: dict[str, Any] = {t.kind: t.state() for t in self.trackers}
         write_json(run_dir / STATE_FILE, {**state, "logged_through": self.logged})
-
-    @property
-    def kinds(self) -> list[str]:
-        return [type(t).kind for t in self.trackers]  # type: ignore[attr-defined]
 
     def _log(self, figures: dict[str, float], step: int) -> None:
         for tracker in self.trackers:

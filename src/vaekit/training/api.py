@@ -105,20 +105,11 @@ def fit(
         settings["architecture"] = factory_name(settings["architecture"])  # what the run stores
     if isinstance(settings.get("column_types"), dict):  # {name: kind}, as Python users write it
         settings["column_types"] = tuple(f"{name}={kind}" for name, kind in settings["column_types"].items())
-    own_data: OwnData | None = None
-    if isinstance(data, str | Path):  # a built-in dataset's name or a file, as `vaekit train --dataset` takes
-        if labels is not None or columns is not None:
-            raise VaekitError(
-                f"fit({str(data)!r}) reads its labels and columns from the dataset: give labels= and columns= only "
-                "with data in memory"
-            )
-        own: Any = None
-    else:
-        own, class_names = from_memory(data, labels, columns, settings.get("column_types", ()))
-        own_data = OwnData(own, class_names)
-    chosen = preset if preset is not None or config is not None else (TABLE_PRESET if isinstance(own, Table) else None)
+    own_data = _own_data(data, labels, columns, settings.get("column_types", ()))
+    is_table = own_data is not None and isinstance(own_data.data, Table)
+    chosen = preset if preset is not None or config is not None else (TABLE_PRESET if is_table else None)
     flags = _settings_by_section(settings)
-    if own is None:
+    if own_data is None:
         flags["data"]["dataset"] = str(data)
     if isinstance(config, RunConfig):
         resolved = with_overrides(config, flags, preset=preset)
@@ -135,6 +126,19 @@ def fit(
         callbacks=callbacks,
     )
     return load_run(result.run_dir, trust_code=True)  # its network is the one just trained
+
+
+def _own_data(data: Any, labels: Any, columns: Sequence[str] | None, column_types: Any) -> OwnData | None:
+    """Data handed over in memory, ready to be split and saved with the run; None for a built-in
+    dataset's name or a file, which the run reads as `vaekit train --dataset` would."""
+    if not isinstance(data, str | Path):
+        return OwnData(*from_memory(data, labels, columns, column_types))
+    if labels is not None or columns is not None:
+        raise VaekitError(
+            f"fit({str(data)!r}) reads its labels and columns from the dataset: give labels= and columns= only "
+            "with data in memory"
+        )
+    return None
 
 
 def resume(

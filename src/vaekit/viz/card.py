@@ -56,6 +56,15 @@ def run_line(run: TrainedRun) -> str:
     return f"{str(run.run_dir)!r}: {preset}{_what(run)}, data {_data(run)}{figure}"
 
 
+def iwae_bound(evaluation: dict[str, Any]) -> tuple[str, float] | None:
+    """eval.json's IWAE figure as (what it is, its value in nats): `nll` for a likelihood, else
+    what the figure is (`cross entropy`, ...); None before the run was evaluated."""
+    keys = [key for key in evaluation if key.startswith("iwae_") and key.endswith("_nats") and "error" not in key]
+    if not keys:
+        return None
+    return keys[0].removeprefix("iwae_").removesuffix("_nats").replace("_", " "), float(evaluation[keys[0]])
+
+
 def _figure_rows(run: TrainedRun) -> list[tuple[str, str]]:
     summary, unit = run.summary, run.summary.get("units", "nats per item")
     rows = []
@@ -66,10 +75,9 @@ def _figure_rows(run: TrainedRun) -> list[tuple[str, str]]:
     evaluation_file = run.run_dir / "eval.json"
     if evaluation_file.is_file():
         evaluation = read_json(evaluation_file)
-        bound = [key for key in evaluation if key.startswith("iwae_") and key.endswith("_nats") and "error" not in key]
-        if bound:  # iwae_nll_nats for a likelihood, else what the figure is (iwae_cross_entropy_nats, ...)
-            name = bound[0].removeprefix("iwae_").removesuffix("_nats").replace("_", " ")
-            rows.append((f"IWAE {name}, K={evaluation.get('iwae_k')}", f"{evaluation[bound[0]]:.2f} {unit}"))
+        bound = iwae_bound(evaluation)
+        if bound is not None:
+            rows.append((f"IWAE {bound[0]}, K={evaluation.get('iwae_k')}", f"{bound[1]:.2f} {unit}"))
         if "iwae_bits_per_dim" in evaluation:
             rows.append(("  in bits per dimension", f"{evaluation['iwae_bits_per_dim']:.4f}"))
     if "best_epoch" in summary:
